@@ -1,0 +1,71 @@
+"""The core config sections: run, data, eval, train. Model- and stage-specific sections live
+beside the code that reads them (``models/``, ``embed/``, ``tokenizers/`` ...) and register
+themselves the same way."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, field_validator
+
+from pitrec.config import Section
+from pitrec.registry import SECTIONS
+
+
+@SECTIONS.register("run")
+class RunConfig(Section):
+    seed: int = 0
+    device: str = "cpu"  # cpu | cuda | cuda:N | auto
+    num_threads: int = 0  # 0 = torch default
+    out: str | None = None  # run directory
+    progress: bool = True  # progress bars on long loops
+
+
+@SECTIONS.register("data")
+class DataConfig(Section):
+    path: str | None = None  # a folder or file; None with format=synthetic
+    format: Literal["auto", "s3rec", "recbole", "csv", "parquet", "synthetic"] = "auto"
+    kcore_users: int = 0  # drop users with fewer interactions (0 = off); drops are counted and reported
+    kcore_items: int = 0
+    max_history: int = Field(20, ge=1)
+    min_user_interactions: int = Field(3, ge=3)  # leave-one-out needs train + valid + test
+    # columns of generic tables (csv/parquet)
+    user_col: str = "user_id"
+    item_col: str = "item_id"
+    time_col: str = "timestamp"
+    items_file: str | None = None
+    # synthetic generator (the embedded default)
+    synthetic_users: int = 2000
+    synthetic_items: int = 600
+    synthetic_clusters: int = 12
+    synthetic_seed: int = 7
+
+
+@SECTIONS.register("eval")
+class EvalConfig(Section):
+    ks: list[int] = Field(default_factory=lambda: [5, 10, 20])
+    mask_history: bool = False  # default protocol (TIGER and the generative papers): no masking
+    batch_size: int = Field(512, ge=1)
+    valid_metric: str = "ndcg@10"
+    valid_users: int = Field(0, ge=0)  # validate on a fixed random subset of users (0 = all)
+
+    @field_validator("ks")
+    @classmethod
+    def _ks_positive_sorted(cls, v: list[int]) -> list[int]:
+        if not v or any(k < 1 for k in v):
+            raise ValueError("ks must be a non-empty list of positive integers")
+        return sorted(set(v))
+
+
+@SECTIONS.register("train")
+class TrainConfig(Section):
+    epochs: int = Field(50, ge=0)
+    batch_size: int = Field(256, ge=1)
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    warmup_steps: int = Field(0, ge=0)
+    grad_clip: float = Field(1.0, ge=0)  # 0 = off
+    patience: int = Field(5, ge=1)  # early stopping on eval.valid_metric, in evaluations
+    eval_every: int = Field(1, ge=1)  # epochs between validations
+    max_minutes: float = Field(0, ge=0)  # wall-clock budget for training (0 = none)
+    save_every_steps: int = Field(0, ge=0)  # extra mid-epoch checkpoints for resume (0 = per epoch)

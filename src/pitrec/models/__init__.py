@@ -1,0 +1,1 @@
+"""Models. A model file knows nothing of files on disk or of training loops."""

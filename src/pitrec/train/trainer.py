@@ -1,0 +1,185 @@
+"""The one training loop: AdamW, warm-up, gradient clipping, early stopping on a validation
+metric, atomic checkpoints every epoch (and optionally every N steps), exact resume, progress bars
+and a JSONL log. Identical for every recipe, so methods differ only in what they model."""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from pitrec.eval.evaluator import Evaluator
+from pitrec.train.checkpoint import load_checkpoint, save_checkpoint
+from pitrec.train.recipe import Recipe
+from pitrec.utils.runtime import peak_rss_mb
+
+
+class Trainer:
+    def __init__(self, cfg, recipe: Recipe, evaluator: Evaluator, run=None, valid_evaluator: Evaluator | None = None):
+        self.cfg = cfg
+        self.recipe = recipe
+        self.evaluator = evaluator
+        self.valid_evaluator = valid_evaluator or evaluator
+        self.run = run
+        self.optimizer: torch.optim.Optimizer | None = None
+        self.state: dict[str, Any] = {"epoch": 0, "batch": 0, "step": 0, "best": None, "best_epoch": None,
+                                      "bad_evals": 0, "train_seconds": 0.0, "train_samples": 0, "done": False}
+
+    # ------------------------------------------------------------------------------------
+    def _build_optimizer(self) -> None:
+        groups = self.recipe.param_groups()
+        if groups:
+            self.optimizer = torch.optim.AdamW(groups, lr=self.cfg.train.lr, betas=(0.9, 0.98))
+
+    def _lr_at(self, step: int) -> float:
+        warm = self.cfg.train.warmup_steps
+        if warm and step < warm:
+            return self.cfg.train.lr * (step + 1) / warm
+        return self.cfg.train.lr
+
+    def _save(self, which: str) -> None:
+        if self.run is None:
+            return
+        tensors, meta = self.recipe.extra_state()
+        state = dict(self.state, recipe_state=meta, torch_rng=torch.get_rng_state().tolist())
+        path = self.run.latest if which == "latest" else self.run.best
+        save_checkpoint(path, self.recipe.modules(), state,
+                        optimizer=self.optimizer if which == "latest" else None, extra_tensors=tensors)
+
+    def resume(self) -> bool:
+        """Load ``checkpoint/latest`` if there is one; returns whether it did."""
+        if self.run is None or not (self.run.latest / "state.json").is_file():
+            return False
+        if self.optimizer is None:
+            self._build_optimizer()
+        state, extra = load_checkpoint(self.run.latest, self.recipe.modules(), self.optimizer)
+        self.recipe.load_extra_state(extra, state.pop("recipe_state", {}))
+        rng = state.pop("torch_rng", None)
+        if rng is not None:
+            torch.set_rng_state(torch.tensor(rng, dtype=torch.uint8))
+        state.pop("optimizer", None)
+        self.state.update(state)
+        return True
+
+    # ------------------------------------------------------------------------------------
+    def fit(self) -> dict[str, Any]:
+        cfg, recipe = self.cfg, self.recipe
+        if self.optimizer is None:
+            self._build_optimizer()
+        metric = cfg.eval.valid_metric
+        budget_s = cfg.train.max_minutes * 60 if cfg.train.max_minutes else math.inf
+        epochs = cfg.train.epochs if recipe.trainable else 0
+        stop = self.state["done"]
+        while not stop and self.state["epoch"] < epochs:
+            epoch = self.state["epoch"]
+            rng = np.random.default_rng([cfg.run.seed, epoch])
+            batches = recipe.train_batches(epoch, rng)
+            recipe.train(True)
+            sums: dict[str, float] = {}
+            n_seen, t0 = 0, time.perf_counter()
+            bar = tqdm(batches[self.state["batch"]:], desc=f"{recipe.name} epoch {epoch + 1}/{epochs}",
+                       disable=not cfg.run.progress, leave=False, dynamic_ncols=True)
+            for batch in bar:
+                for g in self.optimizer.param_groups:
+                    g["lr"] = self._lr_at(self.state["step"])
+                losses = recipe.training_step(batch, self.state["step"])
+                loss = losses["loss"]
+                if not torch.isfinite(loss):
+                    raise FloatingPointError(f"non-finite loss {loss.item()} at epoch {epoch + 1}, step {self.state['step']}")
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                if cfg.train.grad_clip:
+                    torch.nn.utils.clip_grad_norm_([p for g in self.optimizer.param_groups for p in g["params"]], cfg.train.grad_clip)
+                self.optimizer.step()
+                bs = recipe.batch_size_of(batch)
+                n_seen += bs
+                for k, v in losses.items():
+                    sums[k] = sums.get(k, 0.0) + float(v.detach()) * bs
+                self.state["step"] += 1
+                self.state["batch"] += 1
+                bar.set_postfix(loss=f"{sums['loss'] / n_seen:.4f}", refresh=False)
+                elapsed = self.state["train_seconds"] + time.perf_counter() - t0
+                if cfg.train.save_every_steps and self.state["step"] % cfg.train.save_every_steps == 0:
+                    self._checkpoint_progress(t0, n_seen)
+                    t0, n_seen = time.perf_counter(), 0
+                if elapsed > budget_s:
+                    stop = True
+                    break
+            bar.close()
+            epoch_seconds = time.perf_counter() - t0
+            self.state["train_seconds"] += epoch_seconds
+            self.state["train_samples"] += n_seen
+            finished_epoch = self.state["batch"] >= len(batches)
+            record: dict[str, Any] = {"epoch": epoch + 1, "step": self.state["step"],
+                                      **{f"train_{k}": v / max(n_seen, 1) for k, v in sums.items()},
+                                      "epoch_seconds": epoch_seconds,
+                                      "samples_per_s": n_seen / max(epoch_seconds, 1e-9),
+                                      "lr": self.optimizer.param_groups[0]["lr"]}
+            if finished_epoch:
+                record.update(recipe.on_epoch_end(epoch))
+                self.state["epoch"] += 1
+                self.state["batch"] = 0
+            if finished_epoch and ((epoch + 1) % cfg.train.eval_every == 0 or self.state["epoch"] >= epochs) or stop:
+                recipe.train(False)
+                valid = self.valid_evaluator.evaluate(recipe.ranker(), "valid", progress=cfg.run.progress)
+                record["valid"] = valid
+                if self.state["best"] is None or valid[metric] > self.state["best"]:
+                    self.state.update(best=valid[metric], best_epoch=epoch + 1, bad_evals=0)
+                    self._save("best")
+                else:
+                    self.state["bad_evals"] += 1
+                    if self.state["bad_evals"] >= cfg.train.patience:
+                        stop = True
+                record["best_" + metric] = self.state["best"]
+            record["peak_rss_mb"] = peak_rss_mb()
+            if self.run is not None:
+                self.run.log_metrics(record)
+            if stop or self.state["epoch"] >= epochs:
+                self.state["done"] = True
+            self._save("latest")
+            if cfg.run.progress:
+                _print_epoch(record, metric)
+        return self.finish()
+
+    def _checkpoint_progress(self, t0: float, n_seen: int) -> None:
+        """Mid-epoch save: fold the time and samples so far into the state first, so a resumed
+        run reports the same totals."""
+        self.state["train_seconds"] += time.perf_counter() - t0
+        self.state["train_samples"] += n_seen
+        self._save("latest")
+
+    def finish(self) -> dict[str, Any]:
+        recipe = self.recipe
+        if self.run is not None and (self.run.best / "state.json").is_file() and recipe.trainable:
+            state, extra = load_checkpoint(self.run.best, recipe.modules())
+            recipe.load_extra_state(extra, state.get("recipe_state", {}))
+        recipe.train(False)
+        test = self.evaluator.evaluate(recipe.ranker(), "test", progress=self.cfg.run.progress)
+        result = {
+            "method": recipe.name,
+            "test": test,
+            "best_valid": self.state["best"],
+            "best_epoch": self.state["best_epoch"],
+            "epochs_run": self.state["epoch"],
+            "steps": self.state["step"],
+            "train_seconds": self.state["train_seconds"],
+            "train_samples_per_s": self.state["train_samples"] / max(self.state["train_seconds"], 1e-9),
+            "eval_users_per_s": test["users_per_s"],
+            "peak_rss_mb": peak_rss_mb(),
+        }
+        if self.run is not None:
+            recipe.save_artifacts(self.run)
+            self.run.write_json("test_metrics.json", result)
+        return result
+
+
+def _print_epoch(record: dict, metric: str) -> None:
+    parts = [f"epoch {record['epoch']}", f"loss {record.get('train_loss', float('nan')):.4f}",
+             f"{record['samples_per_s']:.0f} samples/s"]
+    if "valid" in record:
+        parts.append(f"valid {metric} {record['valid'][metric]:.4f} (best {record['best_' + metric]:.4f})")
+    tqdm.write(" | ".join(parts))
