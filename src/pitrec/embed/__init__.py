@@ -1,0 +1,1 @@
+"""Item content embeddings (sentence-transformers, TF-IDF+SVD fallback, precomputed .npy), cached."""

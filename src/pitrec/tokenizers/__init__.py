@@ -1,0 +1,5 @@
+"""Tokenizers: item content embeddings -> semantic IDs (``SidTable``)."""
+
+from pitrec.tokenizers.sid_table import SidTable
+
+__all__ = ["SidTable"]
