@@ -150,7 +150,7 @@ def demo(ctx: typer.Context,
     console.print(metrics_table(rows, cfg.eval.ks, title="pitrec demo: synthetic data, test metrics"))
 
 
-for _mod in ("pitrec.serve.cli", "pitrec.bench.cli"):
+for _mod in ("pitrec.tokenizers.cli", "pitrec.serve.cli", "pitrec.bench.cli"):
     try:
         importlib.import_module(_mod).register(app)
     except ModuleNotFoundError as _exc:
