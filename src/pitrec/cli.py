@@ -57,14 +57,19 @@ def metrics_table(rows: list[dict], ks=(5, 10, 20), title: str = "Test metrics (
     return table
 
 
-@data_app.command("stats")
-def data_stats(path: Path = typer.Argument(..., help="dataset folder or file"),
+@data_app.command("stats", context_settings=EXTRA)
+def data_stats(ctx: typer.Context,
+               path: Path = typer.Argument(..., help="dataset folder or file"),
                format: str = typer.Option("auto", help="s3rec | recbole | csv | parquet | auto"),
+               kcore_users: int = typer.Option(0, help="drop users with fewer interactions (reported)"),
+               kcore_items: int = typer.Option(0, help="drop items with fewer interactions (reported)"),
                as_json: bool = typer.Option(False, "--json", help="print JSON")) -> None:
-    """Users / items / interactions / average length of a dataset, as loaded (no filtering)."""
+    """Users / items / interactions / average length of a dataset as loaded, with every drop
+    counted; ``--data.user_col=...`` style options set the columns of CSV/Parquet tables."""
     from pitrec.data.readers import load_interactions
 
-    cfg = resolve(None, None, [], **{"data.path": str(path), "data.format": format})
+    cfg = resolve(None, None, ctx.args, **{"data.path": str(path), "data.format": format,
+                                           "data.kcore_users": kcore_users, "data.kcore_items": kcore_items})
     try:
         stats = load_interactions(cfg.data).stats()
     except DataError as exc:

@@ -29,11 +29,11 @@ class DataConfig(Section):
     kcore_items: int = 0
     max_history: int = Field(20, ge=1)
     min_user_interactions: int = Field(3, ge=3)  # leave-one-out needs train + valid + test
-    # columns of generic tables (csv/parquet)
+    # columns of generic tables (csv/parquet) and field names of RecBole atomic files
     user_col: str = "user_id"
     item_col: str = "item_id"
-    time_col: str = "timestamp"
-    items_file: str | None = None
+    time_col: str = "timestamp"  # "" = no timestamps: rows are already in chronological order
+    items_file: str | None = None  # csv/parquet items table (id = item_col, text|title, attributes)
     # synthetic generator (the embedded default)
     synthetic_users: int = 2000
     synthetic_items: int = 600

@@ -8,15 +8,9 @@ from pathlib import Path
 from pitrec.data.errors import DataError
 from pitrec.data.filtering import kcore
 from pitrec.data.interactions import Interactions
-from pitrec.data.readers import s3rec  # noqa: F401  (registers)
+from pitrec.data.readers import recbole, s3rec  # noqa: F401  (importing registers the readers)
+from pitrec.data.readers.tabular import SUFFIXES, is_items_table
 from pitrec.registry import READERS
-
-for _optional in ("recbole", "tabular"):
-    try:
-        __import__(f"pitrec.data.readers.{_optional}")
-    except ModuleNotFoundError as _exc:  # not written yet / optional
-        if _exc.name != f"pitrec.data.readers.{_optional}":
-            raise
 
 
 def detect_format(path: Path) -> str:
@@ -25,9 +19,13 @@ def detect_format(path: Path) -> str:
             return "s3rec"
         if any(path.glob("*.inter")):
             return "recbole"
-        for ext in ("parquet", "csv"):
-            if any(path.glob(f"*.{ext}")) or any(path.glob(f"*.{ext}.gz")):
-                return ext
+        names = [p.name.lower() for p in path.iterdir() if p.is_file() and not is_items_table(p)]
+        kinds = [fmt for fmt, suffixes in SUFFIXES.items() if any(n.endswith(suffixes) for n in names)]
+        if len(kinds) > 1:
+            raise DataError(path, "this folder holds both CSV and Parquet tables; set data.format to say which "
+                                  "holds the interactions")
+        if kinds:
+            return kinds[0]
         raise DataError(path, "cannot tell the data format of this folder: expected sequences.txt[.gz] "
                               "(S3-Rec), *.inter (RecBole) or interactions .csv/.parquet; set data.format")
     name = path.name.lower()
