@@ -26,14 +26,23 @@ class Ranker(Protocol):
 
 
 def topk_from_scores(scores: torch.Tensor, k: int, history: torch.Tensor | None = None) -> torch.Tensor:
-    """Top-k over full item scores (B, n_items); with ``history`` its items are masked out."""
+    """Top-k over full item scores (B, n_items) -> (B, k); with ``history`` its items are masked.
+
+    An item scored ``-inf`` (masked) is never returned, even when fewer than k others remain,
+    and a catalog smaller than k cannot fill the row: those places are ``PAD`` (-1), as the
+    ``Ranker`` contract says, rather than a masked item or a narrower tensor.
+    """
     if history is not None:
         scores = scores.clone()
         rows = torch.arange(history.shape[0], device=history.device).unsqueeze(1).expand_as(history)
         valid = history != PAD
         scores[rows[valid], history[valid]] = float("-inf")
-    k = min(k, scores.shape[1])
-    return scores.topk(k, dim=1).indices
+    width = min(k, scores.shape[1])
+    values, items = scores.topk(width, dim=1)
+    items = items.masked_fill(values == float("-inf"), PAD)
+    if width < k:
+        items = torch.cat([items, items.new_full((items.shape[0], k - width), PAD)], dim=1)
+    return items
 
 
 class Evaluator:

@@ -36,8 +36,8 @@ def check_distinct(topk: torch.Tensor) -> None:
 
 def rank_metrics(topk: torch.Tensor, target: torch.Tensor, ks: Iterable[int]) -> dict[str, torch.Tensor]:
     """Per-user metrics: {'recall@K': (B,), 'ndcg@K': (B,)} for each K (<= topk width)."""
+    rank = hit_rank(topk, target).to(torch.float64)  # validates the shapes first
     check_distinct(topk)
-    rank = hit_rank(topk, target).to(torch.float64)
     out = {}
     for k in ks:
         if k > topk.shape[1]:
