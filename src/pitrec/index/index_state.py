@@ -1,0 +1,141 @@
+"""Persistence, churn bookkeeping and edge-list helpers of ``BeamIndex``, kept apart from the
+index operations so that file concerns do not crowd the algorithm.
+
+On disk an index is a directory of two files written atomically together: ``edges.safetensors``
+(the edge list and the reference snapshot of the last refresh, so churn statistics survive a
+resume) and ``index.json`` (format, ``version``, sizes, a SHA-256 of the tensor file, and the
+statistics for people). The checksum turns a truncated or edited tensor file into a clear error
+at load time instead of a silently different index.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from pitrec.utils.io import atomic_dir
+
+FORMAT = "pitrec.beam_index"
+FORMAT_VERSION = 1
+TENSORS_FILE = "edges.safetensors"
+META_FILE = "index.json"
+_TENSOR_DTYPES = {"edge_items": torch.int64, "edge_codes": torch.int64, "edge_weights": torch.float64,
+                  "ref_edge_items": torch.int64, "ref_edge_codes": torch.int64, "ref_primary_codes": torch.int64}
+_META_FIELDS = {"version": int, "n_items": int, "codebook_sizes": list, "max_sids_per_item": int,
+                "new_edge_weight": (int, float), "last_churn": dict}
+
+
+class BeamIndexError(ValueError):
+    """A malformed index, or an operation asked of it with inconsistent arguments."""
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """The (item, SID-key) edge set and primary SID keys at one moment, to measure churn."""
+
+    edge_items: np.ndarray
+    edge_keys: np.ndarray
+    primary_keys: np.ndarray
+
+
+def churn_between(before: Snapshot, after: Snapshot) -> dict[str, float]:
+    """How much the tokenisation moved: shares of items whose primary SID changed (over items
+    present in both), and of edges added / removed relative to the earlier edge count."""
+    n_common = min(len(before.primary_keys), len(after.primary_keys))
+    changed = before.primary_keys[:n_common] != after.primary_keys[:n_common]
+    items = np.concatenate([before.edge_items, after.edge_items])
+    keys = np.concatenate([before.edge_keys, after.edge_keys])
+    from_after = np.arange(len(items)) >= len(before.edge_items)
+    order, first = group_rows(items, keys)
+    sizes = np.diff(np.append(first, len(order)))
+    lone = sizes == 1  # groups (edges) present in only one of the two snapshots
+    side = from_after[order[first]]
+    n_before = max(1, len(before.edge_items))
+    return {
+        "primary_changed": float(changed.mean()) if n_common else 0.0,
+        "edges_added": float((lone & side).sum() / n_before),
+        "edges_removed": float((lone & ~side).sum() / n_before),
+    }
+
+
+def group_rows(items: np.ndarray, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Stable order grouping equal (item, SID) rows, and the position of each group's first row."""
+    order = np.lexsort((keys, items))
+    i, k = items[order], keys[order]
+    first = np.flatnonzero(np.r_[True, (i[1:] != i[:-1]) | (k[1:] != k[:-1])]) if len(i) else np.zeros(0, dtype=np.int64)
+    return order, first
+
+
+def rank_within(sorted_items: np.ndarray) -> np.ndarray:
+    """0, 1, 2 ... within each run of equal values of an item-sorted array."""
+    if not len(sorted_items):
+        return np.zeros(0, dtype=np.int64)
+    starts = np.r_[True, sorted_items[1:] != sorted_items[:-1]]
+    run_start = np.maximum.accumulate(np.where(starts, np.arange(len(sorted_items)), 0))
+    return np.arange(len(sorted_items)) - run_start
+
+
+def write_index_dir(directory: str | Path, tensors: dict[str, torch.Tensor], meta: dict[str, Any],
+                    stats: dict[str, Any]) -> None:
+    with atomic_dir(directory) as tmp:
+        save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp / TENSORS_FILE))
+        record = {"format": FORMAT, "format_version": FORMAT_VERSION, **meta,
+                  "sha256": _sha256(tmp / TENSORS_FILE),
+                  "tensors": {k: list(v.shape) for k, v in tensors.items()}, "stats": stats}
+        (tmp / META_FILE).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+        for name in (TENSORS_FILE, META_FILE):  # durable before the directory swap makes them visible
+            with open(tmp / name, "rb+") as fh:
+                os.fsync(fh.fileno())
+
+
+def read_index_dir(directory: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any], str]:
+    """Load and check the files; returns tensors, metadata and a location string for errors."""
+    directory = Path(directory)
+    meta_path, tensor_path = directory / META_FILE, directory / TENSORS_FILE
+    for p in (meta_path, tensor_path):
+        if not p.is_file():
+            raise BeamIndexError(f"{p}: missing (not a saved beam index directory?)")
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise BeamIndexError(f"{meta_path}: not valid JSON ({exc})") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise BeamIndexError(f"{meta_path}: field 'format' is not {FORMAT!r}")
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise BeamIndexError(f"{meta_path}: field 'format_version' is {meta.get('format_version')!r}; this pitrec reads {FORMAT_VERSION}")
+    for name, kind in _META_FIELDS.items():
+        if name not in meta:
+            raise BeamIndexError(f"{meta_path}: field {name!r} missing")
+        if not isinstance(meta[name], kind) or isinstance(meta[name], bool):
+            raise BeamIndexError(f"{meta_path}: field {name!r} has type {type(meta[name]).__name__}")
+    digest = _sha256(tensor_path)
+    if meta.get("sha256") != digest:
+        raise BeamIndexError(f"{tensor_path}: checksum {digest[:12]}... does not match {meta_path} field 'sha256' "
+                             "(file corrupt, truncated or replaced)")
+    try:
+        tensors = load_file(str(tensor_path))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise BeamIndexError(f"{tensor_path}: unreadable ({exc})") from None
+    for name, dtype in _TENSOR_DTYPES.items():
+        if name not in tensors:
+            raise BeamIndexError(f"{tensor_path}: tensor {name!r} missing")
+        if tensors[name].dtype != dtype:
+            raise BeamIndexError(f"{tensor_path}: tensor {name!r} has dtype {tensors[name].dtype}, expected {dtype}")
+    return tensors, meta, str(directory)
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
