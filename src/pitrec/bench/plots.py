@@ -1,0 +1,162 @@
+"""Figures beside a results file, drawn from the runs' own logs (``metrics.jsonl``,
+``sid_stats.json``), averaged over seeds per method/variant.
+
+The logs are optional evidence: a method without epochs (popularity), a run directory that was
+moved, or a recipe that does not log SID statistics yet each make a plot skip with a note saying
+why, never fail the report.
+
+Read from each run directory:
+- ``metrics.jsonl``: ``epoch``, ``valid[<valid metric>]`` (training curves); ``sid_churn`` (a
+  float per epoch); ``codebook_entropy`` (a list, one float per level) as a fallback for
+- ``sid_stats.json``: per-level entropy as ``{"entropy": [...]}``, ``{"levels": [{"entropy": ..}]}``
+  or ``{"per_level": [{"entropy": ..}]}``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+
+from pitrec.bench.results import summary_label
+from pitrec.utils.io import atomic_path, read_jsonl
+
+CURVE_METRIC = "ndcg@10"
+
+
+@dataclass
+class Plot:
+    name: str
+    path: Path | None  # None when skipped
+    note: str
+
+
+def make_plots(doc: dict[str, Any], out_dir: str | Path) -> list[Plot]:
+    out_dir = Path(out_dir)
+    dataset = doc["dataset"]
+    logs = {label: [_run_logs(r) for r in runs] for label, runs in _by_label(doc["runs"]).items()}
+    return [
+        _curves(logs, lambda rec: (rec.get("valid") or {}).get(CURVE_METRIC), f"validation {CURVE_METRIC}",
+                "training curves", out_dir / f"{dataset}_curves.png",
+                f"{dataset}: validation {CURVE_METRIC} per epoch (mean over seeds, band = ±1 std)"),
+        _curves(logs, lambda rec: rec.get("sid_churn"), "SID churn (share of items whose SID changed)",
+                "SID churn", out_dir / f"{dataset}_churn.png", f"{dataset}: SID churn over training (mean over seeds)"),
+        _entropy(logs, out_dir / f"{dataset}_entropy.png", dataset),
+    ]
+
+
+def _by_label(runs: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for run in runs:
+        groups.setdefault(summary_label(run["method"], run["variant"]), []).append(run)
+    return groups
+
+
+def _run_logs(run: dict[str, Any]) -> dict[str, Any]:
+    """The epoch log and SID statistics of one run; empty where the files are absent or damaged."""
+    run_dir = Path(run.get("run_dir") or "")
+    out: dict[str, Any] = {"epochs": [], "sid_stats": None}
+    if not run.get("run_dir") or not run_dir.is_dir():
+        return out
+    try:
+        out["epochs"] = read_jsonl(run_dir / "metrics.jsonl")
+    except ValueError:
+        pass
+    stats_path = run_dir / "sid_stats.json"
+    if stats_path.is_file():
+        try:
+            out["sid_stats"] = json.loads(stats_path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError:
+            pass
+    return out
+
+
+def _curves(logs: dict[str, list[dict]], value_of, ylabel: str, what: str, path: Path, title: str) -> Plot:
+    series = {}
+    for label, runs in logs.items():
+        per_epoch: dict[int, list[float]] = {}
+        for run in runs:
+            for rec in run["epochs"]:
+                value = value_of(rec)
+                if isinstance(value, (int, float)) and "epoch" in rec:
+                    per_epoch.setdefault(int(rec["epoch"]), []).append(float(value))
+        if per_epoch:
+            epochs = sorted(per_epoch)
+            series[label] = (np.array(epochs), np.array([np.mean(per_epoch[e]) for e in epochs]),
+                             np.array([_std(per_epoch[e]) for e in epochs]))
+    if not series:
+        return Plot(what, None, f"{what}: skipped, no run logged it in metrics.jsonl")
+    fig = Figure(figsize=(7, 4.2), layout="constrained")
+    ax = fig.subplots()
+    for label, (x, mean, std) in series.items():
+        ax.plot(x, mean, marker="o" if len(x) < 30 else None, markersize=3, label=label)
+        ax.fill_between(x, mean - std, mean + std, alpha=0.2)
+    ax.set(xlabel="epoch", ylabel=ylabel, title=title)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.grid(alpha=0.3)
+    ax.legend()
+    _save(fig, path)
+    return Plot(what, path, f"{what}: {', '.join(series)}")
+
+
+def _std(values: list[float]) -> float:
+    return float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+
+
+def level_entropy(stats: Any) -> list[float] | None:
+    """Per-level codebook entropy from a ``sid_stats.json`` document (see the module docstring)."""
+    if isinstance(stats, dict):
+        if isinstance(stats.get("entropy"), list):
+            return [float(v) for v in stats["entropy"]]
+        for key in ("levels", "per_level"):
+            if isinstance(stats.get(key), list):
+                return level_entropy(stats[key])
+    if isinstance(stats, list) and stats and all(isinstance(s, dict) and "entropy" in s for s in stats):
+        return [float(s["entropy"]) for s in stats]
+    return None
+
+
+def _entropy(logs: dict[str, list[dict]], path: Path, dataset: str) -> Plot:
+    bars: dict[str, np.ndarray] = {}
+    ragged = []
+    for label, runs in logs.items():
+        per_run = []
+        for run in runs:
+            levels = level_entropy(run["sid_stats"])
+            if levels is None:
+                logged = [rec["codebook_entropy"] for rec in run["epochs"]
+                          if isinstance(rec.get("codebook_entropy"), list)]
+                levels = [float(v) for v in logged[-1]] if logged else None
+            if levels:
+                per_run.append(levels)
+        n_levels = {len(levels) for levels in per_run}
+        if len(n_levels) == 1:
+            bars[label] = np.mean(np.array(per_run), axis=0)
+        elif len(n_levels) > 1:
+            ragged.append(label)
+    ragged_note = f"; left out {', '.join(ragged)} (seeds disagree on the number of levels)" if ragged else ""
+    if not bars:
+        return Plot("codebook entropy", None, "codebook entropy: skipped, no run has sid_stats.json or "
+                                              "codebook_entropy in metrics.jsonl" + ragged_note)
+    fig = Figure(figsize=(7, 4.2), layout="constrained")
+    ax = fig.subplots()
+    width = 0.8 / len(bars)
+    for i, (label, values) in enumerate(bars.items()):
+        ax.bar(np.arange(len(values)) + i * width, values, width, label=label)
+    most = max(len(v) for v in bars.values())
+    ax.set_xticks(np.arange(most) + 0.4 - width / 2, [f"level {lvl + 1}" for lvl in range(most)])
+    ax.set(ylabel="codebook entropy (final SIDs)", title=f"{dataset}: per-level codebook entropy (mean over seeds)")
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend()
+    _save(fig, path)
+    return Plot("codebook entropy", path, f"codebook entropy: {', '.join(bars)}{ragged_note}")
+
+
+def _save(fig: Figure, path: Path) -> None:
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)

@@ -1,0 +1,83 @@
+"""Planning: configs resolved up front, unknown methods warned about, resume decisions by hash."""
+
+from __future__ import annotations
+
+import pytest
+
+import pitrec.config
+from pitrec.bench.plan import config_hash, plan_runs, run_state
+from pitrec.bench.spec import BenchError, load_bench
+from pitrec.train.run_dir import RunDir
+
+
+def test_runs_cover_datasets_methods_seeds(write_bench):
+    bench = load_bench(write_bench(seeds=[0, 1]))
+    runs, notes = plan_runs(bench)
+    assert notes == []
+    assert [(r.dataset, r.method.label, r.seed) for r in runs] == [
+        ("tiny", "popularity", 0), ("tiny", "popularity", 1), ("tiny", "sasrec", 0), ("tiny", "sasrec", 1)]
+    sasrec = runs[2]
+    assert sasrec.run_dir.parts[-3:] == ("tiny", "sasrec-full", "seed0")
+    assert (sasrec.cfg.run.seed, sasrec.cfg.train.epochs, sasrec.cfg.data.format) == (0, 1, "synthetic")
+    assert sasrec.cfg.run.out == str(sasrec.run_dir)
+
+
+def test_unregistered_method_is_skipped_with_a_warning(write_bench):
+    bench = load_bench(write_bench(methods=[{"method": "popularity"}, {"method": "nosuch"},
+                                            {"method": "nosuch", "variant": "ablated"}]))
+    runs, notes = plan_runs(bench)
+    assert [r.method.method for r in runs] == ["popularity"]
+    assert len(notes) == 1
+    assert "'nosuch' is not a registered recipe" in notes[0] and "nosuch/ablated" in notes[0]
+    assert "popularity" in notes[0]  # lists the known ones
+
+
+def test_filters(write_bench):
+    bench = load_bench(write_bench())
+    runs, _ = plan_runs(bench, methods=["sasrec"])
+    assert {r.method.method for r in runs} == {"sasrec"}
+    with pytest.raises(BenchError, match="--method sasrek matches nothing.*popularity, sasrec"):
+        plan_runs(bench, methods=["sasrek"])
+    with pytest.raises(BenchError, match="--dataset beauty"):
+        plan_runs(bench, datasets=["beauty"])
+
+
+def test_bad_override_names_run_and_key(write_bench):
+    bench = load_bench(write_bench(methods=[{"method": "sasrec", "overrides": {"train": {"lrr": 0.1}}}]))
+    with pytest.raises(BenchError, match=r"dataset tiny, method sasrec, seed 0.*train\.lrr"):
+        plan_runs(bench)
+
+
+def test_protocol_must_match_across_methods(write_bench, monkeypatch):
+    real = pitrec.config.builtin_layer
+    monkeypatch.setattr(pitrec.config, "builtin_layer",
+                        lambda name: {"eval": {"ks": [10]}} if name == "sasrec" else real(name))
+    with pytest.raises(BenchError, match="evaluation protocol"):
+        plan_runs(load_bench(write_bench()))
+    # the bench protocol is applied last, so setting it explicitly restores one protocol for all
+    runs, _ = plan_runs(load_bench(write_bench(protocol={"eval": {"ks": [5, 10, 20]}})))
+    assert {tuple(r.cfg.eval.ks) for r in runs} == {(5, 10, 20)}
+
+
+def test_hash_ignores_display_and_location_only(write_bench):
+    cfg = plan_runs(load_bench(write_bench()))[0][0].cfg
+    h = config_hash(cfg.to_dict())
+    assert config_hash(cfg.with_overrides({"run": {"out": "elsewhere", "progress": True}}).to_dict()) == h
+    assert config_hash(cfg.with_overrides({"train": {"lr": 0.5}}).to_dict()) != h
+    assert config_hash(cfg.with_overrides({"run": {"seed": 9}}).to_dict()) != h
+
+
+def test_run_state_new_partial_done_changed(write_bench):
+    spec = plan_runs(load_bench(write_bench()))[0][0]
+    assert run_state(spec).kind == "new"
+    run = RunDir(spec.run_dir).create()
+    run.write_config(spec.cfg.with_overrides({"run": {"progress": True}}))
+    assert run_state(spec).kind == "partial"
+    run.write_json("test_metrics.json", {"test": {}})
+    assert run_state(spec).kind == "done"
+    changed = plan_runs(load_bench(write_bench(), ["--overrides.train.lr=0.5"]))[0][0]
+    state = run_state(changed)
+    assert state.kind == "changed" and "config changed" in state.detail
+    run.config_path.write_text("train: {no_such_key: 1}\n")
+    state = run_state(spec)
+    assert state.kind == "changed" and "no longer loads" in state.detail
