@@ -1,0 +1,122 @@
+"""Beam search over semantic IDs, batched over users, optionally constrained by a ``Trie``.
+
+It is generic over the model: anything that can score the next level given the previous code and
+a cache plugs in as a ``StepFn``. The User-to-Token recommender and PIT's Item-to-Token decoder use
+the same search, so constrained decoding, tie handling and the SID -> item mapping are written
+(and tested) once.
+
+Layout: every per-beam tensor is (B, W, ...), users first. A beam's cache is reordered by
+gathering along the beam axis, never across users, so per-user state that all beams share (the
+encoder memory and its cross-attention keys/values) is held by the step function once per user
+instead of being copied W times and reshuffled at every level.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+import torch
+
+from pitrec.data.batches import PAD
+from pitrec.index.trie import Trie
+
+# step(prev_codes (B, W) or None at level 0, level, cache or None) -> (log-probs (B, W, V_level), cache)
+StepFn = Callable[[torch.Tensor | None, int, Any], tuple[torch.Tensor, Any]]
+
+
+@dataclass
+class BeamResult:
+    codes: torch.Tensor  # (B, W, L) int64, best beam first
+    log_probs: torch.Tensor  # (B, W) total log-probability; -inf for empty beams (fewer SIDs than W)
+    leaves: torch.Tensor | None  # (B, W) trie leaf of each beam (-1 if none); None when unconstrained
+
+    @property
+    def alive(self) -> torch.Tensor:
+        return torch.isfinite(self.log_probs)
+
+
+def reorder_beams(cache: Any, parent: torch.Tensor) -> Any:
+    """Select beams ``parent`` (B, W_new) from every (B, W_old, ...) tensor of a nested cache."""
+    if cache is None:
+        return None
+    if isinstance(cache, torch.Tensor):
+        rows = torch.arange(parent.shape[0], device=parent.device).unsqueeze(1)
+        return cache[rows, parent]
+    if isinstance(cache, dict):
+        return {k: reorder_beams(v, parent) for k, v in cache.items()}
+    if isinstance(cache, (list, tuple)):
+        return type(cache)(reorder_beams(v, parent) for v in cache)
+    raise TypeError(f"cannot reorder a beam cache of type {type(cache).__name__}")
+
+
+@torch.no_grad()
+def beam_search(step: StepFn, batch_size: int, codebook_sizes: Sequence[int], beam_width: int,
+                trie: Trie | None = None, device: torch.device | str = "cpu") -> BeamResult:
+    """The ``beam_width`` most probable SIDs per user, level by level.
+
+    With a ``trie`` only prefixes of existing SIDs survive, so every returned beam is a valid SID
+    (when a user has fewer than ``beam_width`` reachable SIDs the rest are empty, -inf). Ties are
+    broken by ``torch.topk`` over (beam, code) in a fixed layout: the same inputs give the same
+    output.
+    """
+    if beam_width < 1:
+        raise ValueError(f"beam_width must be >= 1, got {beam_width}")
+    B = batch_size
+    scores = torch.zeros(B, 1, device=device)
+    codes = torch.zeros(B, 1, 0, dtype=torch.long, device=device)
+    nodes = torch.zeros(B, 1, dtype=torch.long, device=device)
+    prev, cache = None, None
+    rows = torch.arange(B, device=device).unsqueeze(1)
+    for level, size in enumerate(codebook_sizes):
+        log_probs, cache = step(prev, level, cache)
+        if log_probs.shape[-1] != size:
+            raise ValueError(f"step returned {log_probs.shape[-1]} scores at level {level}, codebook has {size}")
+        if trie is not None:
+            log_probs = log_probs.masked_fill(~trie.valid_mask(nodes, level), float("-inf"))
+        total = (scores.unsqueeze(-1) + log_probs).reshape(B, -1)
+        scores, flat = total.topk(min(beam_width, total.shape[1]), dim=1)
+        parent, code = flat // size, flat % size
+        cache = reorder_beams(cache, parent)
+        codes = torch.cat([codes[rows, parent], code.unsqueeze(-1)], dim=2)
+        if trie is not None:
+            nodes = trie.advance(nodes[rows, parent], level, code)
+            nodes = torch.where(torch.isfinite(scores), nodes, torch.full_like(nodes, -1))
+        prev = code
+    return BeamResult(codes=codes, log_probs=scores, leaves=nodes if trie is not None else None)
+
+
+def beams_to_items(leaves: torch.Tensor, log_probs: torch.Tensor, trie: Trie, k: int,
+                   exclude: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Beams (B, W), best first -> the first ``k`` distinct items per user and their scores.
+
+    A leaf shared by several items yields all of them (by item id) at the beam's score; an item
+    reached by several beams (several SIDs) keeps its best beam. Items in ``exclude`` (B, T),
+    PAD-padded, are dropped. Rows with fewer than ``k`` items are padded with -1 / -inf.
+    """
+    B, W = leaves.shape
+    live = torch.where(torch.isfinite(log_probs), leaves, torch.full_like(leaves, -1))
+    items, source = trie.items_of(live.reshape(-1))
+    row = torch.div(source, W, rounding_mode="floor")
+    score = log_probs.reshape(-1)[source]
+    key = row * trie.n_items + items
+    keep = torch.zeros_like(key, dtype=torch.bool)
+    if len(key):
+        # first occurrence of each (user, item): entries are in beam order within a row
+        order = torch.sort(key, stable=True).indices
+        sorted_key = key[order]
+        first = torch.ones_like(sorted_key, dtype=torch.bool)
+        first[1:] = sorted_key[1:] != sorted_key[:-1]
+        keep[order] = first
+    if exclude is not None and len(key):
+        ex_rows = torch.arange(B, device=exclude.device).unsqueeze(1).expand_as(exclude)
+        valid = exclude != PAD
+        keep &= ~torch.isin(key, ex_rows[valid] * trie.n_items + exclude[valid])
+    counts = torch.bincount(row[keep], minlength=B)
+    rank = torch.cumsum(keep.long(), 0) - 1 - (torch.cumsum(counts, 0) - counts)[row]
+    take = keep & (rank < k)
+    out_items = torch.full((B, k), -1, dtype=torch.long, device=leaves.device)
+    out_scores = torch.full((B, k), float("-inf"), dtype=log_probs.dtype, device=leaves.device)
+    out_items[row[take], rank[take]] = items[take]
+    out_scores[row[take], rank[take]] = score[take]
+    return out_items, out_scores

@@ -1,0 +1,266 @@
+"""User-to-Token: the encoder-decoder generative recommender of TIGER (and PIT's generator).
+
+The encoder reads the user's history as semantic-ID codes, the decoder writes the next item's SID
+one level at a time over the shared token vocabulary (level ``l`` code ``c`` is token
+``offset[l] + c``), and level ``l`` is predicted only over its own range, so every output is a
+well-formed SID. The model takes history CODES (B, T, L), never item ids: PIT re-tokenises items
+during training and the model must follow without an item-id table.
+
+Two history encodings (``u2t.history_encoding``):
+- ``sid``: TIGER's input, every item as its L code tokens (T*L encoder positions);
+- ``item``: one position per item, the sum of its code embeddings (T positions): L times fewer
+  encoder positions, hence cheaper on CPU.
+
+Written with its own attention layers (not ``nn.Transformer``) because beam search needs a
+decoder step with a KV cache, and because the decoder input is laid out (B, C, T): C sequences per
+user (beams or candidate SIDs) share one encoder memory. Cross-attention then runs as C*T queries
+against that user's memory, so the memory is never copied per beam or per candidate.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import partial
+from typing import Literal, Sequence
+
+import torch
+import torch.nn.functional as F
+from pydantic import Field, model_validator
+from torch import nn
+
+from pitrec.config import Section
+from pitrec.decoding.beam_search import BeamResult, beam_search
+from pitrec.index.trie import Trie
+from pitrec.registry import SECTIONS
+
+
+@SECTIONS.register("u2t")
+class UserToTokenConfig(Section):
+    # TIGER's size (4+4 layers, d_model 128, FFN 1024, dropout 0.1). TIGER has 6 heads of 64 dims
+    # (T5 lets heads*d_kv exceed d_model); here heads must divide d_model, so 4 heads of 32.
+    d_model: int = Field(128, ge=8)
+    heads: int = Field(4, ge=1)
+    encoder_layers: int = Field(4, ge=1)
+    decoder_layers: int = Field(4, ge=1)
+    ffn: int = Field(1024, ge=8)
+    dropout: float = Field(0.1, ge=0, lt=1)
+    history_encoding: Literal["item", "sid"] = "item"  # chosen by measurement on beauty (benchmarks/tuning)
+    max_history: int = Field(20, ge=1)  # item positions the encoder knows; longer histories keep the last ones
+    init_std: float = Field(0.02, gt=0)
+
+    @model_validator(mode="after")
+    def _heads_divide(self) -> "UserToTokenConfig":
+        if self.d_model % self.heads:
+            raise ValueError(f"heads ({self.heads}) must divide d_model ({self.d_model})")
+        return self
+
+
+@dataclass
+class Memory:
+    """Encoder output of a batch of users: states (B, S, d) and which positions are real (B, S)."""
+
+    states: torch.Tensor
+    valid: torch.Tensor
+
+
+class Attention(nn.Module):
+    def __init__(self, d: int, heads: int, dropout: float):
+        super().__init__()
+        self.heads, self.dropout = heads, dropout
+        self.q = nn.Linear(d, d)
+        self.kv = nn.Linear(d, 2 * d)
+        self.out = nn.Linear(d, d)
+
+    def _split(self, x: torch.Tensor) -> torch.Tensor:  # (N, S, d) -> (N, h, S, d/h)
+        return x.unflatten(-1, (self.heads, -1)).transpose(1, 2)
+
+    def keys_values(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        k, v = self.kv(x).chunk(2, dim=-1)
+        return self._split(k), self._split(v)
+
+    def attend(self, x: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        """Queries from x (N, S_q, d) over keys/values (N, h, S_k, d/h); mask True = may attend."""
+        drop = self.dropout if self.training else 0.0
+        y = F.scaled_dot_product_attention(self._split(self.q(x)), k, v, attn_mask=mask, dropout_p=drop)
+        return self.out(y.transpose(1, 2).flatten(2))
+
+
+class FeedForward(nn.Sequential):
+    def __init__(self, d: int, ffn: int, dropout: float):
+        super().__init__(nn.Linear(d, ffn), nn.GELU(), nn.Dropout(dropout), nn.Linear(ffn, d))
+
+
+class EncoderLayer(nn.Module):
+    """Pre-norm self-attention + feed-forward."""
+
+    def __init__(self, d: int, heads: int, ffn: int, dropout: float):
+        super().__init__()
+        self.norm1, self.norm2 = nn.LayerNorm(d), nn.LayerNorm(d)
+        self.attn = Attention(d, heads, dropout)
+        self.ffn = FeedForward(d, ffn, dropout)
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        h = self.norm1(x)
+        x = x + self.drop(self.attn.attend(h, *self.attn.keys_values(h), mask))
+        return x + self.drop(self.ffn(self.norm2(x)))
+
+
+class DecoderLayer(nn.Module):
+    """Pre-norm causal self-attention (with KV cache), cross-attention to the memory, feed-forward."""
+
+    def __init__(self, d: int, heads: int, ffn: int, dropout: float):
+        super().__init__()
+        self.norm1, self.norm2, self.norm3 = nn.LayerNorm(d), nn.LayerNorm(d), nn.LayerNorm(d)
+        self.self_attn = Attention(d, heads, dropout)
+        self.cross_attn = Attention(d, heads, dropout)
+        self.ffn = FeedForward(d, ffn, dropout)
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor, cross: tuple[torch.Tensor, torch.Tensor], memory_mask: torch.Tensor,
+                cache: tuple[torch.Tensor, torch.Tensor] | None) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        """x (B, C, T, d): C sequences per user, T new positions each; cache (B, C, h, t, d/h) holds
+        the keys/values of the t earlier positions. Returns the output and the extended cache."""
+        B, C, T, d = x.shape
+        h = self.norm1(x).reshape(B * C, T, d)
+        k, v = self.self_attn.keys_values(h)
+        if cache is not None:
+            k = torch.cat([cache[0].flatten(0, 1), k], dim=2)
+            v = torch.cat([cache[1].flatten(0, 1), v], dim=2)
+        t = k.shape[2] - T
+        causal = None
+        if T > 1:
+            causal = torch.arange(t + T, device=x.device) <= torch.arange(t, t + T, device=x.device).unsqueeze(1)
+        x = x + self.drop(self.self_attn.attend(h, k, v, causal).reshape(B, C, T, d))
+        q = self.norm2(x).reshape(B, C * T, d)  # cross-attention: every query of a user, one memory
+        x = x + self.drop(self.cross_attn.attend(q, *cross, memory_mask).reshape(B, C, T, d))
+        x = x + self.drop(self.ffn(self.norm3(x)))
+        return x, (k.unflatten(0, (B, C)), v.unflatten(0, (B, C)))
+
+
+class UserToToken(nn.Module):
+    def __init__(self, codebook_sizes: Sequence[int], cfg: UserToTokenConfig):
+        super().__init__()
+        self.codebook_sizes = [int(s) for s in codebook_sizes]
+        self.n_levels = len(self.codebook_sizes)
+        self.history_encoding = cfg.history_encoding
+        self.max_history = cfg.max_history
+        sizes = torch.tensor(self.codebook_sizes)
+        self.register_buffer("offsets", torch.cumsum(sizes, 0) - sizes, persistent=False)
+        self.vocab_size = int(sizes.sum())
+        d = cfg.d_model
+        self.token_emb = nn.Embedding(self.vocab_size + 1, d)  # last row = BOS of the decoder
+        self.history_pos = nn.Embedding(cfg.max_history, d)  # item position, counted back from the latest
+        self.history_level = nn.Embedding(self.n_levels, d)  # which code of an item (sid encoding)
+        self.target_pos = nn.Embedding(self.n_levels, d)
+        self.drop = nn.Dropout(cfg.dropout)
+        self.encoder = nn.ModuleList(EncoderLayer(d, cfg.heads, cfg.ffn, cfg.dropout) for _ in range(cfg.encoder_layers))
+        self.decoder = nn.ModuleList(DecoderLayer(d, cfg.heads, cfg.ffn, cfg.dropout) for _ in range(cfg.decoder_layers))
+        self.encoder_norm, self.decoder_norm = nn.LayerNorm(d), nn.LayerNorm(d)
+        self.head = nn.Linear(d, self.vocab_size)
+        self.apply(partial(_init, std=cfg.init_std))
+
+    # -- encoder ------------------------------------------------------------------------------
+    def encode(self, history_codes: torch.Tensor, pad_mask: torch.Tensor) -> Memory:
+        """history_codes (B, T, L), left-padded; pad_mask (B, T) True at padding (codes there are
+        ignored). Histories longer than ``max_history`` keep their most recent items."""
+        history_codes, pad_mask = history_codes[:, -self.max_history:], pad_mask[:, -self.max_history:]
+        B, T, L = history_codes.shape
+        if L != self.n_levels:
+            raise ValueError(f"history codes have {L} levels, the model {self.n_levels}")
+        tokens = self.token_emb(self.offsets + history_codes.clamp(min=0))  # (B, T, L, d)
+        pos = self.history_pos(torch.arange(T - 1, -1, -1, device=tokens.device))  # (T, d)
+        valid = ~pad_mask
+        if self.history_encoding == "item":
+            x = tokens.sum(2) + pos
+        else:
+            x = (tokens + self.history_level.weight + pos.unsqueeze(1)).flatten(1, 2)
+            valid = valid.repeat_interleave(L, dim=1)
+        # a user with no history still gets one (padding) position to attend to, instead of NaN
+        valid = valid.clone()
+        valid[:, -1] |= ~valid.any(1)
+        mask = valid[:, None, None, :]
+        x = self.drop(x)
+        for layer in self.encoder:
+            x = layer(x, mask)
+        return Memory(self.encoder_norm(x), valid)
+
+    # -- decoder ------------------------------------------------------------------------------
+    def cross_keys_values(self, memory: Memory) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Per decoder layer, the memory's keys/values: computed once per user, shared by every
+        beam or candidate of that user."""
+        return [layer.cross_attn.keys_values(memory.states) for layer in self.decoder]
+
+    def _decode(self, inputs: torch.Tensor, start: int, cross, memory: Memory, cache) -> tuple[torch.Tensor, list]:
+        """inputs (B, C, T) token ids at target positions start..start+T-1 -> log-probs of the
+        level predicted at each position over its own range, (B, C, T, V_max) padded with -inf
+        (levels may differ in size), and the extended caches."""
+        T = inputs.shape[2]
+        x = self.drop(self.token_emb(inputs) + self.target_pos.weight[start:start + T])
+        mask = memory.valid[:, None, None, :]
+        new_cache = []
+        for i, layer in enumerate(self.decoder):
+            x, c = layer(x, cross[i], mask, None if cache is None else cache[i])
+            new_cache.append(c)
+        h = self.decoder_norm(x)
+        return self._level_log_probs(h, range(start, start + T)), new_cache
+
+    def _level_log_probs(self, h: torch.Tensor, levels: range) -> torch.Tensor:
+        v_max = max(self.codebook_sizes[l] for l in levels)
+        out = h.new_full((*h.shape[:-1], v_max), float("-inf"))
+        for j, level in enumerate(levels):
+            lo, size = int(self.offsets[level]), self.codebook_sizes[level]
+            logits = F.linear(h[..., j, :], self.head.weight[lo:lo + size], self.head.bias[lo:lo + size])
+            out[..., j, :size] = logits.log_softmax(-1)
+        return out
+
+    def _teacher_inputs(self, codes: torch.Tensor) -> torch.Tensor:
+        """codes (..., L) -> decoder inputs (..., L): BOS then the tokens of levels 0..L-2."""
+        bos = torch.full_like(codes[..., :1], self.vocab_size)
+        return torch.cat([bos, self.offsets[:-1] + codes[..., :-1]], dim=-1)
+
+    def candidate_nll(self, memory: Memory, cand_codes: torch.Tensor, cand_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """-log P(SID | user) of C candidate SIDs per user, (B, C, L) -> (B, C), in one decoder
+        pass against the shared memory. Masked-out candidates (cand_mask False) get +inf, so that
+        softmax(-nll) gives them no weight and argmin never picks them."""
+        if cand_codes.shape[-1] != self.n_levels:
+            raise ValueError(f"candidate SIDs have {cand_codes.shape[-1]} levels, the model {self.n_levels}")
+        codes = cand_codes.clamp(min=0)
+        log_probs, _ = self._decode(self._teacher_inputs(codes), 0, self.cross_keys_values(memory), memory, None)
+        nll = -log_probs.gather(-1, codes.unsqueeze(-1)).squeeze(-1).sum(-1)
+        if cand_mask is not None:
+            nll = nll.masked_fill(~cand_mask, float("inf"))
+        return nll
+
+    def sid_nll(self, memory: Memory, codes: torch.Tensor) -> torch.Tensor:
+        """-log P(SID | user) of one SID per user, (B, L) -> (B,)."""
+        return self.candidate_nll(memory, codes.unsqueeze(1)).squeeze(1)
+
+    def loss(self, history_codes: torch.Tensor, pad_mask: torch.Tensor, target_codes: torch.Tensor) -> torch.Tensor:
+        """Mean next-token cross-entropy (per code), TIGER's training objective."""
+        return self.sid_nll(self.encode(history_codes, pad_mask), target_codes).mean() / self.n_levels
+
+    def decode_step(self, memory: Memory, cross, prev_codes: torch.Tensor | None, level: int, cache):
+        """One beam-search step (a ``decoding.beam_search.StepFn`` once memory/cross are bound):
+        prev_codes (B, W) of level ``level - 1`` (None at level 0) -> log-probs (B, W, V_level)."""
+        if prev_codes is None:
+            inputs = torch.full((memory.states.shape[0], 1, 1), self.vocab_size, dtype=torch.long,
+                                device=memory.states.device)
+        else:
+            inputs = (self.offsets[level - 1] + prev_codes).unsqueeze(-1)
+        log_probs, cache = self._decode(inputs, level, cross, memory, cache)
+        return log_probs[:, :, 0, :self.codebook_sizes[level]], cache
+
+    @torch.no_grad()
+    def generate(self, memory: Memory, beam_width: int, trie: Trie | None = None) -> BeamResult:
+        """The ``beam_width`` most probable SIDs per user (constrained to ``trie`` if given)."""
+        step = partial(self.decode_step, memory, self.cross_keys_values(memory))
+        return beam_search(step, memory.states.shape[0], self.codebook_sizes, beam_width, trie,
+                           device=memory.states.device)
+
+
+def _init(m: nn.Module, std: float) -> None:
+    if isinstance(m, (nn.Linear, nn.Embedding)):
+        nn.init.normal_(m.weight, std=std)
+        if isinstance(m, nn.Linear) and m.bias is not None:
+            nn.init.zeros_(m.bias)
