@@ -127,7 +127,9 @@ def config_from_dict(data: dict, source: str = "config") -> Config:
     known = dict(SECTIONS.items())
     unknown = sorted(set(data) - set(known))
     if unknown:
-        raise ConfigError(f"{source}: unknown section(s) {unknown}; known sections: {sorted(known)}")
+        keys = [f"{name}.{key}" for name in unknown if isinstance(data[name], dict) for key in data[name]]
+        raise ConfigError(f"{source}: unknown section(s) {unknown}" + (f" (keys {keys})" if keys else "")
+                          + f"; known sections: {sorted(known)}")
     sections: dict[str, Section] = {}
     for name, cls in known.items():
         raw = data.get(name) or {}

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from pitrec.config import Section
 from pitrec.registry import SECTIONS
@@ -55,6 +55,14 @@ class EvalConfig(Section):
         if not v or any(k < 1 for k in v):
             raise ValueError("ks must be a non-empty list of positive integers")
         return sorted(set(v))
+
+    @model_validator(mode="after")
+    def _valid_metric_is_computed(self) -> "EvalConfig":
+        # early stopping reads this metric after the first epoch: a typo must fail at start-up
+        name, _, k = self.valid_metric.partition("@")
+        if name not in ("recall", "ndcg") or not k.isdigit() or int(k) not in self.ks:
+            raise ValueError(f"valid_metric {self.valid_metric!r} must be recall@K or ndcg@K with K in ks {self.ks}")
+        return self
 
 
 @SECTIONS.register("train")
