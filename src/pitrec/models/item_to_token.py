@@ -1,0 +1,180 @@
+"""Item-to-Token (I2T): PIT's learned tokenizer, a small decoder-only Transformer that writes an
+item's semantic ID from its collaborative embedding.
+
+``P(c | X_i) = prod_l P(c_l | c_<l, X_i)``: the (projected) item embedding is the first input
+(BOS), then the codes of earlier levels. Generating SIDs instead of assigning them by nearest
+centroid is what lets PIT propose several plausible SIDs per item (beam search) and tokenise a
+new item from its features alone.
+
+I2T reads ``sg(X_i)``: the embedding is detached inside ``nll`` and ``generate`` so the tokenizer's
+loss never pulls the item embedding towards being easy to tokenise (X_i is shaped by the CSA
+loss and by U2T only). The vocabulary is the one U2T uses: level ``l`` code ``c`` is token
+``offset[l] + c`` and level ``l`` is predicted only over its own range, so every output is a
+well-formed SID of the same codebooks.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Any, Sequence
+
+import torch
+import torch.nn.functional as F
+from pydantic import Field, model_validator
+from torch import nn
+
+from pitrec.config import Section
+from pitrec.decoding.beam_search import BeamResult, beam_search
+from pitrec.index.trie import Trie
+from pitrec.models.user_to_token import Attention, FeedForward
+from pitrec.registry import SECTIONS
+
+LayerCache = tuple[torch.Tensor, torch.Tensor]  # keys, values: (B, W, heads, t, d/heads)
+
+
+@SECTIONS.register("i2t")
+class ItemToTokenConfig(Section):
+    # Small on purpose: it maps one vector to L codes, a far easier job than U2T's.
+    d_model: int = Field(64, ge=8)
+    heads: int = Field(4, ge=1)
+    layers: int = Field(2, ge=1)
+    ffn: int = Field(256, ge=8)
+    dropout: float = Field(0.1, ge=0, lt=1)
+    init_std: float = Field(0.02, gt=0)
+
+    @model_validator(mode="after")
+    def _heads_divide(self) -> "ItemToTokenConfig":
+        if self.d_model % self.heads:
+            raise ValueError(f"heads ({self.heads}) must divide d_model ({self.d_model})")
+        return self
+
+
+class CausalBlock(nn.Module):
+    """Pre-norm causal self-attention with a KV cache, then a feed-forward."""
+
+    def __init__(self, d: int, heads: int, ffn: int, dropout: float):
+        super().__init__()
+        self.norm1, self.norm2 = nn.LayerNorm(d), nn.LayerNorm(d)
+        self.attn = Attention(d, heads, dropout)
+        self.ffn = FeedForward(d, ffn, dropout)
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor, cache: LayerCache | None) -> tuple[torch.Tensor, LayerCache]:
+        """x (B, W, T, d): T new positions of W sequences per item, after the cached t earlier ones."""
+        B, W, T, d = x.shape
+        h = self.norm1(x).reshape(B * W, T, d)
+        k, v = self.attn.keys_values(h)
+        if cache is not None:
+            k = torch.cat([cache[0].flatten(0, 1), k], dim=2)
+            v = torch.cat([cache[1].flatten(0, 1), v], dim=2)
+        t = k.shape[2] - T
+        causal = None
+        if T > 1:
+            causal = torch.arange(t + T, device=x.device) <= torch.arange(t, t + T, device=x.device).unsqueeze(1)
+        x = x + self.drop(self.attn.attend(h, k, v, causal).reshape(B, W, T, d))
+        x = x + self.drop(self.ffn(self.norm2(x)))
+        return x, (k.unflatten(0, (B, W)), v.unflatten(0, (B, W)))
+
+
+class ItemToToken(nn.Module):
+    def __init__(self, item_dim: int, codebook_sizes: Sequence[int], cfg: ItemToTokenConfig):
+        super().__init__()
+        self.codebook_sizes = [int(s) for s in codebook_sizes]
+        self.n_levels = len(self.codebook_sizes)
+        self.item_dim = int(item_dim)
+        sizes = torch.tensor(self.codebook_sizes)
+        self.register_buffer("offsets", torch.cumsum(sizes, 0) - sizes, persistent=False)
+        self.vocab_size = int(sizes.sum())
+        d = cfg.d_model
+        self.item_proj = nn.Linear(self.item_dim, d)  # X_i -> the BOS input
+        self.token_emb = nn.Embedding(self.vocab_size, d)
+        self.pos_emb = nn.Embedding(self.n_levels, d)
+        self.drop = nn.Dropout(cfg.dropout)
+        self.blocks = nn.ModuleList(CausalBlock(d, cfg.heads, cfg.ffn, cfg.dropout) for _ in range(cfg.layers))
+        self.norm = nn.LayerNorm(d)
+        self.head = nn.Linear(d, self.vocab_size)
+        self.apply(partial(_init, std=cfg.init_std))
+
+    # -- teacher forcing ------------------------------------------------------------------------
+    def level_log_probs(self, x: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
+        """x (B, D), codes (B, L) -> (B, L, V_max): log P(level l = . | c_<l, x) over level l's
+        own codes, padded with -inf where a level is smaller than the largest."""
+        bos = self.start_inputs(x).unsqueeze(1)
+        self._check_codes(codes, x.shape[0])
+        prev = self.token_emb(self.offsets[:-1] + codes[:, :-1])
+        h, _ = self._run(torch.cat([bos, prev], dim=1).unsqueeze(1), 0, None)
+        return self._log_probs(h[:, 0], range(self.n_levels))
+
+    def nll(self, x: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
+        """-log P(codes | sg(x)) per item, (B, D), (B, L) -> (B,)."""
+        log_probs = self.level_log_probs(x, codes)
+        return -log_probs.gather(-1, codes.unsqueeze(-1)).squeeze(-1).sum(-1)
+
+    def loss(self, x: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
+        """Mean cross-entropy per code, comparable across SID lengths (and to U2T's loss)."""
+        return self.nll(x, codes).mean() / self.n_levels
+
+    # -- generation ----------------------------------------------------------------------------
+    def step(self, bos: torch.Tensor, prev_codes: torch.Tensor | None, level: int,
+             cache: list[LayerCache] | None) -> tuple[torch.Tensor, list[LayerCache]]:
+        """One decoding step (a ``decoding.beam_search.StepFn`` once ``bos`` is bound).
+
+        bos (B, d) is ``start_inputs(x)``, computed once per item; prev_codes (B, W) are the
+        level ``level - 1`` codes of W beams (None at level 0, which has one beam per item).
+        Returns log-probs (B, W, V_level) and the cache extended by this position.
+        """
+        if prev_codes is None:
+            inputs = bos[:, None, None, :]
+        else:
+            inputs = self.token_emb(self.offsets[level - 1] + prev_codes).unsqueeze(2)
+        h, cache = self._run(inputs, level, cache)
+        return self._log_probs(h, range(level, level + 1))[:, :, 0, :self.codebook_sizes[level]], cache
+
+    def start_inputs(self, x: torch.Tensor) -> torch.Tensor:
+        """The BOS input of each item from sg(x): (B, D) -> (B, d). The detach is the stop-gradient."""
+        if x.ndim != 2 or x.shape[1] != self.item_dim:
+            raise ValueError(f"item embeddings must be (B, {self.item_dim}), got {tuple(x.shape)}")
+        return self.item_proj(x.detach())
+
+    @torch.no_grad()
+    def generate(self, x: torch.Tensor, beam_width: int, trie: Trie | None = None) -> BeamResult:
+        """The ``beam_width`` most probable SIDs per item, best first: unconstrained (proposals
+        for the beam index), or restricted to the SIDs of ``trie``."""
+        step = partial(self.step, self.start_inputs(x))
+        return beam_search(step, x.shape[0], self.codebook_sizes, beam_width, trie, device=x.device)
+
+    # -- internals -----------------------------------------------------------------------------
+    def _run(self, inputs: torch.Tensor, start: int, cache: list[LayerCache] | None) -> tuple[torch.Tensor, list[LayerCache]]:
+        """inputs (B, W, T, d) at positions start..start+T-1 -> normed states and the caches."""
+        T = inputs.shape[2]
+        h = self.drop(inputs + self.pos_emb.weight[start:start + T])
+        new_cache = []
+        for i, block in enumerate(self.blocks):
+            h, c = block(h, None if cache is None else cache[i])
+            new_cache.append(c)
+        return self.norm(h), new_cache
+
+    def _log_probs(self, h: torch.Tensor, levels: range) -> torch.Tensor:
+        """h (..., T, d) where position j predicts ``levels[j]`` -> (..., T, V_max) log-probs."""
+        v_max = max(self.codebook_sizes[l] for l in levels)
+        out = h.new_full((*h.shape[:-1], v_max), float("-inf"))
+        for j, level in enumerate(levels):
+            lo, size = int(self.offsets[level]), self.codebook_sizes[level]
+            logits = F.linear(h[..., j, :], self.head.weight[lo:lo + size], self.head.bias[lo:lo + size])
+            out[..., j, :size] = logits.log_softmax(-1)
+        return out
+
+    def _check_codes(self, codes: torch.Tensor, n: int) -> None:
+        if codes.ndim != 2 or tuple(codes.shape) != (n, self.n_levels):
+            raise ValueError(f"codes must be ({n}, {self.n_levels}), got {tuple(codes.shape)}")
+        bad = (codes < 0) | (codes >= torch.tensor(self.codebook_sizes, device=codes.device))
+        if bad.any():
+            r, l = bad.nonzero()[0].tolist()
+            raise ValueError(f"codes row {r} level {l}: {int(codes[r, l])} outside [0, {self.codebook_sizes[l]})")
+
+
+def _init(m: Any, std: float) -> None:
+    if isinstance(m, (nn.Linear, nn.Embedding)):
+        nn.init.normal_(m.weight, std=std)
+        if isinstance(m, nn.Linear) and m.bias is not None:
+            nn.init.zeros_(m.bias)
