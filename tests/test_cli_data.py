@@ -10,7 +10,6 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from conftest import requires_shared
 from pitrec.cli import app
 from pitrec.data.readers.s3rec import read_s3rec
 from pitrec.data.synthetic import generate
@@ -30,7 +29,7 @@ def counts(output: str) -> tuple[str, str, str]:
     return tuple(m.group(1) for m in found)
 
 
-@requires_shared
+@pytest.mark.requires_shared
 @pytest.mark.parametrize("name, expected", [
     ("beauty", ("22,363", "12,101", "198,502")),
     ("sports", ("35,598", "18,357", "296,337")),
