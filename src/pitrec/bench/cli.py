@@ -13,7 +13,7 @@ from typer.core import TyperGroup
 
 from pitrec.bench.spec import BenchError
 
-console = Console()
+console = Console(soft_wrap=True)  # paths and messages stay on one line, greppable
 EXTRA = {"allow_extra_args": True, "ignore_unknown_options": True}
 
 
