@@ -1,0 +1,129 @@
+"""CSA: the stop-gradient on H_u, the item embedding's inputs, and that both losses learn a planted
+user-cluster -> item-cluster preference."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from pitrec.models.csa import CSA, CSAConfig
+
+N_CLUSTERS, PER_CLUSTER, H_DIM, C_DIM = 4, 6, 16, 10
+N_ITEMS = N_CLUSTERS * PER_CLUSTER
+ATTRIBUTES = [[i % 3] if i % 4 else [] for i in range(N_ITEMS)]  # some items have none
+VARIANTS = [("bce", "uniform"), ("bce", "popularity"), ("softmax", "uniform")]
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models run fastest on one thread; two threads on a shared 2-core box are 10x slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def make_csa(loss: str = "bce", negatives: str = "uniform", seed: int = 0, **kw) -> CSA:
+    torch.manual_seed(seed)
+    cfg = CSAConfig(**{"dim": 16, "heads": 2, "mlp_hidden": [32, 16, 8], "dropout": 0.0, "loss": loss,
+                       "negatives": negatives, "n_negatives": 6, **kw})
+    content = np.random.default_rng(seed).normal(size=(N_ITEMS, C_DIM))  # uninformative on purpose
+    popularity = np.arange(N_ITEMS) + 1
+    return CSA(content, ATTRIBUTES, 3, H_DIM, cfg, item_popularity=popularity)
+
+
+class Planted:
+    """Users of cluster k have history states near centre k and buy items of cluster k."""
+
+    def __init__(self, seed: int = 0):
+        self.g = torch.Generator().manual_seed(seed)  # one stream: eval users share the training centres
+        self.centres = torch.randn(N_CLUSTERS, H_DIM, generator=self.g) * 2
+
+    def batch(self, n: int, length: int = 5):
+        cluster = torch.randint(0, N_CLUSTERS, (n,), generator=self.g)
+        states = self.centres[cluster].unsqueeze(1) + 0.3 * torch.randn(n, length, H_DIM, generator=self.g)
+        valid = torch.rand(n, length, generator=self.g) < 0.8
+        positives = cluster * PER_CLUSTER + torch.randint(0, PER_CLUSTER, (n,), generator=self.g)
+        return states, valid, positives, cluster
+
+
+@pytest.mark.parametrize("loss, negatives", VARIANTS)
+def test_csa_loss_puts_no_gradient_on_history_producer(loss, negatives):
+    csa = make_csa(loss, negatives)
+    producer = torch.nn.Linear(8, H_DIM)  # stands in for the U2T encoder
+    history = producer(torch.randn(5, 4, 8))
+    csa.loss(history, torch.ones(5, 4, dtype=torch.bool), torch.tensor([0, 1, 2, 3, 3])).backward()
+    assert producer.weight.grad is None and producer.bias.grad is None
+    emb = csa.item_embedding
+    for p in (emb.id_emb.weight, emb.content_proj.weight, emb.attr_emb.weight):
+        assert p.grad is not None and p.grad.abs().sum() > 0  # X_i itself is what CSA trains
+
+
+@pytest.mark.parametrize("loss, negatives", VARIANTS)
+def test_learns_planted_preferences(loss, negatives):
+    csa = make_csa(loss, negatives, id_dropout=0.0)
+    task = Planted()
+    opt = torch.optim.Adam(csa.parameters(), lr=3e-3)
+    gen = torch.Generator().manual_seed(1)
+    eval_states, eval_valid, _, eval_cluster = task.batch(64)  # unseen users of the same clusters
+
+    def top_hit_rate() -> float:
+        with torch.no_grad():
+            csa.eval()
+            scores = csa.score(eval_states, eval_valid, torch.arange(N_ITEMS).expand(64, -1))
+            csa.train()
+        top = scores.topk(PER_CLUSTER, dim=1).indices // PER_CLUSTER
+        return (top == eval_cluster.unsqueeze(1)).float().mean().item()
+
+    losses = []
+    before = top_hit_rate()
+    for _ in range(120):
+        states, valid, positives, _ = task.batch(32)
+        opt.zero_grad()
+        value = csa.loss(states, valid, positives, generator=gen)
+        value.backward()
+        opt.step()
+        losses.append(value.item())
+    after = top_hit_rate()
+    assert np.mean(losses[-10:]) < 0.7 * np.mean(losses[:10])
+    assert after > 0.9 and before < 0.6  # chance is 1/4
+
+
+def test_popularity_sampler_follows_counts():
+    csa = make_csa("bce", "popularity", popularity_alpha=1.0)
+    draws = csa.sample_negatives(4000, torch.Generator().manual_seed(0)).reshape(-1)
+    freq = torch.bincount(draws, minlength=N_ITEMS).double() / draws.numel()
+    expected = torch.arange(1, N_ITEMS + 1, dtype=torch.double) / (N_ITEMS * (N_ITEMS + 1) / 2)
+    torch.testing.assert_close(freq, expected, atol=0.01, rtol=0.0)
+
+
+def test_item_embedding_inputs_and_cold_start():
+    csa = make_csa(id_dropout=0.5).eval()
+    emb = csa.item_embedding
+    items = torch.tensor([[0, 1], [4, 5]])
+    x = csa.item_vectors(items)
+    assert x.shape == (2, 2, 16) and torch.isfinite(x).all()
+    # the table path equals the feature path with the item's own content, attributes and id
+    one = emb.features(emb.content[[1]], torch.tensor([1]), torch.tensor([0]), emb.id_emb(torch.tensor([1])))
+    torch.testing.assert_close(one[0], x[0, 1])
+    # a new item: content + attributes, no id row
+    cold = emb.features(torch.randn(1, C_DIM), torch.tensor([0, 2]), torch.tensor([0]))
+    assert cold.shape == (1, 16) and torch.isfinite(cold).all()
+    with pytest.raises(ValueError, match=r"item ids must lie in \[0, 24\)"):
+        csa.item_vectors(torch.tensor([24]))
+
+
+def test_empty_history_scores_are_finite():
+    csa = make_csa().eval()
+    scores = csa.score(torch.randn(2, 3, H_DIM), torch.zeros(2, 3, dtype=torch.bool), torch.tensor([[0, 1], [2, 3]]))
+    assert torch.isfinite(scores).all()
+
+
+def test_bad_inputs_are_named():
+    with pytest.raises(ValueError, match="item 2: attribute id 7 outside"):
+        CSA(np.zeros((3, 4)), [[0], [], [7]], 3, H_DIM, CSAConfig(dim=8, heads=2))
+    with pytest.raises(ValueError, match="needs item_popularity with 3 counts"):
+        CSA(np.zeros((3, 4)), None, 0, H_DIM, CSAConfig(dim=8, heads=2, negatives="popularity"))
+    with pytest.raises(ValueError, match="heads \\(3\\) must divide dim \\(8\\)"):
+        CSAConfig(dim=8, heads=3)
