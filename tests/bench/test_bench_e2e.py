@@ -23,38 +23,30 @@ def bench(*args: str):
     return runner.invoke(app, ["bench", *args], catch_exceptions=False)
 
 
+SMOKE = Path(__file__).resolve().parents[2] / "benchmarks" / "smoke.yaml"
+
+
+def smoke(root: Path, *extra: str):
+    """``benchmarks/smoke.yaml`` with one seed, its runs and results under ``root``."""
+    return bench(str(SMOKE), f"--runs_dir={root / 'runs'}", f"--results_dir={root / 'results'}", "--seeds=[0]",
+                 "--progress=false", *extra)
+
+
 @pytest.fixture(scope="module")
 def swept(tmp_path_factory) -> Path:
-    """One sweep (popularity + sasrec, seed 0), made once and copied by each test."""
+    """One sweep of the smoke benchmark (popularity + sasrec, seed 0), made once and copied by each test."""
     root = tmp_path_factory.mktemp("swept")
-    write_bench_config(root)
-    result = bench(str(root / "bench.yaml"))
+    result = smoke(root)
     assert result.exit_code == 0, result.output
     return root
 
 
-def write_bench_config(root: Path, **changes) -> Path:
-    import yaml
-
-    doc = {"datasets": {"tiny": {"path": "synthetic", "data": {"synthetic_users": 120, "synthetic_items": 50,
-                                                               "synthetic_clusters": 4}}},
-           "methods": [{"method": "popularity"},
-                       {"method": "sasrec", "overrides": {"train": {"epochs": 1, "batch_size": 64},
-                                                          "sasrec": {"hidden": 8, "layers": 1, "heads": 1, "ffn": 16,
-                                                                     "max_len": 10}}}],
-           "seeds": [0], "overrides": {"run": {"num_threads": 1}},
-           "runs_dir": str(root / "runs"), "results_dir": str(root / "results"), "progress": False, **changes}
-    path = root / "bench.yaml"
-    path.write_text(yaml.safe_dump(doc, sort_keys=False))
-    return path
-
-
 def copy_of(swept: Path, tmp_path: Path) -> Path:
-    """The swept runs and results under ``tmp_path``, with a bench config pointing there (the run
-    directories recorded in the copied results still name the originals, which only the plots read)."""
+    """The swept runs and results under ``tmp_path`` (the run directories recorded in the copied
+    results still name the originals, which only the plots read)."""
     shutil.copytree(swept / "runs", tmp_path / "runs")
     shutil.copytree(swept / "results", tmp_path / "results")
-    return write_bench_config(tmp_path)
+    return tmp_path
 
 
 def test_sweep_writes_results_report_and_plots(swept):
@@ -65,7 +57,7 @@ def test_sweep_writes_results_report_and_plots(swept):
         test_metrics = json.loads((Path(run["run_dir"]) / "test_metrics.json").read_text())
         assert run["metrics"]["ndcg@10"] == test_metrics["test"]["ndcg@10"]
         assert run["peak_rss_mb"] > 0 and run["wall_seconds"] > 0 and run["config_hash"]
-    assert doc["runs"][1]["epochs"] == 1 and doc["runs"][1]["train_samples_per_s"] > 0
+    assert doc["runs"][1]["epochs"] == 2 and doc["runs"][1]["train_samples_per_s"] > 0
     assert "bench" in doc["command"]
     md = (swept / "results" / "tiny.md").read_text()
     assert f"{doc['summary']['sasrec']['ndcg@10']['mean']:.4f} ± 0.0000" in md
@@ -74,10 +66,10 @@ def test_sweep_writes_results_report_and_plots(swept):
 
 
 def test_rerun_skips_finished_runs(swept, tmp_path):
-    cfg = copy_of(swept, tmp_path)
+    copy_of(swept, tmp_path)
     finished = sorted((tmp_path / "runs").rglob("test_metrics.json"))
     before = {p: p.stat().st_mtime_ns for p in finished}
-    result = bench(str(cfg))
+    result = smoke(tmp_path)
     assert result.exit_code == 0, result.output
     assert result.output.count("skipped (finished") == 2 and "2 skipped" in result.output
     assert {p: p.stat().st_mtime_ns for p in finished} == before  # nothing retrained or re-tested
@@ -85,11 +77,11 @@ def test_rerun_skips_finished_runs(swept, tmp_path):
 
 @pytest.mark.slow
 def test_partial_run_resumes(swept, tmp_path):
-    cfg = copy_of(swept, tmp_path)
+    copy_of(swept, tmp_path)
     run_dir = tmp_path / "runs" / "tiny" / "sasrec-full" / "seed0"
     (run_dir / "test_metrics.json").unlink()
     log_before = (run_dir / "metrics.jsonl").read_text()
-    result = bench(str(cfg), "--method", "sasrec")
+    result = smoke(tmp_path, "--method", "sasrec")
     assert result.exit_code == 0, result.output
     assert "resuming from its last checkpoint" in result.output and "1 resumed" in result.output
     assert (run_dir / "metrics.jsonl").read_text() == log_before  # the finished epoch was not trained again
@@ -99,8 +91,8 @@ def test_partial_run_resumes(swept, tmp_path):
 
 @pytest.mark.slow
 def test_changed_config_reruns(swept, tmp_path):
-    cfg = copy_of(swept, tmp_path)
-    result = bench(str(cfg), "--method", "popularity", "--overrides.train.lr=0.01")
+    copy_of(swept, tmp_path)
+    result = smoke(tmp_path, "--method", "popularity", "--overrides.train.lr=0.01")
     assert result.exit_code == 0, result.output
     assert "config changed" in result.output and "1 rerun" in result.output
     doc = load_results(tmp_path / "results" / "tiny.json")
@@ -112,8 +104,8 @@ def test_changed_config_reruns(swept, tmp_path):
 def test_crashing_run_does_not_stop_the_sweep(swept, tmp_path, monkeypatch):
     """A child that dies (here a stand-in worker, to spare a torch import) fails its run only."""
     monkeypatch.setattr(runner_module, "WORKER", [sys.executable, "-c", CRASHING_WORKER])
-    cfg = copy_of(swept, tmp_path)
-    result = bench(str(cfg), "--overrides.train.lr=0.01")  # both runs changed, so both are started
+    copy_of(swept, tmp_path)
+    result = smoke(tmp_path, "--overrides.train.lr=0.01")  # both runs changed, so both are started
     assert result.exit_code == 1
     assert result.output.count("FAILED (exit code 3") == 2 and "2 failed" in result.output
     assert "MemoryError: simulated" in result.output  # the tail of the run's bench.log
@@ -136,7 +128,6 @@ def test_report_command_and_readme(swept, tmp_path):
 
 
 def test_unknown_method_only_is_a_clear_error(tmp_path):
-    cfg = write_bench_config(tmp_path, methods=[{"method": "nosuch"}])
-    result = bench(str(cfg))
+    result = smoke(tmp_path, "--methods=[{method: nosuch}]")
     assert result.exit_code == 2
     assert "'nosuch' is not a registered recipe" in result.output and "nothing to run" in result.output
