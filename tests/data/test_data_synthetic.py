@@ -14,7 +14,8 @@ from pitrec.train.api import prepare_data, train_run
 
 
 def test_deterministic_for_a_seed():
-    a, b = generate(n_users=50, n_items=30, n_clusters=3, seed=11), generate(n_users=50, n_items=30, n_clusters=3, seed=11)
+    a = generate(n_users=50, n_items=30, n_clusters=3, seed=11)
+    b = generate(n_users=50, n_items=30, n_clusters=3, seed=11)
     assert all(np.array_equal(x, y) for x, y in zip(a.sequences, b.sequences))
     assert a.item_text == b.item_text and a.item_attributes == b.item_attributes
     c = generate(n_users=50, n_items=30, n_clusters=3, seed=12)
@@ -49,7 +50,8 @@ def test_sasrec_beats_popularity_on_the_default_data():
     threads = torch.get_num_threads()
     try:
         pop = train_run("popularity", load_config("popularity", overrides=base), data=data)["test"]["ndcg@10"]
-        sas = train_run("sasrec", load_config("sasrec", overrides=[*base, "train.epochs=2"]), data=data)["test"]["ndcg@10"]
+        sas_cfg = load_config("sasrec", overrides=[*base, "train.epochs=2"])
+        sas = train_run("sasrec", sas_cfg, data=data)["test"]["ndcg@10"]
     finally:
         torch.set_num_threads(threads)  # train_run sets it process-wide; later tests get theirs back
     assert pop > 0.02

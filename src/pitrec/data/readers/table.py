@@ -6,8 +6,8 @@ rules are the same for every tabular format:
 - every row keeps where it came from (file + line, or file + row for Parquet), so a bad value is
   reported where the user can find it;
 - text files are read with pyarrow, which (unlike pandas) rejects a line with too few *or* too
-  many fields instead of padding it; blank lines carry no data and are skipped, line numbers
-  stay exact;
+  many fields instead of padding it; lines without any value (blank, or only separators) carry
+  no data and are skipped, and line numbers stay exact;
 - ids: a text column whose values are all canonical integers (``12``, not ``012`` or ``12.0``)
   becomes ints, anything else stays strings, so the user's own ids come back unchanged; typed
   (Parquet) columns keep their type; missing ids (empty, ``nan``, ``NA``, ``null``...) are errors;

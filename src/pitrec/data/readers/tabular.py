@@ -92,7 +92,8 @@ def _locate(path: Path, cfg, fmt: str) -> tuple[list[Path], Path | None]:
             raise DataError(path, f"more than one items table: {[t.name for t in tables]}")
         items_path = tables[0]
     if not files:
-        raise DataError(path, f"no {fmt} interaction files ({', '.join('*' + s for s in SUFFIXES[fmt])}) in this folder")
+        patterns = ", ".join("*" + suffix for suffix in SUFFIXES[fmt])
+        raise DataError(path, f"no {fmt} interaction files ({patterns}) in this folder")
     return files, items_path
 
 
