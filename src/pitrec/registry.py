@@ -18,6 +18,10 @@ T = TypeVar("T")
 # collected and reported on lookup instead of raised here.
 COMPONENT_MODULES = [
     "pitrec.config_sections",
+    "pitrec.models.sasrec",
+    "pitrec.models.user_to_token",
+    "pitrec.models.csa",
+    "pitrec.models.item_to_token",
     "pitrec.data.readers",
     "pitrec.embed",
     "pitrec.tokenizers",
