@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from pitrec.index.beam_index import BeamIndex, BeamIndexError
+from pitrec.index.index_state import group_rows
 from pitrec.tokenizers import SidTable
 
 SIZES = [3, 4]
@@ -151,3 +152,13 @@ def test_corrupt_saves_fail_clearly(index: BeamIndex, tmp_path) -> None:
         BeamIndex.load(d)
     with pytest.raises(BeamIndexError, match="missing"):
         BeamIndex.load(tmp_path / "nowhere")
+
+
+@pytest.mark.parametrize("key_scale", [1, 2**58])  # the combined-key path and the lexsort fallback
+def test_group_rows_groups_equal_pairs_stably(key_scale: int) -> None:
+    rng = np.random.default_rng(0)
+    items, keys = rng.integers(0, 5, 200), rng.integers(0, 4, 200) * key_scale
+    order, first = group_rows(items, keys)
+    pairs = list(zip(items[order].tolist(), keys[order].tolist()))
+    assert pairs == sorted(pairs) and len(first) == len(set(pairs))
+    assert all(order[j] < order[j + 1] for j in range(199) if pairs[j] == pairs[j + 1])  # stable

@@ -27,31 +27,22 @@ from typing import Any
 import numpy as np
 import torch
 
-from pitrec.index.index_state import (BeamIndexError, Snapshot, churn_between, group_rows, rank_within,
+from pitrec.index.index_state import (BeamIndexError, SidKeys, Snapshot, churn_between, group_rows, rank_within,
                                       read_index_dir, write_index_dir)
 from pitrec.index.trie import Trie
 
 __all__ = ["BeamIndex", "BeamIndexError"]
 
-_MAX_SID_SPACE = 2**62
-
-
 class BeamIndex:
     def __init__(self, codebook_sizes: list[int], n_items: int, edge_items: np.ndarray, edge_codes: np.ndarray,
                  edge_weights: np.ndarray, *, max_sids_per_item: int = 4, new_edge_weight: float = 1.0,
                  version: int = 0, where: str = "BeamIndex") -> None:
-        self.codebook_sizes = [int(s) for s in codebook_sizes]
-        if not self.codebook_sizes or min(self.codebook_sizes) < 1:
-            raise BeamIndexError(f"{where}: codebook_sizes must be positive, got {codebook_sizes}")
-        if float(np.prod(np.asarray(self.codebook_sizes, dtype=np.float64))) >= _MAX_SID_SPACE:
-            raise BeamIndexError(f"{where}: SID space {self.codebook_sizes} too large for int64 keys")
+        self._sid = SidKeys(codebook_sizes, where)
+        self.codebook_sizes = self._sid.codebook_sizes
         if max_sids_per_item < 1:
             raise BeamIndexError(f"{where}: max_sids_per_item must be >= 1, got {max_sids_per_item}")
         if not (np.isfinite(new_edge_weight) and new_edge_weight >= 0):
             raise BeamIndexError(f"{where}: new_edge_weight must be finite and >= 0, got {new_edge_weight}")
-        sizes = np.asarray(self.codebook_sizes, dtype=np.int64)
-        self._sizes = sizes
-        self._strides = np.concatenate([np.cumprod(sizes[::-1])[::-1][1:], [1]]).astype(np.int64)
         self.n_items = int(n_items)
         self.max_sids_per_item = int(max_sids_per_item)
         self.new_edge_weight = float(new_edge_weight)
@@ -81,14 +72,14 @@ class BeamIndex:
     # -- views -------------------------------------------------------------------------------
     def edges(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(items (E,), codes (E, L), weights (E,)) in index order; copies."""
-        return self._items.copy(), self._decode(self._keys), self._weights.copy()
+        return self._items.copy(), self._sid.decode(self._keys), self._weights.copy()
 
     def sids_per_item(self) -> np.ndarray:
         return np.diff(self._ptr)
 
     def primary_codes(self) -> np.ndarray:
         """(n_items, L): each item's top-weight SID, the one that encodes it in user histories."""
-        return self._decode(self._keys[self._ptr[:-1]])
+        return self._sid.decode(self._keys[self._ptr[:-1]])
 
     def candidates(self, items: np.ndarray | torch.Tensor, max_c: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """An item's strongest SIDs, the set co-evolution's minimum-loss selection chooses from.
@@ -105,7 +96,7 @@ class BeamIndex:
         col = np.arange(width)
         mask = col[None, :] < deg[:, None]
         rows = np.where(mask, start[:, None] + col[None, :], 0)
-        codes = np.where(mask[..., None], self._decode(self._keys[rows]), 0)
+        codes = np.where(mask[..., None], self._sid.decode(self._keys[rows]), 0)
         weights = np.where(mask, self._weights[rows], 0.0)
         return codes, mask, weights
 
@@ -114,7 +105,7 @@ class BeamIndex:
 
         A SID no item holds gives an all -1 row; ``M`` is ``max_items`` or the largest count.
         """
-        keys = self._encode(codes, "items_for_sids: codes")
+        keys = self._sid.encode(codes, "items_for_sids: codes")
         uniq, ptr, items, weights = self._sid_view()
         pos = np.searchsorted(uniq, keys)
         found = (pos < len(uniq)) & (uniq[np.minimum(pos, len(uniq) - 1)] == keys)
@@ -135,12 +126,12 @@ class BeamIndex:
         several items. Items of one SID are ordered by weight descending.
         """
         uniq, ptr, items, weights = self._sid_view()
-        return self._decode(uniq), ptr.copy(), items.copy(), weights.copy()
+        return self._sid.decode(uniq), ptr.copy(), items.copy(), weights.copy()
 
     def to_trie(self) -> Trie:
         """The decoding trie over every SID of every item: a leaf names all items holding that
         SID, and an item is reachable through each of its SIDs (one-to-many both ways)."""
-        return Trie.build(self._decode(self._keys), self.codebook_sizes, items=self._items, n_items=self.n_items)
+        return Trie.build(self._sid.decode(self._keys), self.codebook_sizes, items=self._items, n_items=self.n_items)
 
     # -- mutations ---------------------------------------------------------------------------
     def record_selections(self, items: np.ndarray | torch.Tensor, codes: np.ndarray | torch.Tensor) -> int:
@@ -150,7 +141,7 @@ class BeamIndex:
         which is where ``max_sids_per_item`` is enforced. Returns the number of new edges.
         """
         items = self._check_items(items, "record_selections: items")
-        keys = self._encode(codes, "record_selections: codes")
+        keys = self._sid.encode(codes, "record_selections: codes")
         if len(items) != len(keys):
             raise BeamIndexError(f"record_selections: {len(items)} items but {len(keys)} SIDs")
         before = self.n_edges
@@ -161,7 +152,7 @@ class BeamIndex:
         w = np.add.reduceat(all_w[order], first) if len(order) else all_w
         seniority = np.argsort(order[first], kind="stable")  # existing edges, then new in given order
         rows = order[first][seniority]
-        self._set_edges(all_i[rows], all_k[rows], w[seniority], "record_selections")
+        self._set_edges(all_i[rows], all_k[rows], w[seniority], "record_selections", grouped=True)
         self.version += 1
         return self.n_edges - before
 
@@ -200,7 +191,7 @@ class BeamIndex:
         if cap < 1 or not (np.isfinite(w_new) and w_new >= 0):
             raise BeamIndexError(f"refresh: need max_sids_per_item >= 1 and a finite new_edge_weight >= 0, got {cap}, {w_new}")
         c_items = np.repeat(items, C)[mask.reshape(-1)]
-        c_keys = self._encode(cand.reshape(B * C, -1)[mask.reshape(-1)], "refresh: cand_codes")
+        c_keys = self._sid.encode(cand.reshape(B * C, -1)[mask.reshape(-1)], "refresh: cand_codes")
         c_scores = scores.reshape(-1)[mask.reshape(-1)]
 
         n_old = self.n_edges
@@ -220,7 +211,7 @@ class BeamIndex:
         ranked = np.lexsort((g_k, -g_s, seniority, ~g_old, -g_w, g_i))
         keep = ~touched[g_i[ranked]] | (rank_within(g_i[ranked]) < cap)
         ranked = ranked[keep]
-        self._set_edges(g_i[ranked], g_k[ranked], g_w[ranked], "refresh")
+        self._set_edges(g_i[ranked], g_k[ranked], g_w[ranked], "refresh", grouped=True)
         self.version += 1
         self.last_churn = churn_between(self._reference, self._snapshot())
         self.last_churn["items_refreshed"] = float(len(np.unique(items)))
@@ -239,7 +230,7 @@ class BeamIndex:
         if max_per_item is not None:
             keep &= rank < max_per_item
         removed = int((~keep).sum())
-        self._set_edges(self._items[keep], self._keys[keep], self._weights[keep], "prune")
+        self._set_edges(self._items[keep], self._keys[keep], self._weights[keep], "prune", grouped=True)
         self.version += 1
         return removed
 
@@ -284,9 +275,9 @@ class BeamIndex:
     def state_dict(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
         """Tensors + JSON metadata: what ``save`` writes and a recipe's ``extra_state`` carries."""
         ref = self._reference
-        tensors = {"edge_items": self._items, "edge_codes": self._decode(self._keys), "edge_weights": self._weights,
-                   "ref_edge_items": ref.edge_items, "ref_edge_codes": self._decode(ref.edge_keys),
-                   "ref_primary_codes": self._decode(ref.primary_keys)}
+        tensors = {"edge_items": self._items, "edge_codes": self._sid.decode(self._keys), "edge_weights": self._weights,
+                   "ref_edge_items": ref.edge_items, "ref_edge_codes": self._sid.decode(ref.edge_keys),
+                   "ref_primary_codes": self._sid.decode(ref.primary_keys)}
         meta = {"version": self.version, "n_items": self.n_items, "codebook_sizes": self.codebook_sizes,
                 "max_sids_per_item": self.max_sids_per_item, "new_edge_weight": self.new_edge_weight,
                 "last_churn": self.last_churn}
@@ -306,11 +297,11 @@ class BeamIndex:
             raise BeamIndexError(f"{where}: field {exc.args[0]!r} missing") from None
         if t["ref_primary_codes"].ndim != 2 or t["ref_primary_codes"].shape[0] > index.n_items:
             raise BeamIndexError(f"{where}: ref_primary_codes has shape {t['ref_primary_codes'].shape}")
-        ref_keys = index._encode(t["ref_edge_codes"], f"{where}: ref_edge_codes")
+        ref_keys = index._sid.encode(t["ref_edge_codes"], f"{where}: ref_edge_codes")
         if t["ref_edge_items"].shape != ref_keys.shape:
             raise BeamIndexError(f"{where}: ref_edge_items {t['ref_edge_items'].shape} vs ref_edge_codes {ref_keys.shape}")
         index._reference = Snapshot(t["ref_edge_items"].astype(np.int64), ref_keys,
-                                    index._encode(t["ref_primary_codes"], f"{where}: ref_primary_codes"))
+                                    index._sid.encode(t["ref_primary_codes"], f"{where}: ref_primary_codes"))
         index.last_churn = {str(k): float(v) for k, v in dict(meta.get("last_churn") or {}).items()}
         return index
 
@@ -333,7 +324,7 @@ class BeamIndex:
         if not np.issubdtype(items.dtype, np.integer) and len(items):
             raise BeamIndexError(f"{where}: edge items must be integers, got {items.dtype}")
         items, weights = items.astype(np.int64), weights.astype(np.float64)
-        keys = self._encode(codes, f"{where}: edge codes")
+        keys = self._sid.encode(codes, f"{where}: edge codes")
         if len(keys) != len(items):
             raise BeamIndexError(f"{where}: {len(items)} edge items but {len(keys)} edge codes")
         bad = np.flatnonzero(~np.isfinite(weights) | (weights < 0))
@@ -344,14 +335,21 @@ class BeamIndex:
             raise BeamIndexError(f"{where}: edge {bad[0]} names item {items[bad[0]]} outside [0, {self.n_items})")
         return items, keys, weights
 
-    def _set_edges(self, items: np.ndarray, keys: np.ndarray, weights: np.ndarray, where: str) -> None:
-        """Install edges given in seniority order (the stable sort keeps it among equal weights)."""
-        order = np.lexsort((-weights, items))
+    def _set_edges(self, items: np.ndarray, keys: np.ndarray, weights: np.ndarray, where: str,
+                   grouped: bool = False) -> None:
+        """Install edges given in seniority order (the stable sort keeps it among equal weights).
+
+        ``grouped``: the caller's rows are already distinct (item, SID) pairs, so the duplicate
+        check (a second sort) is skipped on the per-step paths.
+        """
+        order = np.argsort(-weights, kind="stable")
+        order = order[np.argsort(items[order], kind="stable")]
         items, keys, weights = items[order], keys[order], weights[order]
-        group_order, first = group_rows(items, keys)
-        if len(first) != len(items):
-            dup = group_order[np.setdiff1d(np.arange(len(items)), first)[0]]
-            raise BeamIndexError(f"{where}: item {items[dup]} lists SID {self._decode(keys[dup]).tolist()} twice")
+        if not grouped:
+            group_order, first = group_rows(items, keys)
+            if len(first) != len(items):
+                dup = group_order[np.setdiff1d(np.arange(len(items)), first)[0]]
+                raise BeamIndexError(f"{where}: item {items[dup]} lists SID {self._sid.decode(keys[dup]).tolist()} twice")
         ptr = np.searchsorted(items, np.arange(self.n_items + 1))
         orphan = np.flatnonzero(np.diff(ptr) == 0)
         if len(orphan):
@@ -370,22 +368,6 @@ class BeamIndex:
 
     def _snapshot(self) -> Snapshot:
         return Snapshot(self._items.copy(), self._keys.copy(), self._keys[self._ptr[:-1]].copy())
-
-    def _encode(self, codes: Any, where: str) -> np.ndarray:
-        c = _as_numpy(codes)
-        if c.ndim != 2 or c.shape[1] != self.n_levels:
-            raise BeamIndexError(f"{where}: expected (N, {self.n_levels}) codes, got shape {c.shape}")
-        if len(c) and not np.issubdtype(c.dtype, np.integer):
-            raise BeamIndexError(f"{where}: codes must be integers, got {c.dtype}")
-        c = c.astype(np.int64)
-        bad = np.argwhere((c < 0) | (c >= self._sizes))
-        if len(bad):
-            r, lvl = bad[0]
-            raise BeamIndexError(f"{where}: row {r} level {lvl}: code {c[r, lvl]} outside [0, {self._sizes[lvl]})")
-        return c @ self._strides if len(c) else np.zeros(0, dtype=np.int64)
-
-    def _decode(self, keys: np.ndarray) -> np.ndarray:
-        return (keys[..., None] // self._strides) % self._sizes
 
     def _check_items(self, items: Any, where: str) -> np.ndarray:
         it = _as_numpy(items).reshape(-1)

@@ -15,7 +15,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -36,6 +36,39 @@ _META_FIELDS = {"version": int, "n_items": int, "codebook_sizes": list, "max_sid
 
 class BeamIndexError(ValueError):
     """A malformed index, or an operation asked of it with inconsistent arguments."""
+
+
+class SidKeys:
+    """SID codes (N, L) <-> one int64 mixed-radix key each, ``sum(codes[l] * stride[l])``.
+
+    The key order is the lexicographic order of the codes, so "same SID" and "sort by SID"
+    become scalar numpy operations. Codes are validated here, once, for every entry point.
+    """
+
+    def __init__(self, codebook_sizes: Sequence[int], where: str):
+        self.codebook_sizes = [int(s) for s in codebook_sizes]
+        if not self.codebook_sizes or min(self.codebook_sizes) < 1:
+            raise BeamIndexError(f"{where}: codebook_sizes must be positive, got {list(codebook_sizes)}")
+        if float(np.prod(np.asarray(self.codebook_sizes, dtype=np.float64))) >= 2**62:
+            raise BeamIndexError(f"{where}: SID space {self.codebook_sizes} too large for int64 keys")
+        self.sizes = np.asarray(self.codebook_sizes, dtype=np.int64)
+        self.strides = np.concatenate([np.cumprod(self.sizes[::-1])[::-1][1:], [1]]).astype(np.int64)
+
+    def encode(self, codes: Any, where: str) -> np.ndarray:
+        c = codes.detach().cpu().numpy() if isinstance(codes, torch.Tensor) else np.asarray(codes)
+        if c.ndim != 2 or c.shape[1] != len(self.sizes):
+            raise BeamIndexError(f"{where}: expected (N, {len(self.sizes)}) codes, got shape {c.shape}")
+        if len(c) and not np.issubdtype(c.dtype, np.integer):
+            raise BeamIndexError(f"{where}: codes must be integers, got {c.dtype}")
+        c = c.astype(np.int64)
+        bad = np.argwhere((c < 0) | (c >= self.sizes))
+        if len(bad):
+            r, lvl = bad[0]
+            raise BeamIndexError(f"{where}: row {r} level {lvl}: code {c[r, lvl]} outside [0, {self.sizes[lvl]})")
+        return c @ self.strides if len(c) else np.zeros(0, dtype=np.int64)
+
+    def decode(self, keys: np.ndarray) -> np.ndarray:
+        return (keys[..., None] // self.strides) % self.sizes
 
 
 @dataclass(frozen=True)
@@ -68,11 +101,23 @@ def churn_between(before: Snapshot, after: Snapshot) -> dict[str, float]:
 
 
 def group_rows(items: np.ndarray, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Stable order grouping equal (item, SID) rows, and the position of each group's first row."""
+    """Stable order grouping equal (item, SID) rows, and the position of each group's first row.
+
+    Sorts one combined int64 key when it fits (numpy's stable integer sort is a radix sort, ~10x
+    faster than ``lexsort`` on two columns: this runs on every training step via
+    ``record_selections``), else falls back to ``lexsort``.
+    """
+    if not len(items):
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    span = int(keys.max()) + 1
+    if (int(items.max()) + 1) * span < 2**62:
+        combined = items * span + keys
+        order = np.argsort(combined, kind="stable")
+        c = combined[order]
+        return order, np.flatnonzero(np.r_[True, c[1:] != c[:-1]])
     order = np.lexsort((keys, items))
     i, k = items[order], keys[order]
-    first = np.flatnonzero(np.r_[True, (i[1:] != i[:-1]) | (k[1:] != k[:-1])]) if len(i) else np.zeros(0, dtype=np.int64)
-    return order, first
+    return order, np.flatnonzero(np.r_[True, (i[1:] != i[:-1]) | (k[1:] != k[:-1])])
 
 
 def rank_within(sorted_items: np.ndarray) -> np.ndarray:

@@ -26,7 +26,6 @@ from torch import nn
 from pitrec.config import Section
 from pitrec.decoding.beam_search import BeamResult, beam_search
 from pitrec.index.trie import Trie
-from pitrec.models.user_to_token import Attention, FeedForward
 from pitrec.registry import SECTIONS
 
 LayerCache = tuple[torch.Tensor, torch.Tensor]  # keys, values: (B, W, heads, t, d/heads)
@@ -50,20 +49,25 @@ class ItemToTokenConfig(Section):
 
 
 class CausalBlock(nn.Module):
-    """Pre-norm causal self-attention with a KV cache, then a feed-forward."""
+    """Pre-norm causal self-attention with a KV cache, then a feed-forward.
+
+    Written here rather than borrowed from U2T's layers so the tokenizer does not change when
+    the recommender's internals do (they are tuned separately)."""
 
     def __init__(self, d: int, heads: int, ffn: int, dropout: float):
         super().__init__()
+        self.heads, self.dropout = heads, dropout
         self.norm1, self.norm2 = nn.LayerNorm(d), nn.LayerNorm(d)
-        self.attn = Attention(d, heads, dropout)
-        self.ffn = FeedForward(d, ffn, dropout)
+        self.qkv = nn.Linear(d, 3 * d)
+        self.out = nn.Linear(d, d)
+        self.ffn = nn.Sequential(nn.Linear(d, ffn), nn.GELU(), nn.Dropout(dropout), nn.Linear(ffn, d))
         self.drop = nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor, cache: LayerCache | None) -> tuple[torch.Tensor, LayerCache]:
         """x (B, W, T, d): T new positions of W sequences per item, after the cached t earlier ones."""
         B, W, T, d = x.shape
-        h = self.norm1(x).reshape(B * W, T, d)
-        k, v = self.attn.keys_values(h)
+        q, k, v = (part.unflatten(-1, (self.heads, -1)).transpose(1, 2)  # (B*W, h, T, d/h)
+                   for part in self.qkv(self.norm1(x).reshape(B * W, T, d)).chunk(3, dim=-1))
         if cache is not None:
             k = torch.cat([cache[0].flatten(0, 1), k], dim=2)
             v = torch.cat([cache[1].flatten(0, 1), v], dim=2)
@@ -71,7 +75,8 @@ class CausalBlock(nn.Module):
         causal = None
         if T > 1:
             causal = torch.arange(t + T, device=x.device) <= torch.arange(t, t + T, device=x.device).unsqueeze(1)
-        x = x + self.drop(self.attn.attend(h, k, v, causal).reshape(B, W, T, d))
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=causal, dropout_p=self.dropout if self.training else 0.0)
+        x = x + self.drop(self.out(y.transpose(1, 2).flatten(2)).reshape(B, W, T, d))
         x = x + self.drop(self.ffn(self.norm2(x)))
         return x, (k.unflatten(0, (B, W)), v.unflatten(0, (B, W)))
 
