@@ -127,3 +127,12 @@ def test_bad_inputs_are_named():
         CSA(np.zeros((3, 4)), None, 0, H_DIM, CSAConfig(dim=8, heads=2, negatives="popularity"))
     with pytest.raises(ValueError, match="heads \\(3\\) must divide dim \\(8\\)"):
         CSAConfig(dim=8, heads=3)
+
+
+def test_in_batch_softmax_masks_copies_of_the_positive():
+    csa = make_csa("softmax", n_negatives=50)  # more than the batch holds: the full in-batch softmax
+    states, valid = torch.randn(5, 3, H_DIM), torch.ones(5, 3, dtype=torch.bool)
+    same = csa.loss(states, valid, torch.full((5,), 7))
+    assert same.item() == 0.0  # every other candidate is the positive itself: nothing to contrast
+    mixed = csa.loss(states, valid, torch.tensor([7, 7, 1, 2, 3]))
+    assert mixed.item() > 0.0
