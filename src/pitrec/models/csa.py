@@ -51,9 +51,11 @@ class CSAConfig(Section):
     temperature: float = Field(1.0, gt=0)  # for loss=softmax
 
     @model_validator(mode="after")
-    def _heads_divide(self) -> "CSAConfig":
+    def _check_shapes(self) -> "CSAConfig":
         if self.dim % self.heads:
             raise ValueError(f"heads ({self.heads}) must divide dim ({self.dim})")
+        if any(h < 1 for h in self.mlp_hidden):
+            raise ValueError(f"mlp_hidden widths must be >= 1, got {self.mlp_hidden}")
         return self
 
 
