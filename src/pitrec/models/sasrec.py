@@ -24,8 +24,9 @@ class SASRecConfig(Section):
     ffn: int = Field(256, ge=8)
     dropout: float = Field(0.5, ge=0, lt=1)
     attn_dropout: float = Field(0.5, ge=0, lt=1)
-    max_len: int = Field(50, ge=1)  # positions the model sees; training uses the last max_len items
+    max_len: int = Field(50, ge=1)  # positions the model sees; longer training sequences are windowed
     init_std: float = Field(0.02, gt=0)
+    bucket_by_length: bool = True  # training batches of similar length (less padding, same targets)
 
 
 class SASRec(nn.Module):

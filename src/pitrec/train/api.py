@@ -78,7 +78,4 @@ def train_run(name: str, cfg, resume: bool = False, data: tuple[Interactions, Sp
         if run is None:
             raise ValueError("--resume needs a run directory (run.out)")
         trainer.resume()
-    result = trainer.fit()
-    result["dataset"] = data_obj.name
-    result["seed"] = cfg.run.seed
-    return result
+    return trainer.fit()

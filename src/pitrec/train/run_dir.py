@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import yaml
@@ -55,6 +56,14 @@ class RunDir:
 
     def metrics(self) -> list[dict]:
         return read_jsonl(self.metrics_path)
+
+    def drop_metrics_after(self, step: int) -> None:
+        """Forget log lines written after the checkpoint a run resumes from (a crash between
+        logging an epoch and saving it), so the resumed run does not log that epoch twice; a
+        torn last line goes too, so later appends start on a fresh line."""
+        if self.metrics_path.exists():
+            kept = [r for r in self.metrics() if r.get("step", 0) <= step]
+            atomic_write_text(self.metrics_path, "".join(json.dumps(r) + "\n" for r in kept))
 
     def write_json(self, name: str, obj) -> Path:
         p = self.path / name

@@ -27,7 +27,14 @@ class Trainer:
         self.run = run
         self.optimizer: torch.optim.Optimizer | None = None
         self.state: dict[str, Any] = {"epoch": 0, "batch": 0, "step": 0, "best": None, "best_epoch": None,
-                                      "bad_evals": 0, "train_seconds": 0.0, "train_samples": 0, "done": False}
+                                      "bad_evals": 0, "train_seconds": 0.0, "train_samples": 0, "done": False,
+                                      # the running epoch's loss sums, samples and seconds, saved with a
+                                      # mid-epoch checkpoint so a resumed epoch logs the same figures
+                                      "epoch_sums": {}, "epoch_samples": 0, "epoch_seconds": 0.0,
+                                      # CPU seconds of this process: on a shared machine wall time
+                                      # depends on the neighbours' load, CPU time much less
+                                      "train_cpu_seconds": 0.0}
+        self._segment_start = (time.perf_counter(), time.process_time())
 
     # ------------------------------------------------------------------------------------
     def _build_optimizer(self) -> None:
@@ -63,6 +70,7 @@ class Trainer:
             torch.set_rng_state(torch.tensor(rng, dtype=torch.uint8))
         state.pop("optimizer", None)
         self.state.update(state)
+        self.run.drop_metrics_after(self.state["step"])
         return True
 
     # ------------------------------------------------------------------------------------
@@ -79,8 +87,8 @@ class Trainer:
             rng = np.random.default_rng([cfg.run.seed, epoch])
             batches = recipe.train_batches(epoch, rng)
             recipe.train(True)
-            sums: dict[str, float] = {}
-            n_seen, t0 = 0, time.perf_counter()
+            sums: dict[str, float] = self.state["epoch_sums"]
+            self._segment_start = (time.perf_counter(), time.process_time())
             bar = tqdm(batches[self.state["batch"]:], desc=f"{recipe.name} epoch {epoch + 1}/{epochs}",
                        disable=not cfg.run.progress, leave=False, dynamic_ncols=True)
             for batch in bar:
@@ -96,33 +104,33 @@ class Trainer:
                     torch.nn.utils.clip_grad_norm_([p for g in self.optimizer.param_groups for p in g["params"]], cfg.train.grad_clip)
                 self.optimizer.step()
                 bs = recipe.batch_size_of(batch)
-                n_seen += bs
+                self.state["epoch_samples"] += bs
+                self.state["train_samples"] += bs
                 for k, v in losses.items():
                     sums[k] = sums.get(k, 0.0) + float(v.detach()) * bs
                 self.state["step"] += 1
                 self.state["batch"] += 1
-                bar.set_postfix(loss=f"{sums['loss'] / n_seen:.4f}", refresh=False)
-                elapsed = self.state["train_seconds"] + time.perf_counter() - t0
+                bar.set_postfix(loss=f"{sums['loss'] / self.state['epoch_samples']:.4f}", refresh=False)
                 if cfg.train.save_every_steps and self.state["step"] % cfg.train.save_every_steps == 0:
-                    self._checkpoint_progress(t0, n_seen)
-                    t0, n_seen = time.perf_counter(), 0
-                if elapsed > budget_s:
+                    self._fold_time()
+                    self._save("latest")
+                if self.state["train_seconds"] + time.perf_counter() - self._segment_start[0] > budget_s:
                     stop = True
                     break
             bar.close()
-            epoch_seconds = time.perf_counter() - t0
-            self.state["train_seconds"] += epoch_seconds
-            self.state["train_samples"] += n_seen
+            self._fold_time()
             finished_epoch = self.state["batch"] >= len(batches)
+            epoch_seconds, n_seen = self.state["epoch_seconds"], self.state["epoch_samples"]
             record: dict[str, Any] = {"epoch": epoch + 1, "step": self.state["step"],
                                       **{f"train_{k}": v / max(n_seen, 1) for k, v in sums.items()},
                                       "epoch_seconds": epoch_seconds,
                                       "samples_per_s": n_seen / max(epoch_seconds, 1e-9),
+                                      "train_seconds": self.state["train_seconds"],
+                                      "train_cpu_seconds": self.state["train_cpu_seconds"],
                                       "lr": self.optimizer.param_groups[0]["lr"]}
             if finished_epoch:
                 record.update(recipe.on_epoch_end(epoch))
-                self.state["epoch"] += 1
-                self.state["batch"] = 0
+                self.state.update(epoch=epoch + 1, batch=0, epoch_sums={}, epoch_samples=0, epoch_seconds=0.0)
             if finished_epoch and ((epoch + 1) % cfg.train.eval_every == 0 or self.state["epoch"] >= epochs) or stop:
                 recipe.train(False)
                 valid = self.valid_evaluator.evaluate(recipe.ranker(), "valid", progress=cfg.run.progress)
@@ -145,12 +153,14 @@ class Trainer:
                 _print_epoch(record, metric)
         return self.finish()
 
-    def _checkpoint_progress(self, t0: float, n_seen: int) -> None:
-        """Mid-epoch save: fold the time and samples so far into the state first, so a resumed
-        run reports the same totals."""
-        self.state["train_seconds"] += time.perf_counter() - t0
-        self.state["train_samples"] += n_seen
-        self._save("latest")
+    def _fold_time(self) -> None:
+        """Add the wall and CPU seconds of the training segment just ended to the run's and the
+        epoch's totals (before a checkpoint, so a resumed run reports the same totals)."""
+        wall, cpu = time.perf_counter(), time.process_time()
+        self.state["train_seconds"] += wall - self._segment_start[0]
+        self.state["epoch_seconds"] += wall - self._segment_start[0]
+        self.state["train_cpu_seconds"] += cpu - self._segment_start[1]
+        self._segment_start = (wall, cpu)
 
     def finish(self) -> dict[str, Any]:
         recipe = self.recipe
@@ -161,12 +171,15 @@ class Trainer:
         test = self.evaluator.evaluate(recipe.ranker(), "test", progress=self.cfg.run.progress)
         result = {
             "method": recipe.name,
+            "dataset": recipe.data.name if recipe.data is not None else None,
+            "seed": self.cfg.run.seed,
             "test": test,
             "best_valid": self.state["best"],
             "best_epoch": self.state["best_epoch"],
             "epochs_run": self.state["epoch"],
             "steps": self.state["step"],
             "train_seconds": self.state["train_seconds"],
+            "train_cpu_seconds": self.state["train_cpu_seconds"],
             "train_samples_per_s": self.state["train_samples"] / max(self.state["train_seconds"], 1e-9),
             "eval_users_per_s": test["users_per_s"],
             "peak_rss_mb": peak_rss_mb(),
