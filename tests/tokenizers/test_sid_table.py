@@ -63,6 +63,8 @@ def test_load_errors_name_the_file_and_field(tmp_path):
         SidTable.load(out_of_range)
     with pytest.raises(DataError, match="no such SID table"):
         SidTable.load(tmp_path / "missing.json")
+    with pytest.raises(ValueError, match="must end in .json or .parquet"):
+        small_table().save(tmp_path / "t.json.gz")
 
 
 def test_check_catalog_catches_another_catalogue():

@@ -19,6 +19,13 @@ def _config(data: Optional[str], config: Optional[list[Path]], overrides: list[s
     return resolve(None, config, overrides, **{"data.path": data, **direct})
 
 
+def _check_out(out: Path) -> None:
+    from pitrec.cli import fail
+
+    if out.suffix not in (".json", ".parquet"):
+        fail(f"--out {out}: a SID table file must end in .json or .parquet")
+
+
 def _load_data(cfg):
     from pitrec.cli import fail
     from pitrec.data.errors import DataError
@@ -46,7 +53,7 @@ def embed(ctx: typer.Context,
     items = _load_data(cfg)
     try:
         result = compute_item_embeddings(cfg, items)
-    except (DataError, EncoderUnavailable, ValueError) as exc:
+    except (DataError, EncoderUnavailable, KeyError, ValueError) as exc:
         fail(str(exc))
     info = result.info
     how = "loaded from cache" if info.get("cache_hit") else f"encoded in {info.get('encode_seconds', 0):.1f} s"
@@ -72,6 +79,7 @@ def sids_build(ctx: typer.Context,
     from pitrec.embed.stage import item_embeddings
     from pitrec.tokenizers.stage import sid_table
 
+    _check_out(out)
     direct = {"tokenizer.name": tokenizer, "tokenizer.seed": seed}
     if embeddings is not None:
         direct.update({"embed.encoder": "npy", "embed.npy_path": str(embeddings)})
@@ -101,6 +109,7 @@ def sids_import(ctx: typer.Context,
     from pitrec.data.errors import DataError
     from pitrec.tokenizers.stage import sid_table
 
+    _check_out(out)
     cfg = _config(data, config, ctx.args, **{"tokenizer.name": "import", "tokenizer.import_path": str(file),
                                              "tokenizer.collision": collision, "tokenizer.import_key_offset": key_offset})
     items = _load_data(cfg)

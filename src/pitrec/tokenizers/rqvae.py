@@ -93,12 +93,13 @@ class RQVAETokenizer(Tokenizer):
         sizes = self.cfg.codebook_sizes()
         device = resolve_device(rc.device)
         start = time.perf_counter()
-        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-            torch.manual_seed(seed)
-            model, history = self._train(torch.from_numpy(x_np).to(device), sizes, seed)
         x = torch.from_numpy(x_np).to(device)
+        with torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else []):
+            torch.manual_seed(seed)
+            model, history = self._train(x, sizes, seed)
         model.eval()
         codes = model.codes(x).cpu().numpy()
+        history["final_usage_per_level"] = [int(len(np.unique(codes[:, l]))) for l in range(len(sizes))]
         meta = {"tokenizer": self.name, "seed": seed, "fit_seconds": time.perf_counter() - start,
                 "device": str(device), **history}
         return SidTable(codes, sizes, meta, list(data.item_ids))
@@ -132,9 +133,6 @@ class RQVAETokenizer(Tokenizer):
             if rc.reseed_dead_every and (epoch + 1) % rc.reseed_dead_every == 0 and epoch + 1 < rc.epochs:
                 self._reseed_dead(model, x, usage, history, gen)
                 usage = [torch.zeros_like(u) for u in usage]
-        model.eval()
-        final = model.codes(x)
-        history["final_usage_per_level"] = [int(torch.unique(final[:, l]).numel()) for l in range(len(sizes))]
         return model, history
 
     @torch.no_grad()

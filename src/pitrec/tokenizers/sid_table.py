@@ -85,15 +85,17 @@ class SidTable:
         prefixes = [len(np.unique(self.codes[:, : d + 1], axis=0)) for d in range(self.n_levels)]
         out = {"n_items": self.n_items, "n_levels": self.n_levels, "codebook_sizes": list(self.codebook_sizes),
                **collision_summary(self.codes), "distinct_prefixes": prefixes, "levels": levels}
-        for key in ("tokenizer", "collision_policy", "before_policy"):
+        for key in ("tokenizer", "fit_seconds", "collision_policy", "before_policy"):
             if key in self.meta:
                 out[key] = self.meta[key]
         return out
 
     # -- files ------------------------------------------------------------------------------------
     def save(self, path: str | Path) -> Path:
-        """Atomic write; ``.parquet`` as Parquet, anything else as JSON."""
+        """Atomic write, as ``.json`` or ``.parquet`` (by suffix)."""
         path = Path(path)
+        if path.suffix not in (".json", ".parquet"):
+            raise ValueError(f"{path}: a SID table file must end in .json or .parquet")
         if path.suffix == ".parquet":
             _save_parquet(self, path)
         else:
