@@ -119,6 +119,13 @@ def builtin_layer(name: str) -> dict:
     data = yaml.safe_load(ref.read_text(encoding="utf-8")) or {}
     if not isinstance(data, dict):
         raise ConfigError(f"built-in config {name}.yaml: top level must be a mapping")
+    # ``extends: other`` layers this file over another built-in one, so methods compared in one
+    # benchmark (TIGER and PIT) share one definition of the backbone and budget instead of copies
+    base = data.pop("extends", None)
+    if base is not None:
+        if base == name or not isinstance(base, str):
+            raise ConfigError(f"built-in config {name}.yaml: invalid 'extends: {base!r}'")
+        data = deep_merge(builtin_layer(base), data)
     return data
 
 
