@@ -119,6 +119,17 @@ class BeamIndex:
         rows = np.where(mask, start[:, None] + col[None, :], 0)
         return np.where(mask, items[rows], -1), np.where(mask, weights[rows], 0.0)
 
+    def sid_item_counts(self, codes: np.ndarray | torch.Tensor) -> np.ndarray:
+        """How many items hold each SID, (..., L) -> (...,), 0 for a SID nobody holds: a SID
+        shared by n items names a given one of them only with probability 1/n, which is what
+        co-evolution's selection is charged for collisions."""
+        c = _as_numpy(codes)
+        keys = self._sid.encode(c.reshape(-1, c.shape[-1]), "sid_item_counts: codes")
+        uniq, ptr, _, _ = self._sid_view()
+        pos = np.minimum(np.searchsorted(uniq, keys), max(len(uniq) - 1, 0))
+        found = (len(uniq) > 0) & (uniq[pos] == keys) if len(uniq) else np.zeros(len(keys), dtype=bool)
+        return np.where(found, ptr[pos + 1] - ptr[pos], 0).reshape(c.shape[:-1])
+
     def sid_groups(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Every distinct SID (S, L) with CSR ``ptr`` (S+1,) into items (E,) and weights (E,).
 

@@ -1,0 +1,80 @@
+"""Ranking with PIT's one-to-many beam index: constrained U2T beam search over the index's SIDs,
+then item scores aggregated over each item's SIDs.
+
+Returning K distinct items matters (the evaluator counts a missing slot as a miss): when an
+item owns several SIDs the W beams can name fewer than K items, so users left short are searched
+again with a doubled beam (up to ``max_widen`` times), and how many were is counted.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from pitrec.data.batches import PAD
+from pitrec.decoding.aggregate import Aggregation, aggregate_beams
+from pitrec.index.trie import Trie
+from pitrec.models.user_to_token import Memory
+
+
+def compile_index(index, one_to_many: bool, device: torch.device | str) -> tuple[Trie, torch.Tensor]:
+    """The decoding trie of a ``BeamIndex`` and, aligned with ``trie.leaf_items``, log q(SID | item):
+    the item's edge weights normalised over its SIDs. With ``one_to_many`` off every item keeps
+    only its strongest SID (the single-SID ablation)."""
+    items, codes, weights = index.edges()
+    if not one_to_many:
+        items, codes, weights = np.arange(index.n_items), index.primary_codes(), np.ones(index.n_items)
+    trie = Trie.build(codes, index.codebook_sizes, items=items, n_items=index.n_items)
+    leaf = trie.lookup(torch.from_numpy(codes)).numpy()
+    order = np.lexsort((items, leaf))  # the trie's edge order: by leaf, then item
+    w = np.maximum(weights, 0.0) + 1e-6
+    q = w / np.bincount(items, weights=w, minlength=index.n_items)[items]
+    return trie.to(device), torch.from_numpy(np.log(q[order])).float().to(device)
+
+
+class PITRanker:
+    """The evaluator's ``Ranker`` (and the service's) over a U2T model and a compiled index."""
+
+    def __init__(self, model, history_codes: torch.Tensor, trie: Trie, edge_log_q: torch.Tensor,
+                 beam_width: int, aggregation: Aggregation = "weighted", max_widen: int = 3):
+        self.model, self.history_codes, self.trie, self.edge_log_q = model, history_codes, trie, edge_log_q
+        self.beam_width, self.aggregation, self.max_widen = beam_width, aggregation, max_widen
+        self.beams = self.invalid = self.widened = 0
+
+    @torch.no_grad()
+    def rank(self, history: torch.Tensor, k: int, exclude_history: bool = False) -> torch.Tensor:
+        return self.rank_with_scores(history, k, exclude_history)[0]
+
+    @torch.no_grad()
+    def rank_with_scores(self, history: torch.Tensor, k: int, exclude_history: bool = False
+                         ) -> tuple[torch.Tensor, torch.Tensor]:
+        memory = self.model.encode(self.history_codes[history.clamp(min=0)], history == PAD)
+        width = max(self.beam_width, k)
+        items, scores, exhausted = self._search(memory, history if exclude_history else None, width, k)
+        rows = torch.arange(len(history), device=history.device)
+        for _ in range(self.max_widen):
+            short = (items[:, -1] < 0) & ~exhausted
+            if not short.any():
+                break
+            width *= 2
+            self.widened += int(short.sum())
+            sub = Memory(memory.states[short], memory.valid[short])
+            sub_items, sub_scores, sub_exhausted = self._search(
+                sub, history[short] if exclude_history else None, width, k)
+            idx = rows[short]
+            items[idx], scores[idx], exhausted[idx] = sub_items, sub_scores, sub_exhausted
+        return items, scores
+
+    def _search(self, memory: Memory, exclude: torch.Tensor | None, width: int, k: int):
+        result = self.model.generate(memory, width, self.trie)
+        alive = result.alive
+        self.beams += int(alive.sum())
+        self.invalid += int((alive & (result.leaves < 0)).sum())
+        items, scores = aggregate_beams(result.leaves, result.log_probs, self.trie, k, self.aggregation,
+                                        self.edge_log_q, exclude)
+        exhausted = ~alive.all(1)  # fewer SIDs than beams: a wider search finds nothing new
+        return items, scores, exhausted
+
+    @property
+    def invalid_rate(self) -> float:
+        return self.invalid / max(self.beams, 1)

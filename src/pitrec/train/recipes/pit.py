@@ -1,0 +1,287 @@
+"""PIT: a dynamic personalized item tokenizer trained end to end with the recommender.
+
+Three models learn in one loop, in the same optimiser step:
+- CSA: the item embedding X_i (content + item id + attributes) and a DIN head predicting
+  interactions from sg(H_u), the User-to-Token encoder's states;
+- Item-to-Token (I2T): generates an item's SID from sg(X_i); its beam search proposes candidate
+  SIDs that enter the one-to-many ``BeamIndex``;
+- User-to-Token (U2T): TIGER's generator, history SIDs -> next item's SID.
+
+Warm-up epochs train all three on the static tokenizer's SIDs (the same table TIGER uses). Then
+co-evolution: for every (history, target) pair the target's candidate SIDs come from the index,
+U2T scores all of them for this user in one batched pass (the encoder runs once), the SID with the
+lowest loss is selected, and U2T and I2T train on it while the selection is recorded as an edge
+weight. Every ``refresh_every`` epochs, I2T beam search over all items proposes fresh candidates
+(weights decay, weak edges are pruned, no item is ever orphaned).
+
+At inference U2T beam search is constrained to the SIDs of the index; an item reached through
+several SIDs is scored by ``pit.aggregation`` (see ``pitrec.decoding.aggregate``).
+
+Ablations are switches of the same recipe (so the backbone and budget are identical): ``csa``
+(off: X_i is the frozen content embedding and no CSA loss), ``sid_selection`` (off: always the
+warm-up SID), ``one_to_many`` (off: one SID per item, the strongest, at inference), ``freeze_i2t``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from pydantic import Field
+
+from pitrec.config import Section
+from pitrec.data.batches import PAD, PrefixSamples
+from pitrec.decoding.pit_ranker import PITRanker, compile_index
+from pitrec.index.beam_index import BeamIndex
+from pitrec.models.csa import CSA
+from pitrec.models.item_to_token import ItemToToken
+from pitrec.models.user_to_token import Memory, UserToToken
+from pitrec.registry import RECIPES, SECTIONS
+from pitrec.tokenizers.sid_table import SidTable
+from pitrec.train.recipe import Recipe
+
+
+@SECTIONS.register("pit")
+class PITConfig(Section):
+    warmup_epochs: int = Field(2, ge=0)  # epochs on the static tokenizer's SIDs before co-evolution
+    candidates: int = Field(4, ge=1)  # B: candidate SIDs per target (and I2T beam width at refresh)
+    max_sids_per_item: int = Field(4, ge=1)  # index capacity per item
+    refresh_every: int = Field(1, ge=1)  # epochs between I2T refreshes of the index
+    decay: float = Field(0.5, gt=0, le=1)  # edge weights are multiplied by this at each refresh
+    new_edge_weight: float = Field(1.0, ge=0)  # weight of a SID newly proposed by I2T
+    csa: bool = True
+    sid_selection: bool = True
+    one_to_many: bool = True
+    freeze_i2t: bool = False  # after warm-up
+    i2t_weight: float = Field(1.0, ge=0)
+    csa_weight: float = Field(1.0, ge=0)
+    beam_width: int = Field(20, ge=1)  # U2T decoding width (widened per user when too few items)
+    aggregation: Literal["max", "sum", "weighted"] = "weighted"
+    history_sids: Literal["primary", "initial"] = "primary"  # which SID encodes history items
+    # selection pays log(items holding the SID): a SID shared by n items names the target only
+    # with probability 1/n. Without it the cheapest SID is the one every item shares (collapse).
+    collision_penalty: bool = True
+    max_items_per_sid: int = Field(8, ge=1)  # I2T proposals made for more items than this are dropped
+    refresh_batch_size: int = Field(2048, ge=1)
+
+
+@RECIPES.register("pit")
+class PITRecipe(Recipe):
+    name = "pit"
+
+    def prepare(self) -> None:
+        from pitrec.embed.stage import item_embeddings
+        from pitrec.tokenizers.stage import sid_table
+
+        cfg, pc = self.cfg, self.cfg.pit
+        content = item_embeddings(cfg, self.data)
+        table = sid_table(cfg, self.data, content, run=self.run)
+        if table.n_items != self.split.n_items:
+            raise ValueError(f"SID table has {table.n_items} items, the dataset {self.split.n_items}")
+        self.sid_meta = dict(table.meta)
+        self.sizes = list(table.codebook_sizes)
+        self.initial_codes = torch.from_numpy(table.codes).to(self.device)
+        # U2T first, so that with the same seed it starts from the same weights as TIGER's
+        self.u2t = UserToToken(self.sizes, cfg.u2t).to(self.device)
+        if pc.csa:
+            self.csa = CSA(content, self.data.item_attributes, self.data.n_attributes, cfg.u2t.d_model, cfg.csa,
+                           item_popularity=self.split.train_item_counts()).to(self.device)
+            item_dim = cfg.csa.dim
+        else:
+            self.csa = None
+            self.content = torch.as_tensor(np.asarray(content), dtype=torch.float32, device=self.device)
+            item_dim = self.content.shape[1]
+        self.i2t = ItemToToken(item_dim, self.sizes, cfg.i2t).to(self.device)
+        self.index = BeamIndex.from_sid_table(table, max_sids_per_item=pc.max_sids_per_item,
+                                              new_edge_weight=pc.new_edge_weight)
+        self.samples = PrefixSamples(self.split.train, cfg.data.max_history)
+        if len(self.samples) == 0:
+            raise ValueError("no training pairs: every training sequence has fewer than 2 items")
+        self.epoch = 0
+        self._compiled: tuple[int, Any] | None = None
+        self._counters = _SelectionCounters()
+        self.last_ranker: PITRanker | None = None
+        self._sync_history_codes()
+
+    # -- state of the co-evolution ------------------------------------------------------------
+    @property
+    def coevolving(self) -> bool:
+        return self.epoch >= self.cfg.pit.warmup_epochs
+
+    def _train_i2t(self) -> bool:
+        return not (self.cfg.pit.freeze_i2t and self.coevolving)
+
+    def _sync_history_codes(self) -> None:
+        if self.cfg.pit.history_sids == "primary":
+            self.history_codes = torch.from_numpy(self.index.primary_codes()).to(self.device)
+        else:
+            self.history_codes = self.initial_codes
+
+    def item_vectors(self, items: torch.Tensor) -> torch.Tensor:
+        """X_i: CSA's learned item embedding, or the frozen content embedding without CSA."""
+        return self.csa.item_vectors(items) if self.csa is not None else self.content[items]
+
+    def modules(self) -> dict[str, torch.nn.Module]:
+        mods: dict[str, torch.nn.Module] = {"u2t": self.u2t, "i2t": self.i2t}
+        if self.csa is not None:
+            mods["csa"] = self.csa
+        return mods
+
+    # -- training -------------------------------------------------------------------------------
+    def train_batches(self, epoch: int, rng: np.random.Generator) -> list[np.ndarray]:
+        self.epoch = epoch
+        return self.samples.batch_indices(self.cfg.train.batch_size, rng, bucket=True)
+
+    def batch_size_of(self, batch: np.ndarray) -> int:
+        return len(batch)
+
+    def training_step(self, batch: np.ndarray, step: int) -> dict[str, torch.Tensor]:
+        pc = self.cfg.pit
+        b = self.samples.batch(batch).to(self.device)
+        memory = self.u2t.encode(self.history_codes[b.history.clamp(min=0)], b.history == PAD)
+        chosen = self.select_sids(memory, b.target)
+        u2t_loss = self.u2t.sid_nll(memory, chosen).mean() / len(self.sizes)
+        losses = {"u2t": u2t_loss}
+        loss = u2t_loss
+        if self._train_i2t():
+            losses["i2t"] = self.i2t.loss(self.item_vectors(b.target), chosen)
+            loss = loss + pc.i2t_weight * losses["i2t"]
+        if self.csa is not None:
+            losses["csa"] = self.csa.loss(memory.states, memory.valid, b.target)
+            loss = loss + pc.csa_weight * losses["csa"]
+        self.index.record_selections(b.target.cpu().numpy(), chosen.cpu().numpy())
+        losses["loss"] = loss
+        return losses
+
+    @torch.no_grad()
+    def select_sids(self, memory: Memory, target: torch.Tensor) -> torch.Tensor:
+        """The user-guided minimum-loss choice among each target's candidate SIDs (B, L).
+
+        Warm-up, and the no-selection ablation, train on the warm-up SID. Rows with a single
+        candidate skip scoring; the others are scored in one batched decoder pass with dropout
+        off (the choice should follow the model, not the noise), against the encoder memory this
+        step trains with.
+        """
+        if not (self.coevolving and self.cfg.pit.sid_selection):
+            self._counters.add(len(target), 0, 0)
+            return self.initial_codes[target]
+        cand_np, mask_np, _ = self.index.candidates(target.cpu().numpy(), self.cfg.pit.candidates)
+        cand = torch.from_numpy(cand_np).to(self.device)
+        mask = torch.from_numpy(mask_np).to(self.device)
+        pick = torch.zeros(len(target), dtype=torch.long, device=self.device)
+        multi = mask.sum(1) > 1
+        if multi.any():
+            was_training = self.u2t.training
+            self.u2t.eval()
+            sub = Memory(memory.states[multi], memory.valid[multi])
+            cost = self.u2t.candidate_nll(sub, cand[multi], mask[multi])
+            self.u2t.train(was_training)
+            if self.cfg.pit.collision_penalty:
+                counts = self.index.sid_item_counts(cand_np[multi.cpu().numpy()])
+                cost = cost + torch.from_numpy(np.log(np.maximum(counts, 1))).float().to(self.device)
+            pick[multi] = cost.argmin(1)
+        chosen = cand[torch.arange(len(target), device=self.device), pick]
+        self._counters.add(len(target), int(multi.sum()), int((pick != 0).sum()))
+        return chosen
+
+    def on_epoch_end(self, epoch: int) -> dict[str, Any]:
+        pc = self.cfg.pit
+        stats: dict[str, Any] = {"phase": "co-evolution" if self.coevolving else "warm-up", **self._counters.report()}
+        self._counters = _SelectionCounters()
+        done = epoch + 1
+        if done >= pc.warmup_epochs and (done - pc.warmup_epochs) % pc.refresh_every == 0:
+            stats.update({f"refresh_{k}": v for k, v in self.refresh_index().items()})
+            stats["sid_churn"] = stats.get("refresh_primary_changed", 0.0)
+        self._sync_history_codes()
+        index_stats = self.index.stats()
+        stats["index"] = {k: v for k, v in index_stats.items() if not k.startswith("churn_")}
+        primary = SidTable(self.index.primary_codes(), self.sizes).stats()
+        stats["codebook_entropy"] = [lvl["entropy_bits"] for lvl in primary["levels"]]
+        stats["primary_collision_rate"] = primary.get("collision_rate")
+        return stats
+
+    @torch.no_grad()
+    def refresh_index(self) -> dict[str, float]:
+        """I2T beam search over every item proposes ``candidates`` SIDs each; weights decay first
+        so that old selections fade, then the index merges and prunes (never orphaning an item)."""
+        modes = {name: m.training for name, m in self.modules().items()}
+        self.train(False)
+        pc = self.cfg.pit
+        n = self.split.n_items
+        codes, scores, alive = [], [], []
+        for start in range(0, n, pc.refresh_batch_size):
+            items = torch.arange(start, min(n, start + pc.refresh_batch_size), device=self.device)
+            res = self.i2t.generate(self.item_vectors(items), pc.candidates)
+            codes.append(res.codes.cpu())
+            scores.append(res.log_probs.cpu())
+            alive.append(res.alive.cpu())
+        codes_np, alive_np = torch.cat(codes).numpy(), torch.cat(alive).numpy()
+        # a SID proposed for many items says nothing about any of them: drop such proposals
+        _, inverse, counts = np.unique(codes_np.reshape(-1, codes_np.shape[-1]), axis=0,
+                                       return_inverse=True, return_counts=True)
+        generic = (counts[inverse.reshape(-1)] > pc.max_items_per_sid).reshape(alive_np.shape)
+        self.index.decay(pc.decay)
+        churn = self.index.refresh(np.arange(n), codes_np, torch.cat(scores).numpy(), alive_np & ~generic)
+        churn["dropped_generic_share"] = float((alive_np & generic).sum() / max(1, alive_np.sum()))
+        for name, m in self.modules().items():
+            m.train(modes[name])
+        return churn
+
+    # -- evaluation -----------------------------------------------------------------------------
+    def ranker(self) -> PITRanker:
+        version = self.index.version
+        if self._compiled is None or self._compiled[0] != version:
+            self._compiled = (version, compile_index(self.index, self.cfg.pit.one_to_many, self.device))
+        trie, edge_log_q = self._compiled[1]
+        pc = self.cfg.pit
+        self.last_ranker = PITRanker(self.u2t, self.history_codes, trie, edge_log_q, pc.beam_width, pc.aggregation)
+        return self.last_ranker
+
+    # -- persistence ----------------------------------------------------------------------------
+    def extra_state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        tensors, meta = self.index.state_dict()
+        out = {f"index.{k}": v for k, v in tensors.items()}
+        out["sid_codes"] = self.initial_codes.cpu()
+        return out, {"index": meta}
+
+    def load_extra_state(self, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
+        saved = tensors.get("sid_codes")
+        if saved is not None and not torch.equal(saved, self.initial_codes.cpu()):
+            raise ValueError("the checkpoint was trained from a different warm-up SID table than the one prepared "
+                             "now (tokenizer config, embeddings or data changed); start a new run")
+        if "index" in meta:
+            index_tensors = {k[len("index."):]: v for k, v in tensors.items() if k.startswith("index.")}
+            self.index = BeamIndex.from_state_dict(index_tensors, meta["index"])
+            self._compiled = None
+            self._sync_history_codes()
+
+    def save_artifacts(self, run) -> None:
+        self.index.save(run.path / "beam_index")
+        run.write_json("sid_stats_warmup.json", SidTable(self.initial_codes.cpu().numpy(), self.sizes).stats())
+        run.write_json("sid_stats.json", {**SidTable(self.index.primary_codes(), self.sizes).stats(),
+                                          "index": self.index.stats()})
+        ranker = self.last_ranker
+        run.write_json("decoding_stats.json", {
+            "beam_width": self.cfg.pit.beam_width, "aggregation": self.cfg.pit.aggregation,
+            "one_to_many": self.cfg.pit.one_to_many,
+            "test_beams": ranker.beams if ranker else 0, "test_invalid_beams": ranker.invalid if ranker else 0,
+            "test_invalid_rate": ranker.invalid_rate if ranker else None,
+            "test_widened_users": ranker.widened if ranker else 0,
+        })
+
+
+class _SelectionCounters:
+    """How often co-evolution picked a SID other than the item's strongest one."""
+
+    def __init__(self) -> None:
+        self.samples = self.scored = self.switched = 0
+
+    def add(self, samples: int, scored: int, switched: int) -> None:
+        self.samples += samples
+        self.scored += scored
+        self.switched += switched
+
+    def report(self) -> dict[str, float]:
+        n = max(self.samples, 1)
+        return {"selection_scored_share": self.scored / n, "selection_switched_share": self.switched / n}
