@@ -84,15 +84,11 @@ class PITRecipe(Recipe):
         self.initial_codes = torch.from_numpy(table.codes).to(self.device)
         # U2T first, so that with the same seed it starts from the same weights as TIGER's
         self.u2t = UserToToken(self.sizes, cfg.u2t).to(self.device)
-        if pc.csa:
-            self.csa = CSA(content, self.data.item_attributes, self.data.n_attributes, cfg.u2t.d_model, cfg.csa,
-                           item_popularity=self.split.train_item_counts()).to(self.device)
-            item_dim = cfg.csa.dim
-        else:
-            self.csa = None
-            self.content = torch.as_tensor(np.asarray(content), dtype=torch.float32, device=self.device)
-            item_dim = self.content.shape[1]
-        self.i2t = ItemToToken(item_dim, self.sizes, cfg.i2t).to(self.device)
+        # CSA and I2T draw their initial weights from a forked generator, so the global random
+        # stream (dropout masks, negatives) continues exactly as in a TIGER run of the same seed
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(cfg.run.seed + 1)
+            self._build_tokenizer_side(content)
         self.index = BeamIndex.from_sid_table(table, max_sids_per_item=pc.max_sids_per_item,
                                               new_edge_weight=pc.new_edge_weight)
         self.samples = PrefixSamples(self.split.train, cfg.data.max_history)
@@ -103,6 +99,18 @@ class PITRecipe(Recipe):
         self._counters = _SelectionCounters()
         self.last_ranker: PITRanker | None = None
         self._sync_history_codes()
+
+    def _build_tokenizer_side(self, content: np.ndarray) -> None:
+        cfg, pc = self.cfg, self.cfg.pit
+        if pc.csa:
+            self.csa = CSA(content, self.data.item_attributes, self.data.n_attributes, cfg.u2t.d_model, cfg.csa,
+                           item_popularity=self.split.train_item_counts()).to(self.device)
+            item_dim = cfg.csa.dim
+        else:
+            self.csa = None
+            self.content = torch.as_tensor(np.asarray(content), dtype=torch.float32, device=self.device)
+            item_dim = self.content.shape[1]
+        self.i2t = ItemToToken(item_dim, self.sizes, cfg.i2t).to(self.device)
 
     # -- state of the co-evolution ------------------------------------------------------------
     @property

@@ -1,0 +1,161 @@
+"""PIT end to end on tiny synthetic data, and the properties the method rests on: the minimum-loss
+selection picks the argmin (with the collision charge), a degenerate PIT step is exactly a TIGER
+step, the run directory holds the beam index, and decoding returns distinct valid items."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from pitrec.config import load_config
+from pitrec.data.batches import PAD
+from pitrec.index.beam_index import BeamIndex
+from pitrec.models.user_to_token import Memory
+from pitrec.train.api import build_recipe, prepare_data, train_run
+from pitrec.utils.runtime import seed_everything
+
+TINY = [
+    "data.format=synthetic", "data.synthetic_users=120", "data.synthetic_items=50", "data.synthetic_clusters=4",
+    "data.max_history=6", "embed.encoder=tfidf", "embed.tfidf_dim=16",
+    "tokenizer.name=rqkmeans", "tokenizer.levels=2", "tokenizer.codebook_size=4",
+    "u2t.d_model=16", "u2t.heads=2", "u2t.encoder_layers=1", "u2t.decoder_layers=1", "u2t.ffn=32", "u2t.max_history=6",
+    "csa.dim=16", "csa.mlp_hidden=[16,8,8]", "i2t.d_model=16", "i2t.layers=1", "i2t.ffn=32",
+    "train.epochs=4", "train.batch_size=64", "train.lr=0.005", "train.warmup_steps=0",
+    "pit.warmup_epochs=2", "pit.beam_width=6", "pit.max_items_per_sid=50",
+    "run.progress=false", "run.seed=3", "run.num_threads=1",
+]
+
+
+def tiny_cfg(root, *extra):
+    return load_config("pit", overrides=TINY + [f"embed.cache_dir={root / 'cache'}", *extra])
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("pit")
+    cfg = tiny_cfg(root, f"run.out={root / 'run'}")
+    return cfg, root / "run", train_run("pit", cfg)
+
+
+def test_pit_warms_up_then_co_evolves(tiny_run):
+    cfg, run, result = tiny_run
+    assert result["method"] == "pit" and result["epochs_run"] == 4
+    assert result["test"]["users"] == 120 and result["test"]["recall@5"] > 0.15  # chance is 5/50
+    epochs = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [e["phase"] for e in epochs] == ["warm-up", "warm-up", "co-evolution", "co-evolution"]
+    assert all(e["selection_scored_share"] == 0 for e in epochs[:2])
+    # from the end of warm-up on, I2T beams add candidates: items own several SIDs
+    assert epochs[1]["index"]["sids_per_item_mean"] > 1 and epochs[2]["selection_scored_share"] > 0
+    for e in epochs:
+        assert {"train_u2t", "train_i2t", "train_csa", "codebook_entropy"} <= set(e)
+        assert len(e["codebook_entropy"]) == 3  # 2 levels + the disambiguation level
+
+
+def test_pit_run_directory_and_index_invariants(tiny_run):
+    _, run, _ = tiny_run
+    for name in ("beam_index/index.json", "sid_stats.json", "sid_stats_warmup.json", "decoding_stats.json",
+                 "checkpoint/best/extra.safetensors", "test_metrics.json"):
+        assert (run / name).is_file(), name
+    index = BeamIndex.load(run / "beam_index")
+    assert index.n_items == 50 and (index.sids_per_item() >= 1).all()
+    trie = index.to_trie()
+    reachable = torch.unique(trie.leaf_items)
+    assert torch.equal(reachable, torch.arange(50))  # every item is reachable through some SID
+    stats = json.loads((run / "decoding_stats.json").read_text())
+    assert stats["test_invalid_beams"] == 0 and stats["test_beams"] > 0
+
+
+def test_pit_ranker_returns_distinct_valid_items(tiny_run, tmp_path):
+    cfg, run, _ = tiny_run
+    data, split = prepare_data(cfg)
+    recipe = build_recipe("pit", cfg, data, split)
+    recipe.train(False)
+    history = torch.tensor([[PAD, PAD, 3, 7], [1, 2, 3, 4], [PAD, PAD, PAD, 9]])
+    items = recipe.ranker().rank(history, 20)
+    assert items.shape == (3, 20)
+    for row in items:
+        valid = row[row >= 0]
+        assert len(valid) == 20 and len(torch.unique(valid)) == 20 and int(valid.max()) < 50
+    masked = recipe.ranker().rank(history, 10, exclude_history=True)
+    for row, hist in zip(masked, history):
+        assert not set(row.tolist()) & set(hist[hist >= 0].tolist())
+
+
+def test_selection_picks_the_minimum_loss_candidate(tmp_path):
+    """A constructed case: three candidate SIDs for one target, scored one by one with sid_nll; the
+    batched selection must choose the argmin, and the collision charge must be able to flip it."""
+    cfg = tiny_cfg(tmp_path, "pit.warmup_epochs=0", "pit.candidates=3")
+    data, split = prepare_data(cfg)
+    recipe = build_recipe("pit", cfg, data, split)
+    recipe.epoch = 0
+    target = 5
+    codes = np.array([[0, 0, 0], [1, 2, 0], [3, 3, 0]])
+    recipe.index.refresh(np.array([target]), codes[None], np.zeros((1, 3)))
+    cand, mask, _ = recipe.index.candidates(np.array([target]), 3)
+    assert mask.sum() == 3
+    history = torch.tensor([[1, 2, 3]])
+    recipe.u2t.eval()
+    memory = recipe.u2t.encode(recipe.history_codes[history], history == PAD)
+    each = torch.stack([recipe.u2t.sid_nll(memory, torch.from_numpy(c)[None]) for c in cand[0]]).squeeze(1)
+    counts = recipe.index.sid_item_counts(cand[0])
+    expected = int((each + torch.log(torch.from_numpy(np.maximum(counts, 1)).float())).argmin())
+    chosen = recipe.select_sids(memory, torch.tensor([target]))
+    assert chosen[0].tolist() == cand[0, expected].tolist()
+
+    # make the cheapest candidate a SID shared by many items: the charge log(n) must move the choice
+    best = int(each.argmin())
+    others = np.arange(50)[np.arange(50) != target][:40]
+    recipe.index.refresh(others, np.repeat(cand[0, best][None, None], len(others), 0), np.zeros((len(others), 1)))
+    gap = float((each.sort().values[1] - each.min()).detach())
+    if np.log(41) > gap + 1e-6:
+        chosen = recipe.select_sids(memory, torch.tensor([target]))
+        assert chosen[0].tolist() != cand[0, best].tolist()
+
+
+def test_degenerate_pit_step_equals_tiger_step(tmp_path):
+    """CSA off, one candidate, a frozen tokenizer: a PIT step must be a TIGER step, same seed, same
+    parameters after (the co-evolution machinery adds nothing when it has nothing to choose)."""
+    pit_cfg = tiny_cfg(tmp_path, "pit.csa=false", "pit.candidates=1", "pit.freeze_i2t=true", "pit.warmup_epochs=0")
+    tiger_cfg = load_config("tiger", overrides=TINY[:16] + ["train.batch_size=64", "train.lr=0.005", "train.warmup_steps=0",
+                                                            "run.seed=3", "run.num_threads=1", "run.progress=false",
+                                                            f"embed.cache_dir={tmp_path / 'cache'}"])
+    data, split = prepare_data(pit_cfg)
+    build_recipe("tiger", tiger_cfg, data, split)  # fills the embedding and SID caches first
+
+    def one_step(name, cfg):
+        seed_everything(3)
+        recipe = build_recipe(name, cfg, data, split)
+        recipe.train(True)
+        batch = recipe.train_batches(0, np.random.default_rng([3, 0]))[0]
+        opt = torch.optim.AdamW(recipe.param_groups(), lr=0.005, betas=(0.9, 0.98))
+        loss = recipe.training_step(batch, 0)["loss"]
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_([p for g in opt.param_groups for p in g["params"]], 1.0)
+        opt.step()
+        model = recipe.model if name == "tiger" else recipe.u2t
+        return float(loss), {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+    tiger_loss, tiger_params = one_step("tiger", tiger_cfg)
+    pit_loss, pit_params = one_step("pit", pit_cfg)
+    assert pit_loss == pytest.approx(tiger_loss, abs=1e-6)
+    assert tiger_params.keys() == pit_params.keys()
+    for k in tiger_params:
+        torch.testing.assert_close(pit_params[k], tiger_params[k], rtol=0, atol=1e-6, msg=k)
+
+
+def test_single_sid_ablation_decodes_one_sid_per_item(tmp_path):
+    from pitrec.decoding.pit_ranker import compile_index
+
+    cfg = tiny_cfg(tmp_path)
+    data, split = prepare_data(cfg)
+    recipe = build_recipe("pit", cfg, data, split)
+    recipe.index.refresh(np.arange(50), np.zeros((50, 2, 3), dtype=np.int64) + np.array([[0, 1, 0], [1, 0, 0]]),
+                         np.zeros((50, 2)))
+    many, _ = compile_index(recipe.index, True, "cpu")
+    one, log_q = compile_index(recipe.index, False, "cpu")
+    assert len(many.leaf_items) > 50 and len(one.leaf_items) == 50
+    assert torch.allclose(log_q.exp(), torch.ones(50), atol=1e-5)
