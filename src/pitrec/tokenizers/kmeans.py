@@ -13,8 +13,6 @@ import time
 import warnings
 
 import numpy as np
-from sklearn.cluster import KMeans
-from sklearn.exceptions import ConvergenceWarning
 from tqdm.auto import tqdm
 
 from pitrec.data.interactions import Interactions
@@ -25,6 +23,11 @@ from pitrec.tokenizers.sid_table import SidTable
 
 def kmeans_fit(x: np.ndarray, k: int, seed: int, max_iter: int, n_init: int) -> tuple[np.ndarray, np.ndarray]:
     """(centroids (k', d), labels (n,)) with ``k' = min(k, n)`` so tiny catalogues still work."""
+    # imported here: scikit-learn costs seconds to import, and every pitrec process (each benchmark
+    # worker, every CLI call) registers this tokenizer whether or not it fits one
+    from sklearn.cluster import KMeans
+    from sklearn.exceptions import ConvergenceWarning
+
     k_eff = min(k, len(x))
     with warnings.catch_warnings():
         # duplicate items (identical texts) make fewer distinct points than clusters: expected
