@@ -22,11 +22,18 @@ def one_thread():
     torch.set_num_threads(before)
 
 
-def make_model(encoding: str, seed: int = 0, d_model: int = 16, layers: int = 2) -> UserToToken:
+ENCODINGS = [("item", "bidirectional"), ("sid", "bidirectional"), ("item", "causal"), ("sid", "causal")]
+
+
+def make_model(encoding: str, seed: int = 0, d_model: int = 16, layers: int = 2,
+               attention: str = "bidirectional") -> UserToToken:
     torch.manual_seed(seed)
     cfg = UserToTokenConfig(d_model=d_model, heads=4, encoder_layers=layers, decoder_layers=layers, ffn=2 * d_model,
-                            dropout=0.0, history_encoding=encoding, max_history=8)
-    return UserToToken(SIZES, cfg)
+                            dropout=0.0, history_encoding=encoding, max_history=8, encoder_attention=attention)
+    model = UserToToken(SIZES, cfg)
+    if model.recency_bias is not None:  # its zero init would hide a mis-aligned distance
+        torch.nn.init.normal_(model.recency_bias.weight)
+    return model
 
 
 def random_codes(*shape: int, seed: int = 0) -> torch.Tensor:
@@ -42,10 +49,10 @@ def histories(users: int = 4, length: int = 6):
     return codes, pad
 
 
-@pytest.mark.parametrize("encoding", ["item", "sid"])
+@pytest.mark.parametrize("encoding,attention", ENCODINGS)
 @torch.no_grad()
-def test_kv_cached_steps_equal_teacher_forcing(encoding):
-    model = make_model(encoding).eval()
+def test_kv_cached_steps_equal_teacher_forcing(encoding, attention):
+    model = make_model(encoding, attention=attention).eval()
     memory = model.encode(*histories())
     cross = model.cross_keys_values(memory)
     targets = random_codes(4, 3, seed=2)  # (B, W=3, L): three beams per user
@@ -94,10 +101,10 @@ def test_each_level_is_a_distribution_over_its_own_range():
     torch.testing.assert_close((-nll).exp().sum(-1), torch.ones(4))
 
 
-@pytest.mark.parametrize("encoding", ["item", "sid"])
+@pytest.mark.parametrize("encoding,attention", ENCODINGS)
 @torch.no_grad()
-def test_extra_left_padding_changes_nothing(encoding):
-    model = make_model(encoding).eval()
+def test_extra_left_padding_changes_nothing(encoding, attention):
+    model = make_model(encoding, attention=attention).eval()
     codes, pad = histories()
     target = random_codes(4, seed=4)
     base = model.sid_nll(model.encode(codes, pad), target)
@@ -107,9 +114,35 @@ def test_extra_left_padding_changes_nothing(encoding):
     torch.testing.assert_close(model.sid_nll(model.encode(longer, longer_pad), target), base, atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("encoding,attention", ENCODINGS)
 @torch.no_grad()
-def test_all_padding_history_gives_finite_scores():
-    model = make_model("sid").eval()
+def test_prefix_nll_of_a_window_equals_encoding_each_prefix(encoding, attention):
+    model = make_model(encoding, attention=attention).eval()
+    window = random_codes(3, 6, seed=7)
+    valid = torch.ones(3, 6, dtype=torch.bool)
+    valid[1, :2] = False  # left padding: user 1 has 4 items
+    if attention == "bidirectional":
+        with pytest.raises(ValueError, match="causal"):
+            model.prefix_nll(window, valid, 5)
+        return
+    nll = model.prefix_nll(window, valid, 5)
+    assert nll.shape == (3, 5) and torch.isfinite(nll).all()
+    torch.testing.assert_close(model.prefix_nll(window, valid, 2), nll[:, 3:], atol=1e-5, rtol=1e-5)
+    for j in range(1, 6):
+        # the window's items before j, left-padded (with junk codes) as at evaluation time
+        hist = torch.cat([random_codes(3, 6 - j, seed=j), window[:, :j]], 1)
+        pad = torch.cat([torch.ones(3, 6 - j, dtype=torch.bool), ~valid[:, :j]], 1)
+        expected = model.sid_nll(model.encode(hist, pad), window[:, j])
+        real = valid[:, j - 1]  # the prefix holds at least one real item
+        torch.testing.assert_close(nll[real, j - 1], expected[real], atol=1e-4, rtol=1e-4)
+    with pytest.raises(ValueError, match="n_last"):
+        model.prefix_nll(window, valid, 6)
+
+
+@pytest.mark.parametrize("attention", ["bidirectional", "causal"])
+@torch.no_grad()
+def test_all_padding_history_gives_finite_scores(attention):
+    model = make_model("sid", attention=attention).eval()
     codes, pad = histories()
     pad[3] = True
     assert torch.isfinite(model.sid_nll(model.encode(codes, pad), random_codes(4, seed=6))).all()

@@ -48,6 +48,9 @@ class UserToTokenConfig(Section):
     dropout: float = Field(0.1, ge=0, lt=1)
     activation: Literal["relu", "gelu"] = "relu"  # T5/TIGER use ReLU; exact GELU is ~4x slower on CPU
     history_encoding: Literal["item", "sid"] = "item"  # chosen by measurement on beauty (benchmarks/tuning)
+    # bidirectional: TIGER's encoder. causal: every history position sees only earlier items, so
+    # one encoder pass over a user's sequence serves all of its training prefixes (prefix_nll)
+    encoder_attention: Literal["bidirectional", "causal"] = "bidirectional"
     max_history: int = Field(20, ge=1)  # item positions the encoder knows; longer histories keep the last ones
     init_std: float = Field(0.02, gt=0)
 
@@ -121,10 +124,11 @@ class DecoderLayer(nn.Module):
         self.ffn = FeedForward(d, cfg.ffn, cfg.activation)
         self.drop = nn.Dropout(cfg.dropout)
 
-    def forward(self, x: torch.Tensor, cross: tuple[torch.Tensor, torch.Tensor], memory_mask: torch.Tensor,
+    def forward(self, x: torch.Tensor, cross: tuple[torch.Tensor, torch.Tensor], cross_mask: torch.Tensor,
                 cache: tuple[torch.Tensor, torch.Tensor] | None) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
         """x (B, C, T, d): C sequences per user, T new positions each; cache (B, C, h, t, d/h) holds
-        the keys/values of the t earlier positions. Returns the output and the extended cache."""
+        the keys/values of the t earlier positions; cross_mask broadcasts to (B, h, C*T, S).
+        Returns the output and the extended cache."""
         B, C, T, d = x.shape
         h = self.norm1(x).reshape(B * C, T, d)
         k, v = self.self_attn.keys_values(h)
@@ -137,7 +141,7 @@ class DecoderLayer(nn.Module):
             causal = torch.arange(t + T, device=x.device) <= torch.arange(t, t + T, device=x.device).unsqueeze(1)
         x = x + self.drop(self.self_attn.attend(h, k, v, causal).reshape(B, C, T, d))
         q = self.norm2(x).reshape(B, C * T, d)  # cross-attention: every query of a user, one memory
-        x = x + self.drop(self.cross_attn.attend(q, *cross, memory_mask).reshape(B, C, T, d))
+        x = x + self.drop(self.cross_attn.attend(q, *cross, cross_mask).reshape(B, C, T, d))
         x = x + self.drop(self.ffn(self.norm3(x)))
         return x, (k.unflatten(0, (B, C)), v.unflatten(0, (B, C)))
 
@@ -148,13 +152,15 @@ class UserToToken(nn.Module):
         self.codebook_sizes = [int(s) for s in codebook_sizes]
         self.n_levels = len(self.codebook_sizes)
         self.history_encoding = cfg.history_encoding
+        self.causal = cfg.encoder_attention == "causal"
         self.max_history = cfg.max_history
         sizes = torch.tensor(self.codebook_sizes)
         self.register_buffer("offsets", torch.cumsum(sizes, 0) - sizes, persistent=False)
         self.vocab_size = int(sizes.sum())
         d = cfg.d_model
         self.token_emb = nn.Embedding(self.vocab_size + 1, d)  # last row = BOS of the decoder
-        self.history_pos = nn.Embedding(cfg.max_history, d)  # item position, counted back from the latest
+        # item position: counted back from the latest item (bidirectional), from the first (causal)
+        self.history_pos = nn.Embedding(cfg.max_history, d)
         self.history_level = nn.Embedding(self.n_levels, d)  # which code of an item (sid encoding)
         self.target_pos = nn.Embedding(self.n_levels, d)
         self.drop = nn.Dropout(cfg.dropout)
@@ -163,27 +169,44 @@ class UserToToken(nn.Module):
         self.encoder_norm, self.decoder_norm = nn.LayerNorm(d), nn.LayerNorm(d)
         self.head = nn.Linear(d, self.vocab_size)
         self.apply(partial(_init, std=cfg.init_std))
+        # causal: a causal memory state cannot know how recent its item is, so the decoder's
+        # cross-attention gets a learned per-head bias on the distance from the latest item
+        self.recency_bias = nn.Embedding(cfg.max_history, cfg.heads) if self.causal else None
+        if self.recency_bias is not None:
+            nn.init.zeros_(self.recency_bias.weight)
 
     # -- encoder ------------------------------------------------------------------------------
     def encode(self, history_codes: torch.Tensor, pad_mask: torch.Tensor) -> Memory:
         """history_codes (B, T, L), left-padded; pad_mask (B, T) True at padding (codes there are
         ignored). Histories longer than ``max_history`` keep their most recent items."""
         history_codes, pad_mask = history_codes[:, -self.max_history:], pad_mask[:, -self.max_history:]
-        B, T, L = history_codes.shape
+        T = history_codes.shape[1]
+        if self.causal:
+            pos = torch.arange(T, device=pad_mask.device) - pad_mask.sum(1, keepdim=True)
+        else:
+            pos = torch.arange(T - 1, -1, -1, device=pad_mask.device).unsqueeze(0)
+        return self._encode(history_codes, ~pad_mask, pos)
+
+    def _encode(self, codes: torch.Tensor, valid: torch.Tensor, pos: torch.Tensor) -> Memory:
+        """codes (B, T, L), valid (B, T), item positions (B or 1, T) -> memory over T or T*L positions."""
+        L = codes.shape[2]
         if L != self.n_levels:
             raise ValueError(f"history codes have {L} levels, the model {self.n_levels}")
-        tokens = self.token_emb(self.offsets + history_codes.clamp(min=0))  # (B, T, L, d)
-        pos = self.history_pos(torch.arange(T - 1, -1, -1, device=tokens.device))  # (T, d)
-        valid = ~pad_mask
+        tokens = self.token_emb(self.offsets + codes.clamp(min=0))  # (B, T, L, d)
+        pos = self.history_pos(pos.clamp(0, self.max_history - 1))  # (B or 1, T, d)
         if self.history_encoding == "item":
             x = tokens.sum(2) + pos
         else:
-            x = (tokens + self.history_level.weight + pos.unsqueeze(1)).flatten(1, 2)
+            x = (tokens + self.history_level.weight + pos.unsqueeze(2)).flatten(1, 2)
             valid = valid.repeat_interleave(L, dim=1)
         # a user with no history still gets one (padding) position to attend to, instead of NaN
         valid = valid.clone()
         valid[:, -1] |= ~valid.any(1)
         mask = valid[:, None, None, :]
+        if self.causal:  # each position sees itself and earlier real positions
+            S = x.shape[1]
+            eye = torch.eye(S, dtype=torch.bool, device=x.device)
+            mask = (mask & torch.ones_like(eye).tril()) | eye
         x = self.drop(x)
         for layer in self.encoder:
             x = layer(x, mask)
@@ -195,16 +218,30 @@ class UserToToken(nn.Module):
         beam or candidate of that user."""
         return [layer.cross_attn.keys_values(memory.states) for layer in self.decoder]
 
-    def _decode(self, inputs: torch.Tensor, start: int, cross, memory: Memory, cache) -> tuple[torch.Tensor, list]:
+    def _item_distance(self, S: int, device) -> torch.Tensor:
+        """Distance of each memory position's item from the latest item (left-padded memory)."""
+        back = torch.arange(S - 1, -1, -1, device=device)
+        return back if self.history_encoding == "item" else torch.div(back, self.n_levels, rounding_mode="floor")
+
+    def _cross_mask(self, memory: Memory) -> torch.Tensor:
+        """Cross-attention mask of a memory from ``encode``: bool (B, 1, 1, S), or with a causal
+        encoder the additive recency bias (B, h, 1, S), -inf at padding."""
+        valid = memory.valid[:, None, None, :]
+        if self.recency_bias is None:
+            return valid
+        dist = self._item_distance(valid.shape[-1], valid.device).clamp(max=self.max_history - 1)
+        bias = self.recency_bias(dist).T[None, :, None, :]
+        return torch.where(valid, bias, torch.tensor(float("-inf"), device=valid.device))
+
+    def _decode(self, inputs: torch.Tensor, start: int, cross, cross_mask: torch.Tensor, cache) -> tuple[torch.Tensor, list]:
         """inputs (B, C, T) token ids at target positions start..start+T-1 -> log-probs of the
         level predicted at each position over its own range, (B, C, T, V_max) padded with -inf
         (levels may differ in size), and the extended caches."""
         T = inputs.shape[2]
         x = self.drop(self.token_emb(inputs) + self.target_pos.weight[start:start + T])
-        mask = memory.valid[:, None, None, :]
         new_cache = []
         for i, layer in enumerate(self.decoder):
-            x, c = layer(x, cross[i], mask, None if cache is None else cache[i])
+            x, c = layer(x, cross[i], cross_mask, None if cache is None else cache[i])
             new_cache.append(c)
         h = self.decoder_norm(x)
         return self._level_log_probs(h, range(start, start + T)), new_cache
@@ -223,15 +260,17 @@ class UserToToken(nn.Module):
         bos = torch.full_like(codes[..., :1], self.vocab_size)
         return torch.cat([bos, self.offsets[:-1] + codes[..., :-1]], dim=-1)
 
+    def _nll(self, memory: Memory, codes: torch.Tensor, cross_mask: torch.Tensor) -> torch.Tensor:
+        log_probs, _ = self._decode(self._teacher_inputs(codes), 0, self.cross_keys_values(memory), cross_mask, None)
+        return -log_probs.gather(-1, codes.unsqueeze(-1)).squeeze(-1).sum(-1)
+
     def candidate_nll(self, memory: Memory, cand_codes: torch.Tensor, cand_mask: torch.Tensor | None = None) -> torch.Tensor:
         """-log P(SID | user) of C candidate SIDs per user, (B, C, L) -> (B, C), in one decoder
         pass against the shared memory. Masked-out candidates (cand_mask False) get +inf, so that
         softmax(-nll) gives them no weight and argmin never picks them."""
         if cand_codes.shape[-1] != self.n_levels:
             raise ValueError(f"candidate SIDs have {cand_codes.shape[-1]} levels, the model {self.n_levels}")
-        codes = cand_codes.clamp(min=0)
-        log_probs, _ = self._decode(self._teacher_inputs(codes), 0, self.cross_keys_values(memory), memory, None)
-        nll = -log_probs.gather(-1, codes.unsqueeze(-1)).squeeze(-1).sum(-1)
+        nll = self._nll(memory, cand_codes.clamp(min=0), self._cross_mask(memory))
         if cand_mask is not None:
             nll = nll.masked_fill(~cand_mask, float("inf"))
         return nll
@@ -244,6 +283,31 @@ class UserToToken(nn.Module):
         """Mean next-token cross-entropy (per code), TIGER's training objective."""
         return self.sid_nll(self.encode(history_codes, pad_mask), target_codes).mean() / self.n_levels
 
+    def prefix_nll(self, window_codes: torch.Tensor, valid: torch.Tensor, n_last: int) -> torch.Tensor:
+        """Causal encoder only: one encoder pass over LEFT-padded item windows (B, m, L) scores
+        each of the last ``n_last`` items from the items before it: (B, n_last), entry c =
+        -log P(item j | window items < j) for j = m - n_last + c. Equals
+        ``sid_nll(encode(prefix), item j)`` for every j whose prefix is real, at the cost of one
+        encoder pass instead of ``n_last`` (entries of padding columns are meaningless)."""
+        if not self.causal:
+            raise ValueError("prefix_nll needs u2t.encoder_attention=causal (a bidirectional state "
+                             "depends on later items)")
+        B, m, _ = window_codes.shape
+        if not 1 <= n_last < m:
+            raise ValueError(f"n_last must lie in [1, {m - 1}] for windows of {m} items, got {n_last}")
+        pos = torch.arange(m, device=valid.device) - (~valid).sum(1, keepdim=True)
+        memory = self._encode(window_codes, valid, pos)
+        item = torch.arange(memory.states.shape[1], device=valid.device)
+        if self.history_encoding == "sid":
+            item = torch.div(item, self.n_levels, rounding_mode="floor")
+        target = torch.arange(m - n_last, m, device=valid.device).unsqueeze(1)  # (C, 1)
+        dist = target - 1 - item  # (C, S): how far back memory position's item is from item j-1
+        # item j-1 is always allowed, so a query over a padding column still has a key (no NaN)
+        allowed = ((dist >= 0) & valid[:, item].unsqueeze(1)) | (dist == 0)  # (B, C, S)
+        bias = self.recency_bias(dist.clamp(0, self.max_history - 1)).permute(2, 0, 1)  # (h, C, S)
+        mask = torch.where(allowed.unsqueeze(1), bias, torch.tensor(float("-inf"), device=valid.device))
+        return self._nll(memory, window_codes[:, m - n_last:].clamp(min=0), mask.repeat_interleave(self.n_levels, dim=2))
+
     def decode_step(self, memory: Memory, cross, prev_codes: torch.Tensor | None, level: int, cache):
         """One beam-search step (a ``decoding.beam_search.StepFn`` once memory/cross are bound):
         prev_codes (B, W) of level ``level - 1`` (None at level 0) -> log-probs (B, W, V_level)."""
@@ -252,7 +316,7 @@ class UserToToken(nn.Module):
                                 device=memory.states.device)
         else:
             inputs = (self.offsets[level - 1] + prev_codes).unsqueeze(-1)
-        log_probs, cache = self._decode(inputs, level, cross, memory, cache)
+        log_probs, cache = self._decode(inputs, level, cross, self._cross_mask(memory), cache)
         return log_probs[:, :, 0, :self.codebook_sizes[level]], cache
 
     @torch.no_grad()

@@ -22,6 +22,7 @@ from pitrec.decoding.ranker import GenerativeRanker
 from pitrec.index.trie import Trie
 from pitrec.models.user_to_token import UserToToken
 from pitrec.registry import RECIPES, SECTIONS
+from pitrec.train.prefix_windows import PrefixWindows
 from pitrec.train.recipe import Recipe
 
 
@@ -48,8 +49,11 @@ class TigerRecipe(Recipe):
         self.item_codes = torch.from_numpy(table.codes).to(self.device)
         self.trie = Trie.from_sid_table(table).to(self.device)
         self.model = UserToToken(table.codebook_sizes, self.cfg.u2t).to(self.device)
-        self.samples = PrefixSamples(self.split.train, self.cfg.data.max_history)
-        if len(self.samples) == 0:
+        # a causal encoder scores all prefixes of a window in one pass (same pairs, less compute)
+        self.windows = PrefixWindows(self.split.train, self.cfg.data.max_history) if self.model.causal else None
+        self.samples = None if self.model.causal else PrefixSamples(self.split.train, self.cfg.data.max_history)
+        n_pairs = self.windows.total_targets() if self.windows is not None else len(self.samples)
+        if n_pairs == 0:
             raise ValueError("no training pairs: every training sequence has fewer than 2 items")
         self.last_ranker: GenerativeRanker | None = None
 
@@ -57,15 +61,23 @@ class TigerRecipe(Recipe):
         return {"u2t": self.model}
 
     def train_batches(self, epoch: int, rng: np.random.Generator) -> list[np.ndarray]:
+        if self.windows is not None:
+            return self.windows.batch_indices(self.cfg.train.batch_size, rng)
         return self.samples.batch_indices(self.cfg.train.batch_size, rng, bucket=True)
 
     def training_step(self, batch: np.ndarray, step: int) -> dict[str, torch.Tensor]:
+        if self.windows is not None:
+            w = self.windows.batch(batch)
+            items, targets = w.items.to(self.device), w.targets.to(self.device)
+            nll = self.model.prefix_nll(self.item_codes[items.clamp(min=0)], items != PAD, w.n_last)
+            return {"loss": nll[targets].mean() / self.model.n_levels}
         b = self.samples.batch(batch).to(self.device)
         history_codes = self.item_codes[b.history.clamp(min=0)]
         return {"loss": self.model.loss(history_codes, b.history == PAD, self.item_codes[b.target])}
 
     def batch_size_of(self, batch: np.ndarray) -> int:
-        return len(batch)
+        """Training pairs in the batch, so samples/s compares across encoder kinds."""
+        return int(self.windows.n_targets[batch].sum()) if self.windows is not None else len(batch)
 
     def ranker(self) -> GenerativeRanker:
         tc = self.cfg.tiger
