@@ -166,30 +166,14 @@ class PITRecipe(Recipe):
     def select_sids(self, memory: Memory, target: torch.Tensor) -> torch.Tensor:
         """The user-guided minimum-loss choice among each target's candidate SIDs (B, L).
 
-        Warm-up, and the no-selection ablation, train on the warm-up SID. Rows with a single
-        candidate skip scoring; the others are scored in one batched decoder pass with dropout
-        off (the choice should follow the model, not the noise), against the encoder memory this
-        step trains with.
+        Warm-up, and the no-selection ablation, train on the warm-up SID; co-evolution uses
+        ``min_loss_sids`` (also what the service's online feedback applies).
         """
         if not (self.coevolving and self.cfg.pit.sid_selection):
             self._counters.add(len(target), 0, 0)
             return self.initial_codes[target]
-        cand_np, mask_np, _ = self.index.candidates(target.cpu().numpy(), self.cfg.pit.candidates)
-        cand = torch.from_numpy(cand_np).to(self.device)
-        mask = torch.from_numpy(mask_np).to(self.device)
-        pick = torch.zeros(len(target), dtype=torch.long, device=self.device)
-        multi = mask.sum(1) > 1
-        if multi.any():
-            was_training = self.u2t.training
-            self.u2t.eval()
-            sub = Memory(memory.states[multi], memory.valid[multi])
-            cost = self.u2t.candidate_nll(sub, cand[multi], mask[multi])
-            self.u2t.train(was_training)
-            if self.cfg.pit.collision_penalty:
-                counts = self.index.sid_item_counts(cand_np[multi.cpu().numpy()])
-                cost = cost + torch.from_numpy(np.log(np.maximum(counts, 1))).float().to(self.device)
-            pick[multi] = cost.argmin(1)
-        chosen = cand[torch.arange(len(target), device=self.device), pick]
+        chosen, pick, multi = min_loss_sids(self.u2t, self.index, memory, target, self.cfg.pit.candidates,
+                                            self.cfg.pit.collision_penalty)
         self._counters.add(len(target), int(multi.sum()), int((pick != 0).sum()))
         return chosen
 
@@ -277,6 +261,36 @@ class PITRecipe(Recipe):
             "test_invalid_rate": ranker.invalid_rate if ranker else None,
             "test_widened_users": ranker.widened if ranker else 0,
         })
+
+
+@torch.no_grad()
+def min_loss_sids(u2t: UserToToken, index: BeamIndex, memory: Memory, target: torch.Tensor, n_candidates: int,
+                  collision_penalty: bool = True) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """PIT's selection rule: each target's SID is the one of its ``n_candidates`` strongest index
+    SIDs with the lowest U2T loss for this user, plus log(items holding the SID) when
+    ``collision_penalty`` is on. Returns the chosen codes (B, L), the picked candidate column
+    (B,) and which rows had more than one candidate (B,).
+
+    Rows with a single candidate skip scoring; the others are scored in one batched decoder pass
+    with dropout off (the choice should follow the model, not the noise), against ``memory``.
+    """
+    cand_np, mask_np, _ = index.candidates(target.cpu().numpy(), n_candidates)
+    device = memory.states.device
+    cand = torch.from_numpy(cand_np).to(device)
+    mask = torch.from_numpy(mask_np).to(device)
+    pick = torch.zeros(len(target), dtype=torch.long, device=device)
+    multi = mask.sum(1) > 1
+    if multi.any():
+        was_training = u2t.training
+        u2t.eval()
+        sub = Memory(memory.states[multi], memory.valid[multi])
+        cost = u2t.candidate_nll(sub, cand[multi], mask[multi])
+        u2t.train(was_training)
+        if collision_penalty:
+            counts = index.sid_item_counts(cand_np[multi.cpu().numpy()])
+            cost = cost + torch.from_numpy(np.log(np.maximum(counts, 1))).float().to(device)
+        pick[multi] = cost.argmin(1)
+    return cand[torch.arange(len(target), device=device), pick], pick, multi
 
 
 class _SelectionCounters:
