@@ -13,7 +13,7 @@ import importlib.util
 import os
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -40,6 +40,11 @@ class ContentEncoder(ABC):
     def encode(self, texts: list[str], progress: bool = False) -> np.ndarray:
         ...
 
+    def fit(self, texts: list[str]) -> Callable[[list[str]], np.ndarray]:
+        """A function embedding NEW texts in the space ``encode(texts)`` produced: what a service
+        needs to give an item added after training its content vector (cold start)."""
+        raise NotImplementedError(f"the {self.name} encoder cannot embed texts it was not fitted on")
+
 
 def l2_normalize(x: np.ndarray) -> np.ndarray:
     """Unit rows; all-zero rows (an item with no text) stay zero instead of becoming NaN."""
@@ -65,14 +70,24 @@ class SentenceTransformerEncoder(ContentEncoder):
                 "normalize": self.cfg.normalize}
 
     def encode(self, texts: list[str], progress: bool = False) -> np.ndarray:
+        return self._embed(self._load(), texts, progress)
+
+    def fit(self, texts: list[str]) -> Callable[[list[str]], np.ndarray]:
+        """The model is stateless: ``texts`` are not needed, the loaded model is kept."""
+        model = self._load()
+        return lambda new: self._embed(model, new, False)
+
+    def _load(self):
         os.environ["HF_HUB_OFFLINE"] = "1"
         os.environ["TRANSFORMERS_OFFLINE"] = "1"
         from sentence_transformers import SentenceTransformer
 
         from pitrec.utils.runtime import resolve_device
 
-        model = SentenceTransformer(str(self.model_path), device=str(resolve_device(self.cfg.device)),
-                                    local_files_only=True)
+        return SentenceTransformer(str(self.model_path), device=str(resolve_device(self.cfg.device)),
+                                   local_files_only=True)
+
+    def _embed(self, model, texts: list[str], progress: bool) -> np.ndarray:
         emb = model.encode(texts, batch_size=self.cfg.batch_size, show_progress_bar=progress,
                            convert_to_numpy=True, normalize_embeddings=self.cfg.normalize)
         return np.asarray(emb, dtype=np.float32)
@@ -119,6 +134,14 @@ class TfidfSvdEncoder(ContentEncoder):
                 "normalize": self.cfg.normalize, "sklearn": sklearn.__version__}
 
     def encode(self, texts: list[str], progress: bool = False) -> np.ndarray:
+        return self._fit(texts)[0]
+
+    def fit(self, texts: list[str]) -> Callable[[list[str]], np.ndarray]:
+        """TF-IDF's vocabulary and the SVD basis depend on the corpus: refit on the same texts
+        (deterministic for ``tfidf_seed``), then project new texts into that space."""
+        return self._fit(texts)[1]
+
+    def _fit(self, texts: list[str]) -> tuple[np.ndarray, Callable[[list[str]], np.ndarray]]:
         from sklearn.decomposition import TruncatedSVD
         from sklearn.feature_extraction.text import TfidfVectorizer
 
@@ -128,10 +151,15 @@ class TfidfSvdEncoder(ContentEncoder):
         except ValueError as exc:  # every text empty
             raise ValueError(f"TF-IDF encoder: no words in any item text ({exc})") from None
         n_components = min(self.cfg.tfidf_dim, tfidf.shape[1] - 1, tfidf.shape[0] - 1)
-        if n_components < 1:
-            dense = tfidf.toarray()
-        else:
-            svd = TruncatedSVD(n_components=n_components, random_state=self.cfg.tfidf_seed)
-            dense = svd.fit_transform(tfidf)
-        dense = dense.astype(np.float32)
-        return l2_normalize(dense) if self.cfg.normalize else dense
+        svd = TruncatedSVD(n_components=n_components, random_state=self.cfg.tfidf_seed) if n_components >= 1 else None
+        dense = tfidf.toarray() if svd is None else svd.fit_transform(tfidf)
+
+        def finish(x: np.ndarray) -> np.ndarray:
+            x = x.astype(np.float32)
+            return l2_normalize(x) if self.cfg.normalize else x
+
+        def transform(new: list[str]) -> np.ndarray:
+            x = vectorizer.transform(new)
+            return finish(x.toarray() if svd is None else svd.transform(x))
+
+        return finish(dense), transform
