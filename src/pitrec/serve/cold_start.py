@@ -1,0 +1,66 @@
+"""Content vectors for items added after training, in the space the run's embeddings live in.
+
+PIT tokenises a new item from ``X = CSA(content, attributes)`` without an id row, so the one
+thing the service must reproduce is the content embedding. MiniLM is stateless; TF-IDF's
+vocabulary and SVD basis depend on the catalogue, so the encoder is refitted on the catalogue's
+own texts (deterministic for the run's seed). Either way the result is CHECKED against vectors
+the run saved (CSA keeps the content matrix in its checkpoint): if the refit does not reproduce
+them (another library version, a missing model), new items cannot be embedded faithfully and
+the service says so instead of tokenising from a different space.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Callable
+
+import numpy as np
+
+from pitrec.embed.encoders import EncoderUnavailable
+from pitrec.embed.stage import make_encoder
+from pitrec.embed.text import item_texts
+from pitrec.serve.catalog import Catalog
+from pitrec.serve.errors import NotSupported
+
+log = logging.getLogger(__name__)
+CHECK_ROWS = 16  # catalogue items re-embedded to check the reproduction
+TOLERANCE = 1e-3  # max abs difference per coordinate (float32 SVD projections differ ~1e-6)
+
+
+class NewItemEmbedder:
+    """text -> content vector (1, D) for new items; built once, on the first new item."""
+
+    def __init__(self, embed_cfg, catalog: Catalog, reference: np.ndarray | None):
+        if embed_cfg.encoder == "npy":
+            raise NotSupported("this run's content embeddings were precomputed (embed.encoder=npy): the service "
+                               "has no encoder for a new item's text")
+        self.include_attributes = embed_cfg.include_attributes
+        texts = item_texts(catalog.as_interactions(range(catalog.n_base)), self.include_attributes)
+        try:
+            encoder = make_encoder(embed_cfg)
+            self._transform: Callable[[list[str]], np.ndarray] = encoder.fit(texts)
+        except (EncoderUnavailable, NotImplementedError, ValueError) as exc:
+            raise NotSupported(f"cannot embed new item text with the run's encoder {embed_cfg.encoder!r}: "
+                               f"{exc}") from None
+        self.verified = reference is not None
+        if reference is not None:
+            self._check(texts, reference, embed_cfg.encoder)
+        else:
+            log.warning("no saved content embeddings to check the %s encoder against (pit.csa=false); "
+                        "new items are embedded unverified", embed_cfg.encoder)
+
+    def _check(self, texts: list[str], reference: np.ndarray, encoder: str) -> None:
+        rows = np.unique(np.linspace(0, len(texts) - 1, min(CHECK_ROWS, len(texts))).astype(int))
+        again = self._transform([texts[r] for r in rows])
+        if again.shape[1] != reference.shape[1]:
+            raise NotSupported(f"the {encoder} encoder gives {again.shape[1]}-d vectors but the run was trained on "
+                               f"{reference.shape[1]}-d ones: this run cannot embed new item text")
+        diff = float(np.abs(again - reference[rows]).max())
+        if diff > TOLERANCE:
+            raise NotSupported(f"re-embedding catalogue items with the {encoder} encoder does not reproduce the run's "
+                               f"content vectors (max difference {diff:.3g} > {TOLERANCE}); this run cannot embed new "
+                               f"item text faithfully")
+
+    def __call__(self, catalog: Catalog, title: str, attributes: list[int], raw_id) -> np.ndarray:
+        one = Catalog([raw_id], [title], [attributes], catalog.attribute_ids)
+        return self._transform(item_texts(one.as_interactions(), self.include_attributes))

@@ -1,0 +1,240 @@
+"""PIT served: U2T beam search constrained to the one-to-many beam index, new items tokenised by
+I2T from CSA's id-free item embedding, and online feedback recorded with the training rule.
+
+Per version the engine holds the index, its compiled trie (with log q(SID | item) for the
+``weighted`` aggregation) and the codes that encode history items; the models are shared."""
+
+from __future__ import annotations
+
+import copy
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Hashable, Sequence
+
+import numpy as np
+import torch
+
+from pitrec.data.batches import PAD
+from pitrec.decoding.pit_ranker import PITRanker, compile_index
+from pitrec.index.beam_index import BeamIndex, BeamIndexError
+from pitrec.models.csa import CSA
+from pitrec.models.item_to_token import ItemToToken
+from pitrec.models.user_to_token import Memory, UserToToken
+from pitrec.serve.catalog import Catalog
+from pitrec.serve.cold_start import NewItemEmbedder
+from pitrec.serve.engines.base import Engine, Ranked
+from pitrec.serve.errors import finite_or_none
+from pitrec.serve.loader import RunDirError, ServedRun
+from pitrec.serve.schemas import SidInfo
+from pitrec.train.recipes.pit import min_loss_sids
+
+
+@dataclass
+class PITModels:
+    """What every version shares: the trained models and the warm-up SIDs."""
+
+    run: ServedRun
+    u2t: UserToToken
+    i2t: ItemToToken
+    csa: CSA | None
+    initial_codes: torch.Tensor  # (n_trained, L), the history codes when pit.history_sids=initial
+    device: torch.device
+    embedder: NewItemEmbedder | None = None
+
+    @property
+    def pc(self):
+        return self.run.cfg.pit
+
+    def new_item_embedder(self, catalog: Catalog) -> NewItemEmbedder:
+        """Built on the first new item (a TF-IDF refit costs seconds); updates hold the
+        recommender's writer lock, so it is built once."""
+        if self.embedder is None:
+            reference = self.csa.item_embedding.content.cpu().numpy() if self.csa is not None else None
+            self.embedder = NewItemEmbedder(self.run.cfg.embed, catalog, reference)
+        return self.embedder
+
+
+class PITEngine(Engine):
+    method = "pit"
+
+    def __init__(self, models: PITModels, index: BeamIndex):
+        self.models, self.index = models, index
+        self.version, self.n_items = index.version, index.n_items
+        self.trie, self.edge_log_q = compile_index(index, models.pc.one_to_many, models.device)
+        if models.pc.history_sids == "primary":
+            codes = index.primary_codes()
+        else:  # items added online have no warm-up SID: their strongest SID encodes them
+            trained = len(models.initial_codes)
+            codes = np.concatenate([models.initial_codes.cpu().numpy(), index.primary_codes()[trained:]])
+        self.history_codes = torch.from_numpy(codes).to(models.device)
+
+    # -- loading -----------------------------------------------------------------------------
+    @classmethod
+    def load(cls, run: ServedRun, device: str | torch.device) -> "PITEngine":
+        cfg, device = run.cfg, torch.device(device)
+        flat, extra = run.model_tensors(), run.extra_tensors()
+        index = _trained_index(run, extra)
+        n = len(run.catalog)
+        if index.n_items != n:
+            raise RunDirError(f"{run.path}: the beam index has {index.n_items} items, catalog.json.gz {n}")
+        sizes = list(index.codebook_sizes)
+        u2t = UserToToken(sizes, cfg.u2t)
+        csa = None
+        if cfg.pit.csa:
+            content = flat.get("csa.item_embedding.content")
+            if content is None or content.shape[0] != n:
+                raise RunDirError(f"{run.checkpoint}/model.safetensors: CSA content embeddings for {n} items missing")
+            csa = CSA(content, run.catalog.attributes, len(run.catalog.attribute_ids), cfg.u2t.d_model, cfg.csa,
+                      item_popularity=np.ones(n))  # popularity only shapes training negatives
+            item_dim = cfg.csa.dim
+        else:
+            item_dim = int(flat["i2t.item_proj.weight"].shape[1])
+        i2t = ItemToToken(item_dim, sizes, cfg.i2t)
+        modules = {"u2t": u2t, "i2t": i2t, **({"csa": csa} if csa is not None else {})}
+        run.load_modules(modules)
+        for m in modules.values():
+            m.to(device).eval()
+        initial = extra.get("sid_codes", torch.from_numpy(index.primary_codes()))
+        return cls(PITModels(run, u2t, i2t, csa, initial.to(device), device), index)
+
+    # -- ranking -----------------------------------------------------------------------------
+    @torch.no_grad()
+    def rank(self, history: torch.Tensor, k: int, exclude_history: bool) -> list[list[Ranked]]:
+        m, pc = self.models, self.models.pc
+        history = history.to(m.device)
+        ranker = PITRanker(m.u2t, self.history_codes, self.trie, self.edge_log_q, pc.beam_width, pc.aggregation)
+        items, scores = ranker.rank_with_scores(history, k, exclude_history)
+        explained = iter(self._explain(history, items))
+        return [[Ranked(i, s, next(explained)) for i, s in zip(row_items, row_scores) if i >= 0]
+                for row_items, row_scores in zip(items.tolist(), scores.tolist())]
+
+    def _explain(self, history: torch.Tensor, items: torch.Tensor) -> list[list[SidInfo]]:
+        """For each returned item (row-major, valid ones only): its SIDs in this version with the
+        edge weight and log P(SID | history), the terms its score aggregates, most likely first.
+        One teacher-forced decoder pass over all of them."""
+        m = self.models
+        valid = items >= 0
+        flat = items[valid].cpu().numpy()
+        if not len(flat):
+            return []
+        width = self.index.n_edges if m.pc.one_to_many else 1  # the trie holds only primaries otherwise
+        cand, mask, weights = self.index.candidates(flat, width)
+        memory = m.u2t.encode(self.history_codes[history.clamp(min=0)], history == PAD)
+        rows = torch.arange(len(items), device=items.device).unsqueeze(1).expand_as(items)[valid]
+        sub = Memory(memory.states[rows], memory.valid[rows])
+        log_p = -m.u2t.candidate_nll(sub, torch.from_numpy(cand).to(m.device), torch.from_numpy(mask).to(m.device))
+        log_p = log_p.cpu().numpy()
+        out = []
+        for r in range(len(flat)):
+            cols = np.flatnonzero(mask[r])
+            cols = cols[np.argsort(-log_p[r, cols], kind="stable")]
+            out.append([SidInfo(sid=cand[r, c].tolist(), weight=float(weights[r, c]),
+                                log_prob=finite_or_none(log_p[r, c])) for c in cols])
+        return out
+
+    def item_sids(self, item: int) -> list[SidInfo]:
+        codes, mask, weights = self.index.candidates(np.array([item]), self.index.n_edges)
+        return [SidInfo(sid=codes[0, c].tolist(), weight=float(weights[0, c])) for c in np.flatnonzero(mask[0])]
+
+    def stats(self) -> dict[str, Any]:
+        s = self.index.stats()
+        return {"sids": s["sids"], "edges": s["edges"],
+                "collisions": {k: float(s[k]) for k in ("colliding_sid_share", "primary_collision_share",
+                                                        "items_per_sid_mean", "items_per_sid_max")},
+                "index": {k: s[k] for k in ("sids_per_item_mean", "sids_per_item_max", "weight_total")}}
+
+    # -- updates -----------------------------------------------------------------------------
+    @torch.no_grad()
+    def with_new_item(self, catalog: Catalog, raw_id: Hashable, title: str, attributes: Sequence[int]
+                      ) -> tuple["PITEngine", dict[str, Any]]:
+        """Cold start: content vector of the text -> X from CSA without an id row -> I2T beam
+        search proposes ``pit.candidates`` SIDs -> the item enters the index with the plausible
+        ones (a SID already held by ``max_items_per_sid`` items says nothing about this one and is
+        skipped, as at a training refresh, unless it is all I2T proposes)."""
+        m, pc = self.models, self.models.pc
+        content = torch.from_numpy(m.new_item_embedder(catalog)(catalog, title, list(attributes), raw_id)).to(m.device)
+        if m.csa is not None:
+            attr = torch.tensor(list(attributes), dtype=torch.long, device=m.device)
+            x = m.csa.item_embedding.features(content, attr, torch.zeros(1, dtype=torch.long, device=m.device), None)
+        else:
+            x = content
+        proposal = m.i2t.generate(x, pc.candidates)
+        codes = proposal.codes[0].cpu().numpy()
+        alive = proposal.alive[0].cpu().numpy()
+        crowded = self.index.sid_item_counts(codes) >= pc.max_items_per_sid
+        keep = np.flatnonzero(alive & ~crowded)
+        if not len(keep):
+            keep = np.flatnonzero(alive)[:1]
+        keep = keep[:pc.max_sids_per_item]
+        weights = np.full(len(keep), self.index.new_edge_weight)
+        item = self.n_items
+        index = copy.deepcopy(self.index)
+        index.add_item(item, codes[keep], weights)
+        record = {"op": "add_item", "item": item, "id": raw_id, "title": title,
+                  "attributes": [catalog.attribute_ids[a] for a in attributes],
+                  "codes": codes[keep].tolist(), "weights": weights.tolist(),
+                  "i2t_log_probs": proposal.log_probs[0].cpu().numpy()[keep].tolist()}
+        return PITEngine(m, index), record
+
+    @torch.no_grad()
+    def with_feedback(self, history: torch.Tensor, item: int) -> tuple["PITEngine", dict[str, Any], int]:
+        """The user-guided selection of training (``min_loss_sids``: lowest U2T loss among the
+        item's candidate SIDs plus the collision charge), recorded as an edge weight."""
+        m, pc = self.models, self.models.pc
+        history = history.to(m.device)
+        memory = m.u2t.encode(self.history_codes[history.clamp(min=0)], history == PAD)
+        target = torch.tensor([item], device=m.device)
+        chosen, pick, _ = min_loss_sids(m.u2t, self.index, memory, target, pc.candidates, pc.collision_penalty)
+        codes = chosen.cpu().numpy()
+        index = copy.deepcopy(self.index)
+        index.record_selections(np.array([item]), codes)
+        return PITEngine(m, index), {"op": "feedback", "item": item, "codes": codes[0].tolist()}, int(pick[0])
+
+    def replay(self, record: dict[str, Any], where: str) -> "PITEngine":
+        index = copy.deepcopy(self.index)
+        try:
+            if record["op"] == "add_item":
+                index.add_item(int(record["item"]), np.asarray(record["codes"], dtype=np.int64),
+                               np.asarray(record["weights"], dtype=np.float64))
+            elif record["op"] == "feedback":
+                index.record_selections(np.array([int(record["item"])]), np.asarray([record["codes"]], dtype=np.int64))
+            else:
+                raise RunDirError(f"{where}: unknown op {record['op']!r}")
+        except KeyError as exc:
+            raise RunDirError(f"{where}: field {exc.args[0]!r} missing") from None
+        except (BeamIndexError, ValueError, TypeError) as exc:
+            raise RunDirError(f"{where}: cannot apply {record.get('op')!r}: {exc}") from None
+        return PITEngine(self.models, index)
+
+    def save_state(self, folder: Path) -> None:
+        self.index.save(folder / "index")
+
+    def load_state(self, folder: Path) -> "PITEngine":
+        index = BeamIndex.load(folder / "index")
+        trained = len(self.models.initial_codes)
+        if list(index.codebook_sizes) != list(self.index.codebook_sizes) or index.n_items < trained:
+            raise RunDirError(f"{folder}/index: built for another run (codebooks {index.codebook_sizes}, "
+                              f"{index.n_items} items)")
+        return PITEngine(self.models, index)
+
+
+def _trained_index(run: ServedRun, extra: dict[str, torch.Tensor]) -> BeamIndex:
+    """The index saved with the served weights: ``beam_index/`` of a finished run (the best
+    checkpoint's), else the checkpoint's own copy (an interrupted run)."""
+    folder = run.path / "beam_index"
+    try:
+        if (folder / "index.json").is_file():
+            return BeamIndex.load(folder)
+        state = {k[len("index."):]: v for k, v in extra.items() if k.startswith("index.")}
+        meta = _checkpoint_meta(run)
+        if not state or meta is None:
+            raise RunDirError(f"{run.path}: no beam_index/ and no index in {run.checkpoint}")
+        return BeamIndex.from_state_dict(state, meta, where=f"{run.checkpoint}/extra.safetensors")
+    except BeamIndexError as exc:
+        raise RunDirError(str(exc)) from None
+
+
+def _checkpoint_meta(run: ServedRun) -> dict[str, Any] | None:
+    state = json.loads((run.checkpoint / "state.json").read_text())
+    return (state.get("recipe_state") or {}).get("index")

@@ -1,0 +1,233 @@
+"""``Recommender``: a trained run directory served from Python (the web app is a thin layer on it).
+
+Readers take the current engine (one immutable index version) with a single reference read and
+answer from it alone, so every answer is consistent with exactly one version, which it reports.
+Writers (new items, feedback) are serialised by one lock: each builds the next engine from the
+current one, appends the update to the durable log, then swaps the reference.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any, Callable, Hashable, Sequence
+
+import numpy as np
+import torch
+
+from pitrec.data.batches import left_pad, trim_columns
+from pitrec.serve.engines import Engine, Ranked, load_engine
+from pitrec.serve.errors import BadRequest, DuplicateItem, ItemNotFound, UnknownItems
+from pitrec.serve.loader import RunDirError, ServedRun, open_run
+from pitrec.serve.schemas import (MAX_K, BatchRecommendation, FeedbackResult, Health, ItemInfo, Recommendation,
+                                  RecommendationRow, ScoredItem, Stats)
+from pitrec.serve.store import UpdateStore
+from pitrec.utils.runtime import resolve_device, set_threads
+
+
+class Recommender:
+    def __init__(self, run: ServedRun, engine: Engine, store: UpdateStore | None = None, compact_every: int = 1000):
+        if compact_every < 1:
+            raise ValueError(f"compact_every must be >= 1, got {compact_every}")
+        self.run, self.catalog, self.store, self.compact_every = run, run.catalog, store, compact_every
+        self.max_history = run.cfg.data.max_history
+        self.base = engine.fingerprint()
+        self.counters = {"items_added": 0, "feedback_accepted": 0}
+        self._engine = engine
+        self._write_lock = threading.Lock()
+
+    @classmethod
+    def load(cls, run_dir: str | Path, *, state_dir: str | Path | None = None, persist: bool = True,
+             device: str = "cpu", threads: int | None = None, compact_every: int = 1000,
+             method: str | None = None) -> "Recommender":
+        """Rebuild the trained method from ``run_dir`` alone; with ``persist`` (default), replay
+        the updates accepted by earlier sessions from ``state_dir`` (default RUN_DIR/serving)."""
+        run = open_run(run_dir, method)
+        set_threads(threads if threads is not None else run.cfg.run.num_threads)
+        store = UpdateStore(state_dir if state_dir is not None else run.path / "serving") if persist else None
+        rec = cls(run, load_engine(run, resolve_device(device)), store, compact_every)
+        if store is not None:
+            rec._restore()
+        return rec
+
+    @property
+    def engine(self) -> Engine:
+        """The current version (immutable; a later update replaces it, never changes it)."""
+        return self._engine
+
+    @property
+    def version(self) -> int:
+        return self._engine.version
+
+    # -- reading -----------------------------------------------------------------------------
+    def recommend(self, history: Sequence[Hashable], k: int = 10, exclude_history: bool = False,
+                  ignore_unknown: bool = False) -> Recommendation:
+        """The top ``k`` items after ``history`` (raw ids, oldest first), with scores and, for
+        generative methods, the SIDs behind each score. Only the last ``data.max_history`` items
+        are used (and excluded), as in evaluation."""
+        engine = self._engine
+        batch, ignored = self._histories(engine, [history], ignore_unknown, single=True)
+        row = engine.rank(batch, _check_k(k), exclude_history)[0]
+        return Recommendation(version=engine.version, method=engine.method, items=self._scored(row), ignored=ignored[0])
+
+    def recommend_many(self, histories: Sequence[Sequence[Hashable]], k: int = 10, exclude_history: bool = False,
+                       ignore_unknown: bool = False) -> BatchRecommendation:
+        """``recommend`` for many users in one batched pass, all from the same index version."""
+        engine = self._engine
+        if not len(histories):
+            raise BadRequest("histories is empty: give at least one history")
+        batch, ignored = self._histories(engine, histories, ignore_unknown, single=False)
+        rows = engine.rank(batch, _check_k(k), exclude_history)
+        return BatchRecommendation(version=engine.version, method=engine.method,
+                                   results=[RecommendationRow(items=self._scored(r), ignored=i)
+                                            for r, i in zip(rows, ignored)])
+
+    def item(self, raw_id: Hashable) -> ItemInfo:
+        engine = self._engine
+        dense = self.catalog.dense(raw_id, engine.n_items)
+        if dense is None:
+            raise ItemNotFound(f"item {raw_id!r} is not in the catalogue (index version {engine.version})")
+        return self._item_info(engine, dense)
+
+    def health(self) -> Health:
+        engine = self._engine
+        return Health(status="ok", method=engine.method, version=engine.version, items=engine.n_items)
+
+    def stats(self) -> Stats:
+        engine = self._engine
+        s = engine.stats()
+        persistence: dict[str, Any] = {"enabled": self.store is not None}
+        if self.store is not None:
+            persistence.update(state_dir=str(self.store.root), log_records=self.store.pending,
+                               compact_every=self.compact_every)
+        return Stats(version=engine.version, method=engine.method, items=engine.n_items, **self.counters,
+                     sids=s["sids"], edges=s["edges"], collisions=s["collisions"], index=s["index"],
+                     persistence=persistence)
+
+    # -- updates -----------------------------------------------------------------------------
+    def add_item(self, raw_id: Hashable, title: str = "", attributes: Sequence[Hashable] = ()) -> ItemInfo:
+        """A new item, recommendable as soon as this returns (PIT: SIDs from I2T)."""
+        if not isinstance(raw_id, (int, str)) or isinstance(raw_id, bool) or raw_id == "":
+            raise BadRequest(f"item id must be an integer or a non-empty string, got {raw_id!r}")
+        if not isinstance(title, str):
+            raise BadRequest(f"title must be a string, got {type(title).__name__}")
+        with self._write_lock:
+            engine = self._engine
+            existing = self.catalog.dense(raw_id)
+            if existing is not None:
+                raise DuplicateItem(f"item id {raw_id!r} already exists (as {self.catalog.ids[existing]!r}); "
+                                    f"ids are unique, compared as strings")
+            attrs = self.catalog.attribute_dense(list(attributes))
+            new, record = engine.with_new_item(self.catalog, raw_id, title, attrs)
+            self._commit(new, record, lambda: self.catalog.append(raw_id, title, attrs))
+            return self._item_info(new, new.n_items - 1)
+
+    def feedback(self, history: Sequence[Hashable], item: Hashable, ignore_unknown: bool = False) -> FeedbackResult:
+        """A user with ``history`` interacted with ``item``: record which of the item's SIDs
+        this user's model state prefers, as training does (PIT)."""
+        with self._write_lock:
+            engine = self._engine
+            dense = self.catalog.dense(item, engine.n_items)
+            if dense is None:
+                raise UnknownItems([item], "the feedback item", hint="")
+            batch, _ = self._histories(engine, [history], ignore_unknown, single=True)
+            new, record, pick = engine.with_feedback(batch, dense)
+            record["id"] = self.catalog.ids[dense]
+            self._commit(new, record)
+            return FeedbackResult(version=new.version, item=self.catalog.ids[dense], chosen_sid=record["codes"],
+                                  was_primary=pick == 0, sids=new.item_sids(dense))
+
+    def compact(self) -> None:
+        """Write a snapshot of the current version and empty the update log."""
+        with self._write_lock:
+            self._snapshot()
+
+    def close(self) -> None:
+        """Compact if there are logged updates (a clean shutdown restarts without a replay)."""
+        if self.store is not None and self.store.pending:
+            self.compact()
+
+    # -- internals ---------------------------------------------------------------------------
+    def _commit(self, new: Engine, record: dict[str, Any], apply: Callable[[], Any] | None = None) -> None:
+        """Durable first (the log), then visible (catalogue, then the engine reference)."""
+        record["version"] = new.version
+        if self.store is not None:
+            self.store.append(record)
+        if apply is not None:
+            apply()
+        self._engine = new
+        self._count(record)
+        if self.store is not None and self.store.pending >= self.compact_every:
+            self._snapshot()
+
+    def _count(self, record: dict[str, Any]) -> None:
+        self.counters["items_added" if record["op"] == "add_item" else "feedback_accepted"] += 1
+
+    def _snapshot(self) -> None:
+        if self.store is not None:
+            self.store.write_snapshot(self._engine, self.catalog, self.base, dict(self.counters))
+
+    def _restore(self) -> None:
+        """The last snapshot, then every logged update after it, checked version by version."""
+        store, engine = self.store, self._engine
+        meta = store.snapshot_meta()
+        if meta is not None:
+            where = store.snapshot_dir / "snapshot.json"
+            if meta.get("base") != self.base:
+                raise RunDirError(f"{where}: serving state of another training state ({meta.get('base')} vs "
+                                  f"{self.base}); move {store.root} away to start fresh")
+            for item in meta.get("added_items", []):
+                self.catalog.append(item["id"], item["title"], self.catalog.attribute_dense(item["attributes"]))
+            engine = engine.load_state(store.snapshot_dir)
+            if engine.version != meta.get("version") or engine.n_items != len(self.catalog):
+                raise RunDirError(f"{where}: says version {meta.get('version')} with {len(self.catalog)} items, "
+                                  f"the saved index has version {engine.version} with {engine.n_items}")
+            self.counters.update(meta.get("counters", {}))
+        for i, record in enumerate(store.records(), 1):
+            where = f"{store.log_path} record {i}"
+            version = record.get("version")
+            if not isinstance(version, int) or record.get("op") not in ("add_item", "feedback"):
+                raise RunDirError(f"{where}: needs an integer 'version' and op add_item|feedback, got {record}")
+            if version <= engine.version:
+                continue  # already in the snapshot (a crash between snapshot and log reset)
+            engine = engine.replay(record, where)
+            if record["op"] == "add_item":
+                if self.catalog.dense(record["id"]) is not None or record["item"] != len(self.catalog):
+                    raise RunDirError(f"{where}: item {record['id']!r} is a duplicate or out of order")
+                self.catalog.append(record["id"], record.get("title", ""),
+                                    self.catalog.attribute_dense(record.get("attributes", [])))
+            if engine.version != version:
+                raise RunDirError(f"{where}: replay reached version {engine.version}, the log says {version}")
+            self._count(record)
+        self._engine = engine
+
+    def _histories(self, engine: Engine, histories: Sequence[Sequence[Hashable]], ignore_unknown: bool,
+                   single: bool) -> tuple[torch.Tensor, list[list[Hashable]]]:
+        rows, ignored = [], []
+        for i, history in enumerate(histories):
+            where = "history" if single else f"histories[{i}]"
+            if isinstance(history, (str, bytes)) or not isinstance(history, Sequence):
+                raise BadRequest(f"{where} must be a list of item ids, got {type(history).__name__}")
+            if not len(history):
+                raise BadRequest(f"{where} is empty: recommendations need at least one known item")
+            dense, unknown = self.catalog.resolve(history, engine.n_items, where, ignore_unknown)
+            if not dense:
+                raise BadRequest(f"{where}: none of its {len(history)} item ids is known (e.g. {unknown[:5]!r})")
+            rows.append(np.asarray(dense[-self.max_history:], dtype=np.int64))
+            ignored.append(unknown)
+        return torch.from_numpy(trim_columns(left_pad(rows, self.max_history))), ignored
+
+    def _scored(self, row: list[Ranked]) -> list[ScoredItem]:
+        return [ScoredItem(id=self.catalog.ids[r.item], score=r.score, sids=r.sids) for r in row]
+
+    def _item_info(self, engine: Engine, dense: int) -> ItemInfo:
+        c = self.catalog
+        return ItemInfo(id=c.ids[dense], version=engine.version, title=c.texts[dense],
+                        attributes=[c.attribute_ids[a] for a in c.attributes[dense]],
+                        added_online=dense >= c.n_base, sids=engine.item_sids(dense))
+
+
+def _check_k(k: Any) -> int:
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= int(k) <= MAX_K:
+        raise BadRequest(f"k must be an integer in [1, {MAX_K}], got {k!r}")
+    return int(k)

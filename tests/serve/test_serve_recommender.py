@@ -1,0 +1,167 @@
+"""The Python API: a run directory alone rebuilds each method, the served rankings are the ones
+that were evaluated, and bad input is an error that names it."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from pitrec.config import config_from_dict
+from pitrec.eval.metrics import rank_metrics
+from pitrec.serve import Recommender
+from pitrec.serve.errors import BadRequest, DuplicateItem, ItemNotFound, NotSupported, UnknownItems
+from pitrec.serve.loader import RunDirError
+from pitrec.train.api import prepare_data
+from pitrec.train.run_dir import RunDir
+
+
+def raw_test_split(run_dir: Path):
+    """The run's test histories (raw ids) and targets (dense); the test reads the data, the service must not."""
+    data, split = prepare_data(config_from_dict(RunDir(run_dir).read_config_dict()))
+    return data, [data.raw_items(h) for h in split.test_history], split.test_target
+
+
+def load_without_dataset(monkeypatch, run: Path, **kwargs) -> Recommender:
+    def refuse(*_, **__):
+        raise AssertionError("the service tried to load the dataset")
+
+    with monkeypatch.context() as m:
+        m.setattr("pitrec.data.readers.load_interactions", refuse)
+        m.setattr("pitrec.train.api.load_interactions", refuse)
+        return Recommender.load(run, **kwargs)
+
+
+@pytest.mark.parametrize("method", ["pit", "tiger", "sasrec"])
+def test_served_rankings_reproduce_the_evaluated_test_metrics(trained_runs, monkeypatch, method):
+    run = trained_runs(method)
+    rec = load_without_dataset(monkeypatch, run, persist=False)
+    assert rec.engine.method == method
+    expected = json.loads((run / "test_metrics.json").read_text())["test"]
+    data, histories, targets = raw_test_split(run)
+    out = rec.recommend_many(histories, k=20)
+    topk = torch.full((len(histories), 20), -1, dtype=torch.long)
+    for row, result in enumerate(out.results):
+        scores = [item.score for item in result.items]
+        assert scores == sorted(scores, reverse=True)
+        dense = data.dense_items([item.id for item in result.items])
+        topk[row, :len(dense)] = torch.tensor(dense, dtype=torch.long)
+    metrics = {k: float(v.mean()) for k, v in rank_metrics(topk, torch.from_numpy(targets), (10, 20)).items()}
+    for name in ("recall@10", "ndcg@10", "recall@20", "ndcg@20"):
+        assert metrics[name] == pytest.approx(expected[name], abs=1e-12), name
+
+
+def test_generative_answers_carry_their_sids(trained_runs):
+    pit = Recommender.load(trained_runs("pit"), persist=False)
+    assert pit.run.cfg.pit.aggregation == "weighted"
+    out = pit.recommend([1, 2, 3], k=5)
+    assert out.method == "pit" and out.version == pit.version and len(out.items) == 5
+    for item in out.items:
+        assert item.sids and all(len(s.sid) == len(pit.engine.index.codebook_sizes) for s in item.sids)
+        # the score is a log-sum-exp of log P(SID | user) + log q(SID | item) over the SIDs the
+        # beams reached: at least one term, at most all of the item's SIDs
+        w = np.array([s.weight for s in item.sids]) + 1e-6
+        terms = np.array([s.log_prob for s in item.sids]) + np.log(w / w.sum())
+        assert terms.min() - 1e-4 <= item.score <= np.logaddexp.reduce(terms) + 1e-4
+    tiger = Recommender.load(trained_runs("tiger"), persist=False)
+    for item in tiger.recommend([1, 2], k=3).items:
+        assert len(item.sids) == 1 and item.sids[0].log_prob == pytest.approx(item.score)  # the beam's score
+
+
+def test_popularity_is_served_from_its_counts(trained_runs):
+    rec = Recommender.load(trained_runs("popularity"), persist=False)
+    data, _, _ = raw_test_split(trained_runs("popularity"))
+    out = rec.recommend([1], k=5)
+    counts = np.bincount(np.concatenate([s[:-2] for s in data.sequences]), minlength=data.n_items)
+    assert [data.item_index[i.id] for i in out.items] == list(np.argsort(-counts, kind="stable")[:5])
+    assert out.items[0].score == pytest.approx(counts.max())
+
+
+def test_unknown_ids_are_named_or_dropped_on_request(pit_run):
+    rec = Recommender.load(pit_run, persist=False)
+    with pytest.raises(UnknownItems, match="'nope'.*ignore_unknown") as err:
+        rec.recommend([1, "nope", 2], k=3)
+    assert err.value.ids == ["nope"]
+    out = rec.recommend([1, "nope", 2], k=3, ignore_unknown=True)
+    assert out.ignored == ["nope"] and out.items == rec.recommend([1, 2], k=3).items
+    assert rec.recommend(["1", "2"], k=3).items == rec.recommend([1, 2], k=3).items  # ids match by string form
+    with pytest.raises(BadRequest, match="none of its 1 item ids is known"):
+        rec.recommend(["nope"], k=3, ignore_unknown=True)
+    with pytest.raises(UnknownItems, match="histories\\[1\\]"):
+        rec.recommend_many([[1], [2, "x"]], k=3)
+
+
+@pytest.mark.parametrize("bad", [0, -1, 10_000, 2.5, "3", True, None])
+def test_k_out_of_range_or_of_the_wrong_type(pit_run, bad):
+    rec = Recommender.load(pit_run, persist=False)
+    with pytest.raises(BadRequest, match="k must be an integer"):
+        rec.recommend([1], k=bad)
+
+
+def test_empty_or_malformed_histories(pit_run):
+    rec = Recommender.load(pit_run, persist=False)
+    with pytest.raises(BadRequest, match="history is empty"):
+        rec.recommend([], k=3)
+    with pytest.raises(BadRequest, match="must be a list"):
+        rec.recommend("1,2", k=3)
+    with pytest.raises(BadRequest, match="histories is empty"):
+        rec.recommend_many([], k=3)
+
+
+def test_batch_equals_one_by_one_and_exclusion_works(pit_run):
+    rec = Recommender.load(pit_run, persist=False)
+    histories = [[1, 2, 3], [4], [5, 6, 7, 8, 9, 10, 11, 12]]
+    batch = rec.recommend_many(histories, k=4, exclude_history=True)
+    for history, row in zip(histories, batch.results):
+        single = rec.recommend(history, k=4, exclude_history=True)
+        assert [i.id for i in row.items] == [i.id for i in single.items]
+        assert [i.score for i in row.items] == pytest.approx([i.score for i in single.items], abs=1e-5)
+        used = set(history[-rec.max_history:])
+        assert not used & {i.id for i in row.items} and len(row.items) == 4
+
+
+def test_items_and_stats(pit_run):
+    rec = Recommender.load(pit_run, persist=False)
+    info = rec.item(3)
+    assert info.id == 3 and not info.added_online and info.sids and info.version == rec.version
+    weights = [s.weight for s in info.sids]
+    assert weights == sorted(weights, reverse=True)
+    with pytest.raises(ItemNotFound):
+        rec.item("nope")
+    stats = rec.stats()
+    assert stats.items == 40 and stats.method == "pit" and stats.edges >= 40 and stats.sids >= 1
+    assert set(stats.collisions) >= {"colliding_sid_share", "primary_collision_share"}
+
+
+def test_duplicate_and_bad_new_items(pit_run):
+    rec = Recommender.load(pit_run, persist=False)
+    with pytest.raises(DuplicateItem, match="already exists"):
+        rec.add_item("1", "a title")  # same string form as the catalogue's integer id 1
+    with pytest.raises(BadRequest, match="unknown attribute"):
+        rec.add_item("new", "a title", attributes=["no-such-attribute"])
+    with pytest.raises(BadRequest, match="item id must be"):
+        rec.add_item(True, "a title")
+    assert rec.version == rec.engine.version and len(rec.catalog) == 40  # nothing half-added
+
+
+def test_methods_without_an_online_index_say_so(trained_runs):
+    for method in ("tiger", "sasrec"):
+        rec = Recommender.load(trained_runs(method), persist=False)
+        with pytest.raises(NotSupported, match="cannot"):
+            rec.add_item("new", "a title")
+        with pytest.raises(NotSupported, match="feedback"):
+            rec.feedback([1, 2], 3)
+
+
+def test_a_broken_run_directory_is_named(tmp_path, pit_run):
+    with pytest.raises(RunDirError, match="config.yaml"):
+        Recommender.load(tmp_path, persist=False)
+    broken = tmp_path / "run"
+    shutil.copytree(pit_run, broken, ignore=shutil.ignore_patterns("serving"))
+    (broken / "catalog.json.gz").unlink()
+    with pytest.raises(RunDirError, match="catalog.json.gz"):
+        Recommender.load(broken, persist=False)
