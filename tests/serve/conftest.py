@@ -1,5 +1,6 @@
 """Tiny trained runs for the service tests, each built once per session (seconds on one thread):
-PIT (the full service), TIGER (static SIDs), SASRec and popularity (score rankers).
+PIT (the full service; also without CSA), TIGER (static SIDs), SASRec and popularity (score
+rankers).
 
 Tests never write into these run directories: every ``Recommender`` gets its own state folder
 (``serve_state``) or ``persist=False``."""
@@ -23,6 +24,8 @@ GENERATIVE = ["embed.encoder=tfidf", "embed.tfidf_dim=16", "tokenizer.name=rqkme
 OVERRIDES = {
     "pit": GENERATIVE + ["csa.dim=16", "csa.mlp_hidden=[16,8,8]", "i2t.d_model=16", "i2t.layers=1", "i2t.ffn=32",
                          "train.epochs=3", "pit.warmup_epochs=1", "pit.beam_width=6", "pit.max_items_per_sid=50"],
+    "pit-no-csa": GENERATIVE + ["pit.csa=false", "i2t.d_model=16", "i2t.layers=1", "i2t.ffn=32", "train.epochs=2",
+                                "pit.warmup_epochs=1", "pit.beam_width=6", "pit.max_items_per_sid=50"],
     "tiger": GENERATIVE + ["train.epochs=2", "tiger.beam_width=6"],
     "sasrec": ["sasrec.hidden=16", "sasrec.ffn=32", "sasrec.max_len=6", "train.epochs=2"],
     "popularity": [],
@@ -38,9 +41,9 @@ def trained_runs(tmp_path_factory) -> Callable[[str], Path]:
     def get(method: str) -> Path:
         if method not in built:
             out = root / method
-            cfg = load_config(method, overrides=DATA + OVERRIDES[method] + [f"embed.cache_dir={root / 'cache'}",
+            cfg = load_config(method.split("-")[0], overrides=DATA + OVERRIDES[method] + [f"embed.cache_dir={root / 'cache'}",
                                                                               f"run.out={out}"])
-            train_run(method, cfg)
+            train_run(method.split("-")[0], cfg)
             built[method] = out
         return built[method]
 

@@ -5,13 +5,16 @@ last snapshot, compaction, a torn log line)."""
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
 import torch
+import yaml
 
 from pitrec.data.batches import PAD
 from pitrec.serve import Recommender
+from pitrec.serve.errors import NotSupported
 from pitrec.serve.loader import RunDirError
 from pitrec.serve.schemas import MAX_K
 
@@ -154,3 +157,27 @@ def test_a_corrupt_log_record_is_named(pit_run, serve_state):
     log.write_text(json.dumps(record) + "\n")
     with pytest.raises(RunDirError, match="updates.jsonl record 1"):
         Recommender.load(pit_run, state_dir=serve_state)
+
+
+def test_pit_without_csa_tokenises_new_items_from_the_content_vector(trained_runs):
+    rec = Recommender.load(trained_runs("pit-no-csa"), persist=False)
+    assert rec.engine.models.csa is None
+    info = rec.add_item("plain", "content only title")
+    assert info.sids and "plain" in everything(rec, [1, 2])
+
+
+def test_a_run_whose_text_encoder_cannot_be_reproduced_refuses_new_items(pit_run, tmp_path):
+    """A changed TF-IDF seed gives another SVD basis: the check against the saved content
+    vectors catches it, and the service answers that it cannot embed new text (every time)."""
+    for key, value, message in (("tfidf_seed", 99, "does not reproduce"), ("encoder", "npy", "precomputed")):
+        run = tmp_path / f"run-{key}"
+        shutil.copytree(pit_run, run)
+        cfg = yaml.safe_load((run / "config.yaml").read_text())
+        cfg["embed"][key] = value
+        (run / "config.yaml").write_text(yaml.safe_dump(cfg))
+        rec = Recommender.load(run, persist=False)
+        for _ in range(2):
+            with pytest.raises(NotSupported, match=message):
+                rec.add_item("new", "a title")
+        assert rec.version == rec.engine.version and len(rec.catalog) == 40
+        assert rec.recommend([1, 2], k=3).items  # serving is unaffected

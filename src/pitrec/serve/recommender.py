@@ -111,6 +111,8 @@ class Recommender:
             raise BadRequest(f"item id must be an integer or a non-empty string, got {raw_id!r}")
         if not isinstance(title, str):
             raise BadRequest(f"title must be a string, got {type(title).__name__}")
+        if isinstance(attributes, (str, bytes)) or not isinstance(attributes, Sequence):
+            raise BadRequest(f"attributes must be a list of attribute ids, got {type(attributes).__name__}")
         with self._write_lock:
             engine = self._engine
             existing = self.catalog.dense(raw_id)

@@ -24,7 +24,7 @@ from pitrec.models.user_to_token import Memory, UserToToken
 from pitrec.serve.catalog import Catalog
 from pitrec.serve.cold_start import NewItemEmbedder
 from pitrec.serve.engines.base import Engine, Ranked
-from pitrec.serve.errors import finite_or_none
+from pitrec.serve.errors import NotSupported, finite_or_none
 from pitrec.serve.loader import RunDirError, ServedRun
 from pitrec.serve.schemas import SidInfo
 from pitrec.train.recipes.pit import min_loss_sids
@@ -41,17 +41,24 @@ class PITModels:
     initial_codes: torch.Tensor  # (n_trained, L), the history codes when pit.history_sids=initial
     device: torch.device
     embedder: NewItemEmbedder | None = None
+    embedder_error: NotSupported | None = None
 
     @property
     def pc(self):
         return self.run.cfg.pit
 
     def new_item_embedder(self, catalog: Catalog) -> NewItemEmbedder:
-        """Built on the first new item (a TF-IDF refit costs seconds); updates hold the
-        recommender's writer lock, so it is built once."""
+        """Built on the first new item (a TF-IDF refit costs seconds), once: updates hold the
+        recommender's writer lock. A run that cannot embed new text fails fast after that."""
+        if self.embedder_error is not None:
+            raise self.embedder_error
         if self.embedder is None:
             reference = self.csa.item_embedding.content.cpu().numpy() if self.csa is not None else None
-            self.embedder = NewItemEmbedder(self.run.cfg.embed, catalog, reference)
+            try:
+                self.embedder = NewItemEmbedder(self.run.cfg.embed, catalog, reference)
+            except NotSupported as exc:
+                self.embedder_error = exc
+                raise
         return self.embedder
 
 
@@ -173,8 +180,7 @@ class PITEngine(Engine):
         index.add_item(item, codes[keep], weights)
         record = {"op": "add_item", "item": item, "id": raw_id, "title": title,
                   "attributes": [catalog.attribute_ids[a] for a in attributes],
-                  "codes": codes[keep].tolist(), "weights": weights.tolist(),
-                  "i2t_log_probs": proposal.log_probs[0].cpu().numpy()[keep].tolist()}
+                  "codes": codes[keep].tolist(), "weights": weights.tolist()}
         return PITEngine(m, index), record
 
     @torch.no_grad()
