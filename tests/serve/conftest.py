@@ -41,8 +41,8 @@ def trained_runs(tmp_path_factory) -> Callable[[str], Path]:
     def get(method: str) -> Path:
         if method not in built:
             out = root / method
-            cfg = load_config(method.split("-")[0], overrides=DATA + OVERRIDES[method] + [f"embed.cache_dir={root / 'cache'}",
-                                                                              f"run.out={out}"])
+            paths = [f"embed.cache_dir={root / 'cache'}", f"run.out={out}"]
+            cfg = load_config(method.split("-")[0], overrides=DATA + OVERRIDES[method] + paths)
             train_run(method.split("-")[0], cfg)
             built[method] = out
         return built[method]

@@ -44,7 +44,9 @@ def test_items_feedback_health_stats(client):
     assert fb.status_code == 200 and fb.json()["version"] == before["version"] + 2
     health = client.get("/health").json()
     assert health == {"status": "ok", "method": "pit", "version": before["version"] + 2, "items": before["items"] + 1}
+    assert client.post("/recommend", json={"history": ["http-new"], "k": 2}).status_code == 200
     stats = client.get("/stats").json()
+    assert stats["batching"]["requests"] >= 1 and stats["batching"]["max_batch"] == 64
     assert stats["items_added"] == before["items_added"] + 1
     assert stats["feedback_accepted"] == before["feedback_accepted"] + 1 and stats["persistence"]["log_records"] >= 2
 
@@ -118,8 +120,10 @@ def test_oversized_payloads_are_refused(client):
 
 def test_tiger_cannot_add_items_and_says_why(trained_runs):
     rec = Recommender.load(trained_runs("tiger"), persist=False)
-    with TestClient(create_app(rec), raise_server_exceptions=False) as c:
+    with TestClient(create_app(rec, max_batch=0), raise_server_exceptions=False) as c:  # unbatched path
         response = c.post("/items", json={"id": "new", "title": "t"})
         assert response.status_code == 501 and "TIGER cannot tokenise a new item" in response.json()["detail"]
         assert c.post("/feedback", json={"history": [1], "item": 2}).status_code == 501
         assert c.post("/recommend", json={"history": [1, 2], "k": 3}).json()["method"] == "tiger"
+        assert c.post("/recommend", json={"history": ["nope"], "k": 3}).status_code == 422
+        assert c.get("/stats").json()["batching"] == {}

@@ -4,7 +4,8 @@ Every failure a client can cause is a 4xx with ``{"detail": "..."}`` saying what
 schema violations and malformed JSON (422, with the offending fields), unknown ids (422, or 404
 for ``GET /items/{id}``), duplicate ids (409), bodies over the size limit (413), operations the
 served method cannot do (501). Handlers are plain functions, run in the worker thread pool, so
-a slow model call never blocks the event loop.
+a slow model call never blocks the event loop; concurrent POST /recommend requests are batched
+into one model pass (``pitrec.serve.batching``).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from pitrec.serve.batching import MicroBatcher
 from pitrec.serve.errors import ServeError
 from pitrec.serve.recommender import Recommender
 from pitrec.serve.schemas import (BatchRecommendation, BatchRecommendRequest, ErrorBody, FeedbackRequest,
@@ -33,10 +35,16 @@ def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
     return {code: {"model": ErrorBody, "description": text[code]} for code in codes}
 
 
-def create_app(recommender: Recommender, max_body_bytes: int = DEFAULT_MAX_BODY) -> FastAPI:
+def create_app(recommender: Recommender, max_body_bytes: int = DEFAULT_MAX_BODY, max_batch: int = 64) -> FastAPI:
+    """``max_batch``: concurrent POST /recommend requests answered in one model pass (0: one
+    pass per request, each in its own worker thread)."""
+    batcher = MicroBatcher(recommender.recommend_each, max_batch, "recommend-batcher") if max_batch else None
+
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         yield
+        if batcher is not None:
+            batcher.close()
         recommender.close()  # snapshot the logged updates on a clean shutdown
 
     app = FastAPI(title="pitrec", summary="Generative recommendation with a personalized item tokenizer (PIT)",
@@ -57,7 +65,12 @@ def create_app(recommender: Recommender, max_body_bytes: int = DEFAULT_MAX_BODY)
     @app.post("/recommend", response_model=Recommendation, responses=_errors(400, 413, 422))
     def recommend(req: RecommendRequest) -> Recommendation:
         """Top-k items after one user's history, with scores and the SIDs behind them."""
-        return recommender.recommend(req.history, req.k, req.exclude_history, req.ignore_unknown)
+        if batcher is None:
+            return recommender.recommend(req.history, req.k, req.exclude_history, req.ignore_unknown)
+        answer = batcher.submit(req)
+        if isinstance(answer, ServeError):
+            raise answer
+        return answer
 
     @app.post("/recommend/batch", response_model=BatchRecommendation, responses=_errors(400, 413, 422))
     def recommend_batch(req: BatchRecommendRequest) -> BatchRecommendation:
@@ -85,8 +98,12 @@ def create_app(recommender: Recommender, max_body_bytes: int = DEFAULT_MAX_BODY)
 
     @app.get("/stats", response_model=Stats)
     def stats() -> Stats:
-        """Index version, items, SIDs, collisions, update counts, persistence."""
-        return recommender.stats()
+        """Index version, items, SIDs, collisions, update counts, persistence, batching."""
+        stats = recommender.stats()
+        if batcher is not None:
+            stats.batching = {"max_batch": max_batch, "batches": batcher.batches, "requests": batcher.queries,
+                              "mean_batch": batcher.queries / max(batcher.batches, 1)}
+        return stats
 
     return app
 

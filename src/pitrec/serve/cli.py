@@ -21,6 +21,7 @@ def serve(run_dir: Path = typer.Argument(..., help="a run directory written by `
           threads: Optional[int] = typer.Option(None, help="torch threads (default: the run's run.num_threads)"),
           max_body_kb: int = typer.Option(1024, min=1, help="largest accepted request body, KiB"),
           compact_every: int = typer.Option(1000, min=1, help="updates between snapshots of the index"),
+          max_batch: int = typer.Option(64, min=0, help="concurrent /recommend requests per model pass (0: none)"),
           log_level: str = typer.Option("info")) -> None:
     """Serve a trained run: POST /recommend, /recommend/batch, /items, /feedback; GET /items/{id},
     /health, /stats (OpenAPI at /docs)."""
@@ -38,4 +39,4 @@ def serve(run_dir: Path = typer.Argument(..., help="a run directory written by `
         fail(str(exc))
     h = recommender.health()
     console.print(f"serving {h.method} from {run_dir}: {h.items:,} items, index version {h.version}")
-    uvicorn.run(create_app(recommender, max_body_kb * 1024), host=host, port=port, log_level=log_level)
+    uvicorn.run(create_app(recommender, max_body_kb * 1024, max_batch), host=host, port=port, log_level=log_level)

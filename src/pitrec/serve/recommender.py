@@ -15,12 +15,12 @@ from typing import Any, Callable, Hashable, Sequence
 import numpy as np
 import torch
 
-from pitrec.data.batches import left_pad, trim_columns
+from pitrec.data.batches import left_pad
 from pitrec.serve.engines import Engine, Ranked, load_engine
-from pitrec.serve.errors import BadRequest, DuplicateItem, ItemNotFound, UnknownItems
+from pitrec.serve.errors import BadRequest, DuplicateItem, ItemNotFound, ServeError, UnknownItems
 from pitrec.serve.loader import RunDirError, ServedRun, open_run
 from pitrec.serve.schemas import (MAX_K, BatchRecommendation, FeedbackResult, Health, ItemInfo, Recommendation,
-                                  RecommendationRow, ScoredItem, Stats)
+                                  RecommendationRow, RecommendRequest, ScoredItem, Stats)
 from pitrec.serve.store import UpdateStore
 from pitrec.utils.runtime import resolve_device, set_threads
 
@@ -66,9 +66,9 @@ class Recommender:
         generative methods, the SIDs behind each score. Only the last ``data.max_history`` items
         are used (and excluded), as in evaluation."""
         engine = self._engine
-        batch, ignored = self._histories(engine, [history], ignore_unknown, single=True)
-        row = engine.rank(batch, _check_k(k), exclude_history)[0]
-        return Recommendation(version=engine.version, method=engine.method, items=self._scored(row), ignored=ignored[0])
+        dense, ignored = self._resolve(engine, history, ignore_unknown, "history")
+        row = engine.rank(_padded([dense]), _check_k(k), exclude_history)[0]
+        return Recommendation(version=engine.version, method=engine.method, items=self._scored(row), ignored=ignored)
 
     def recommend_many(self, histories: Sequence[Sequence[Hashable]], k: int = 10, exclude_history: bool = False,
                        ignore_unknown: bool = False) -> BatchRecommendation:
@@ -76,11 +76,34 @@ class Recommender:
         engine = self._engine
         if not len(histories):
             raise BadRequest("histories is empty: give at least one history")
-        batch, ignored = self._histories(engine, histories, ignore_unknown, single=False)
-        rows = engine.rank(batch, _check_k(k), exclude_history)
+        resolved = [self._resolve(engine, h, ignore_unknown, f"histories[{i}]") for i, h in enumerate(histories)]
+        rows = engine.rank(_padded([dense for dense, _ in resolved]), _check_k(k), exclude_history)
         return BatchRecommendation(version=engine.version, method=engine.method,
-                                   results=[RecommendationRow(items=self._scored(r), ignored=i)
-                                            for r, i in zip(rows, ignored)])
+                                   results=[RecommendationRow(items=self._scored(r), ignored=ignored)
+                                            for r, (_, ignored) in zip(rows, resolved)])
+
+    def recommend_each(self, requests: Sequence[RecommendRequest]) -> list[Recommendation | ServeError]:
+        """Independent requests answered together from one index version (the service batches
+        concurrent requests through here): requests with the same ``k`` and ``exclude_history``
+        share one model pass, so each gets what ``recommend`` would give it; a bad request gets
+        its own error in its slot and does not fail the others."""
+        engine = self._engine
+        out: list[Recommendation | ServeError | None] = [None] * len(requests)
+        groups: dict[tuple[int, bool], list[tuple[int, np.ndarray, list[Hashable]]]] = {}
+        for i, req in enumerate(requests):
+            try:
+                k = _check_k(req.k)
+                dense, ignored = self._resolve(engine, req.history, req.ignore_unknown, "history")
+            except ServeError as exc:
+                out[i] = exc
+                continue
+            groups.setdefault((k, req.exclude_history), []).append((i, dense, ignored))
+        for (k, exclude), members in groups.items():
+            rows = engine.rank(_padded([dense for _, dense, _ in members]), k, exclude)
+            for (i, _, ignored), row in zip(members, rows):
+                out[i] = Recommendation(version=engine.version, method=engine.method, items=self._scored(row),
+                                        ignored=ignored)
+        return out  # type: ignore[return-value]
 
     def item(self, raw_id: Hashable) -> ItemInfo:
         engine = self._engine
@@ -132,8 +155,8 @@ class Recommender:
             dense = self.catalog.dense(item, engine.n_items)
             if dense is None:
                 raise UnknownItems([item], "the feedback item", hint="")
-            batch, _ = self._histories(engine, [history], ignore_unknown, single=True)
-            new, record, pick = engine.with_feedback(batch, dense)
+            history_ids, _ = self._resolve(engine, history, ignore_unknown, "history")
+            new, record, pick = engine.with_feedback(_padded([history_ids]), dense)
             record["id"] = self.catalog.ids[dense]
             self._commit(new, record)
             return FeedbackResult(version=new.version, item=self.catalog.ids[dense], chosen_sid=record["codes"],
@@ -203,21 +226,18 @@ class Recommender:
             self._count(record)
         self._engine = engine
 
-    def _histories(self, engine: Engine, histories: Sequence[Sequence[Hashable]], ignore_unknown: bool,
-                   single: bool) -> tuple[torch.Tensor, list[list[Hashable]]]:
-        rows, ignored = [], []
-        for i, history in enumerate(histories):
-            where = "history" if single else f"histories[{i}]"
-            if isinstance(history, (str, bytes)) or not isinstance(history, Sequence):
-                raise BadRequest(f"{where} must be a list of item ids, got {type(history).__name__}")
-            if not len(history):
-                raise BadRequest(f"{where} is empty: recommendations need at least one known item")
-            dense, unknown = self.catalog.resolve(history, engine.n_items, where, ignore_unknown)
-            if not dense:
-                raise BadRequest(f"{where}: none of its {len(history)} item ids is known (e.g. {unknown[:5]!r})")
-            rows.append(np.asarray(dense[-self.max_history:], dtype=np.int64))
-            ignored.append(unknown)
-        return torch.from_numpy(trim_columns(left_pad(rows, self.max_history))), ignored
+    def _resolve(self, engine: Engine, history: Sequence[Hashable], ignore_unknown: bool, where: str
+                 ) -> tuple[np.ndarray, list[Hashable]]:
+        """A raw history -> its last ``max_history`` dense ids (at ``engine``'s version) and the
+        unknown ids it dropped."""
+        if isinstance(history, (str, bytes)) or not isinstance(history, Sequence):
+            raise BadRequest(f"{where} must be a list of item ids, got {type(history).__name__}")
+        if not len(history):
+            raise BadRequest(f"{where} is empty: recommendations need at least one known item")
+        dense, unknown = self.catalog.resolve(history, engine.n_items, where, ignore_unknown)
+        if not dense:
+            raise BadRequest(f"{where}: none of its {len(history)} item ids is known (e.g. {unknown[:5]!r})")
+        return np.asarray(dense[-self.max_history:], dtype=np.int64), unknown
 
     def _scored(self, row: list[Ranked]) -> list[ScoredItem]:
         return [ScoredItem(id=self.catalog.ids[r.item], score=r.score, sids=r.sids) for r in row]
@@ -227,6 +247,11 @@ class Recommender:
         return ItemInfo(id=c.ids[dense], version=engine.version, title=c.texts[dense],
                         attributes=[c.attribute_ids[a] for a in c.attributes[dense]],
                         added_online=dense >= c.n_base, sids=engine.item_sids(dense))
+
+
+def _padded(rows: list[np.ndarray]) -> torch.Tensor:
+    """Left-padded (B, longest) batch of dense histories, the models' input convention."""
+    return torch.from_numpy(left_pad(rows, max(len(r) for r in rows)))
 
 
 def _check_k(k: Any) -> int:

@@ -116,6 +116,7 @@ class Stats(BaseModel):
     collisions: dict[str, float]
     index: dict[str, Any] = Field(default_factory=dict)
     persistence: dict[str, Any] = Field(default_factory=dict)
+    batching: dict[str, Any] = Field(default_factory=dict)
 
 
 class ErrorBody(BaseModel):
