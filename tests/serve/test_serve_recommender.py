@@ -165,3 +165,12 @@ def test_a_broken_run_directory_is_named(tmp_path, pit_run):
     (broken / "catalog.json.gz").unlink()
     with pytest.raises(RunDirError, match="catalog.json.gz"):
         Recommender.load(broken, persist=False)
+
+
+def test_the_serve_command_refuses_a_directory_that_is_not_a_run(tmp_path):
+    from typer.testing import CliRunner
+
+    from pitrec.cli import app
+
+    result = CliRunner().invoke(app, ["serve", str(tmp_path), "--no-persist"])
+    assert result.exit_code == 2 and "config.yaml" in result.output
