@@ -21,7 +21,7 @@ from pitrec.data.batches import PAD, PrefixSamples
 from pitrec.decoding.ranker import GenerativeRanker
 from pitrec.index.trie import Trie
 from pitrec.models.user_to_token import UserToToken
-from pitrec.registry import RECIPES, SECTIONS
+from pitrec.registry import RECIPES, SECTIONS, TOKENIZERS
 from pitrec.train.prefix_windows import PrefixWindows
 from pitrec.train.recipe import Recipe
 
@@ -42,7 +42,9 @@ class TigerRecipe(Recipe):
         from pitrec.embed.stage import item_embeddings
         from pitrec.tokenizers.stage import sid_table
 
-        table = sid_table(self.cfg, self.data, item_embeddings(self.cfg, self.data), run=self.run)
+        needs_embeddings = TOKENIZERS.get(self.cfg.tokenizer.name).needs_embeddings  # an import does not
+        embeddings = item_embeddings(self.cfg, self.data) if needs_embeddings else None
+        table = sid_table(self.cfg, self.data, embeddings, run=self.run)
         if table.n_items != self.split.n_items:
             raise ValueError(f"SID table has {table.n_items} items, the dataset {self.split.n_items}")
         self.sid_meta = dict(table.meta)
