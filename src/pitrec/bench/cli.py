@@ -36,8 +36,14 @@ def _fail(message: str) -> None:
     raise typer.Exit(2)
 
 
-def command_line() -> str:
-    return shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]])
+def command_line(ctx: typer.Context | None = None) -> str:
+    """The command as the user typed it; when called in-process (tests, notebooks) sys.argv is
+    the host's, so the equivalent ``pitrec bench run ...`` line is rebuilt from the parsed call."""
+    if Path(sys.argv[0]).name == "pitrec" or ctx is None:
+        return shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]])
+    args = [f"--{k.replace('_', '-')}={v}" for k, v in ctx.params.items()
+            if k != "config" and v not in (None, False, [], ())]
+    return shlex.join(["pitrec", "bench", "run", str(ctx.params["config"]), *args, *ctx.args])
 
 
 @bench_app.command("run", context_settings=EXTRA)
@@ -69,7 +75,7 @@ def run(ctx: typer.Context,
             console.print(f"{spec.name}: {state.kind} {state.detail}  ({spec.run_dir})", highlight=False)
         return
     try:
-        outcomes = execute(runs, bench.results_dir, command_line(), progress=bench.progress, say=_say(bench.progress))
+        outcomes = execute(runs, bench.results_dir, command_line(ctx), progress=bench.progress, say=_say(bench.progress))
     except BenchError as exc:
         _fail(str(exc))
     for ds in dict.fromkeys(spec.dataset for spec in runs):
