@@ -17,7 +17,7 @@ TINY = [
     "data.max_history=6", "embed.encoder=tfidf", "embed.tfidf_dim=16",
     "tokenizer.name=rqkmeans", "tokenizer.levels=2", "tokenizer.codebook_size=4",
     "u2t.d_model=16", "u2t.heads=2", "u2t.encoder_layers=1", "u2t.decoder_layers=1", "u2t.ffn=32", "u2t.max_history=6",
-    "train.epochs=2", "train.batch_size=64", "train.lr=0.005", "train.warmup_steps=0",
+    "train.epochs=4", "train.batch_size=64", "train.lr=0.005", "train.warmup_steps=0",
     "tiger.beam_width=6", "run.progress=false", "run.seed=3", "run.num_threads=1",
 ]
 
@@ -36,14 +36,14 @@ def tiny_run(tmp_path_factory):
 
 def test_tiger_trains_and_evaluates_on_items(tiny_run):
     cfg, run, result = tiny_run
-    assert result["method"] == "tiger" and result["epochs_run"] == 2
+    assert result["method"] == "tiger" and result["epochs_run"] == 4
     for k in cfg.eval.ks:
         assert 0.0 <= result["test"][f"ndcg@{k}"] <= result["test"][f"recall@{k}"] <= 1.0
     assert result["test"]["users"] == 120
-    # 50 items in 4 planted clusters: two epochs already beat chance (recall@5 = 5/50) clearly
-    assert result["test"]["recall@5"] > 0.15
+    # 50 items in 4 planted clusters: four epochs beat chance (recall@5 = 5/50) clearly
+    assert result["test"]["recall@5"] > 0.25
     epochs = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-    assert len(epochs) == 2 and epochs[1]["train_loss"] < epochs[0]["train_loss"]
+    assert len(epochs) == 4 and epochs[3]["train_loss"] < epochs[0]["train_loss"]
 
 
 def test_tiger_run_directory_holds_its_artifacts(tiny_run):
@@ -135,9 +135,11 @@ def test_prefix_windows_hold_exactly_the_prefix_samples_pairs():
     assert sorted(got) == expected
 
 
-def test_causal_encoder_trains_through_prefix_windows(tmp_path):
-    cfg = load_config("tiger", overrides=TINY + [f"embed.cache_dir={tmp_path / 'cache'}", "u2t.encoder_attention=causal",
-                                                 "train.epochs=1"])
+@pytest.mark.parametrize("attention", ["causal", "bidirectional"])
+def test_both_encoders_train_on_every_prefix_pair(tmp_path, attention):
+    """causal: PrefixWindows + prefix_nll; bidirectional (TIGER's): one encoder pass per pair."""
+    cfg = load_config("tiger", overrides=TINY + [f"embed.cache_dir={tmp_path / 'cache'}",
+                                                 f"u2t.encoder_attention={attention}", "train.epochs=1"])
     threads = torch.get_num_threads()
     try:
         result = train_run("tiger", cfg)
