@@ -14,11 +14,11 @@ from pitrec.train.recipes.sasrec import length_bucketed_batches, training_window
 N_ITEMS = 30
 
 
-@pytest.fixture()
-def model() -> SASRec:
+@pytest.fixture(params=[True, False], ids=["tied", "untied"])
+def model(request) -> SASRec:
     torch.manual_seed(0)
     return SASRec(N_ITEMS, SASRecConfig(hidden=16, layers=2, heads=2, ffn=32, max_len=12, dropout=0.3,
-                                        attn_dropout=0.3)).eval()
+                                        attn_dropout=0.3, tie_output=request.param)).eval()
 
 
 def _histories(batch: int, length: int, seed: int = 1) -> torch.Tensor:
@@ -65,9 +65,10 @@ def test_padding_targets_are_ignored_by_the_loss(model: SASRec) -> None:
     torch.testing.assert_close(model.loss(inputs, masked), expected)
 
 
-def test_output_layer_is_the_item_embedding(model: SASRec) -> None:
+def test_output_layer_is_the_item_embedding_only_when_tied(model: SASRec) -> None:
     h = torch.randn(3, 16)
-    torch.testing.assert_close(model.item_logits(h), h @ model.item_emb.weight[1:].T)
+    tied = torch.allclose(model.item_logits(h), h @ model.item_emb.weight[1:].T)
+    assert tied == (model.out_emb is None)
     assert model.item_logits(h).shape == (3, N_ITEMS)
 
 

@@ -117,9 +117,13 @@ def test_selection_picks_the_minimum_loss_candidate(tmp_path):
 
 def test_degenerate_pit_step_equals_tiger_step(tmp_path):
     """CSA off, one candidate, a frozen tokenizer: a PIT step must be a TIGER step, same seed, same
-    parameters after (the co-evolution machinery adds nothing when it has nothing to choose)."""
-    pit_cfg = tiny_cfg(tmp_path, "pit.csa=false", "pit.candidates=1", "pit.freeze_i2t=true", "pit.warmup_epochs=0")
-    tiger_cfg = load_config("tiger", overrides=TINY[:16] + ["train.batch_size=64", "train.lr=0.005", "train.warmup_steps=0",
+    parameters after (the co-evolution machinery adds nothing when it has nothing to choose).
+
+    Both use the bidirectional encoder: with the causal one TIGER batches whole prefix windows
+    (the same pairs, grouped differently), so a single step would see a different batch."""
+    same = ["u2t.encoder_attention=bidirectional"]
+    pit_cfg = tiny_cfg(tmp_path, "pit.csa=false", "pit.candidates=1", "pit.freeze_i2t=true", "pit.warmup_epochs=0", *same)
+    tiger_cfg = load_config("tiger", overrides=TINY[:16] + same + ["train.batch_size=64", "train.lr=0.005", "train.warmup_steps=0",
                                                             "run.seed=3", "run.num_threads=1", "run.progress=false",
                                                             f"embed.cache_dir={tmp_path / 'cache'}"])
     data, split = prepare_data(pit_cfg)
@@ -137,7 +141,7 @@ def test_degenerate_pit_step_equals_tiger_step(tmp_path):
         torch.nn.utils.clip_grad_norm_([p for g in opt.param_groups for p in g["params"]], 1.0)
         opt.step()
         model = recipe.model if name == "tiger" else recipe.u2t
-        return float(loss), {k: v.detach().clone() for k, v in model.state_dict().items()}
+        return loss.item(), {k: v.detach().clone() for k, v in model.state_dict().items()}
 
     tiger_loss, tiger_params = one_step("tiger", tiger_cfg)
     pit_loss, pit_params = one_step("pit", pit_cfg)

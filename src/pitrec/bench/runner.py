@@ -7,6 +7,7 @@ a sweep interrupted after five hours keeps what it measured.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
@@ -60,9 +61,13 @@ def execute(runs: list[RunSpec], results_dir: str | Path, command: str, progress
 def update_results(results_dir: str | Path, dataset: str, protocol: dict, records: list[dict], prov: dict,
                    existing: dict | None = None) -> Path:
     path = results_path(results_dir, dataset)
-    if existing is None and path.is_file():
-        existing = load_results(path)
-    return write_results(path, build_results(dataset, protocol, records, prov, existing))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # two sweeps of one dataset (e.g. one per method, in parallel) must not lose each other's runs
+    with open(path.with_name(path.name + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if existing is None and path.is_file():
+            existing = load_results(path)
+        return write_results(path, build_results(dataset, protocol, records, prov, existing))
 
 
 def drop_stale(results_dir: str | Path, spec: RunSpec, prov: dict) -> bool:

@@ -27,6 +27,11 @@ class SASRecConfig(Section):
     max_len: int = Field(50, ge=1)  # positions the model sees; longer training sequences are windowed
     init_std: float = Field(0.02, gt=0)
     bucket_by_length: bool = True  # training batches of similar length (less padding, same targets)
+    # The input embedding rides the residual stream to the output; times sqrt(hidden) it dominates
+    # there, and with a tied output layer the last item then scores highest for its own user.
+    scale_embeddings: bool = True  # multiply input item embeddings by sqrt(hidden) (original SASRec)
+    tie_output: bool = True  # score items with the input embedding table (False: a separate table)
+    input_skip_to_output: bool = True  # False: the output is only what the layers add to the input
 
 
 class SASRec(nn.Module):
@@ -42,6 +47,9 @@ class SASRec(nn.Module):
         layer.self_attn.dropout = cfg.attn_dropout
         self.encoder = nn.TransformerEncoder(layer, cfg.layers, enable_nested_tensor=False)
         self.final_norm = nn.LayerNorm(cfg.hidden)
+        self.out_emb = None if cfg.tie_output else nn.Linear(cfg.hidden, n_items, bias=False)
+        self.emb_scale = cfg.hidden ** 0.5 if cfg.scale_embeddings else 1.0
+        self.input_skip_to_output = cfg.input_skip_to_output
         self.apply(lambda m: _init(m, cfg.init_std))
 
     def forward(self, seq: torch.Tensor) -> torch.Tensor:
@@ -51,7 +59,7 @@ class SASRec(nn.Module):
             seq = seq[:, -self.max_len:]
             T = self.max_len
         valid = seq != PAD
-        x = self.item_emb(seq + 1) * (self.item_emb.embedding_dim ** 0.5)
+        x = self.item_emb(seq + 1) * self.emb_scale
         # positions counted back from the most recent item, so left padding does not shift them
         pos = torch.arange(T - 1, -1, -1, device=seq.device).clamp(max=self.max_len - 1)
         x = self.emb_dropout(x + self.pos_emb(pos)) * valid.unsqueeze(-1)
@@ -63,9 +71,11 @@ class SASRec(nn.Module):
         attn = torch.zeros(mask.shape, dtype=x.dtype, device=x.device).masked_fill(mask, float("-inf"))
         attn = attn.repeat_interleave(heads, dim=0)
         h = self.encoder(x, mask=attn)
-        return self.final_norm(h)
+        return self.final_norm(h if self.input_skip_to_output else h - x)
 
     def item_logits(self, h: torch.Tensor) -> torch.Tensor:
+        if self.out_emb is not None:
+            return self.out_emb(h)
         return h @ self.item_emb.weight[1:].T
 
     def loss(self, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
