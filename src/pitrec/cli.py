@@ -129,6 +129,9 @@ def train(ctx: typer.Context,
         console.print(f"run directory: {cfg.run.out}")
 
 
+DEMO_OVERLAY = Path(__file__).parent / "configs" / "demo_overlay.yaml"
+
+
 @app.command("demo", context_settings=EXTRA)
 def demo(ctx: typer.Context,
          methods: str = typer.Option("popularity,sasrec,tiger,pit", help="comma-separated methods"),
@@ -145,7 +148,7 @@ def demo(ctx: typer.Context,
         console.print(f"[yellow]not available yet, skipped:[/] {', '.join(skipped)}")
     shared = None
     for m in available:
-        cfg = resolve(m, [Path(p) for p in []], ["data.format=synthetic", *ctx.args, f"run.out={out / m}"])
+        cfg = resolve(m, [DEMO_OVERLAY], ["data.format=synthetic", *ctx.args, f"run.out={out / m}"])
         shared = shared or prepare_data(cfg)
         console.print(f"[bold]training {m}[/]")
         import shutil

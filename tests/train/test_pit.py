@@ -163,3 +163,13 @@ def test_single_sid_ablation_decodes_one_sid_per_item(tmp_path):
     one, log_q = compile_index(recipe.index, False, "cpu")
     assert len(many.leaf_items) > 50 and len(one.leaf_items) == 50
     assert torch.allclose(log_q.exp(), torch.ones(50), atol=1e-5)
+
+
+def test_coevolution_keeps_every_sid_naming_one_item(tiny_run):
+    """The warm-up table has no shared SIDs (extra disambiguation level); I2T proposals must not
+    introduce any (on the demo data they reached 65% of items before proposals were made unique)."""
+    _, run, _ = tiny_run
+    epochs = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    coevolving = [e for e in epochs if e["phase"] == "co-evolution"]
+    assert coevolving and all(e["primary_collision_rate"] == 0.0 for e in epochs)
+    assert any(e.get("refresh_unique_proposals", 0) > 0 for e in epochs)

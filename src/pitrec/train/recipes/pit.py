@@ -34,6 +34,7 @@ from pitrec.config import Section
 from pitrec.data.batches import PAD, PrefixSamples
 from pitrec.decoding.pit_ranker import PITRanker, compile_index
 from pitrec.index.beam_index import BeamIndex
+from pitrec.index.proposals import unique_proposals
 from pitrec.models.csa import CSA
 from pitrec.models.item_to_token import ItemToToken
 from pitrec.models.user_to_token import Memory, UserToToken
@@ -63,6 +64,9 @@ class PITConfig(Section):
     # with probability 1/n. Without it the cheapest SID is the one every item shares (collapse).
     collision_penalty: bool = True
     max_items_per_sid: int = Field(8, ge=1)  # I2T proposals made for more items than this are dropped
+    # every SID names one item: a proposal colliding with another item's SID gets a free
+    # disambiguation token, or is dropped (see pitrec.index.proposals); off: collisions allowed
+    unique_sids: bool = True
     refresh_batch_size: int = Field(2048, ge=1)
 
 
@@ -213,9 +217,18 @@ class PITRecipe(Recipe):
         _, inverse, counts = np.unique(codes_np.reshape(-1, codes_np.shape[-1]), axis=0,
                                        return_inverse=True, return_counts=True)
         generic = (counts[inverse.reshape(-1)] > pc.max_items_per_sid).reshape(alive_np.shape)
+        scores_np = torch.cat(scores).numpy()
+        usable = alive_np & ~generic
+        made_unique: dict[str, float] = {}
+        if pc.unique_sids:
+            edge_items, edge_codes, _ = self.index.edges()
+            codes_np, usable, made_unique = unique_proposals(
+                edge_items, edge_codes, np.arange(n), codes_np, scores_np, usable,
+                free_last_level=self.sid_meta.get("collision_policy") == "extra_level", last_level_size=self.sizes[-1])
         self.index.decay(pc.decay)
-        churn = self.index.refresh(np.arange(n), codes_np, torch.cat(scores).numpy(), alive_np & ~generic)
+        churn = self.index.refresh(np.arange(n), codes_np, scores_np, usable)
         churn["dropped_generic_share"] = float((alive_np & generic).sum() / max(1, alive_np.sum()))
+        churn.update({f"unique_{k}": v for k, v in made_unique.items()})
         for name, m in self.modules().items():
             m.train(modes[name])
         return churn
