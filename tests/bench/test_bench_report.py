@@ -117,6 +117,7 @@ def test_update_readme_without_markers_is_an_error(doc, tmp_path):
     ({"levels": [{"entropy": 1.0, "usage": 0.5}, {"entropy": 2.0}]}, [1.0, 2.0]),
     ({"per_level": [{"entropy": 3.0}]}, [3.0]),
     ([{"entropy": 4.0}], [4.0]),
+    ({"levels": [{"level": 0, "entropy_bits": 7.9}, {"level": 1, "entropy_bits": 6.5}]}, [7.9, 6.5]),  # SidTable.stats()
     ({"usage": [0.1]}, None),
     (None, None),
 ])

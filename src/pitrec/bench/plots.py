@@ -116,8 +116,9 @@ def level_entropy(stats: Any) -> list[float] | None:
         for key in ("levels", "per_level"):
             if isinstance(stats.get(key), list):
                 return level_entropy(stats[key])
-    if isinstance(stats, list) and stats and all(isinstance(s, dict) and "entropy" in s for s in stats):
-        return [float(s["entropy"]) for s in stats]
+    for key in ("entropy", "entropy_bits"):  # SidTable.stats() writes entropy_bits
+        if isinstance(stats, list) and stats and all(isinstance(s, dict) and key in s for s in stats):
+            return [float(s[key]) for s in stats]
     return None
 
 
