@@ -139,6 +139,31 @@ def test_prefix_nll_of_a_window_equals_encoding_each_prefix(encoding, attention)
         model.prefix_nll(window, valid, 6)
 
 
+@pytest.mark.parametrize("encoding", ["item", "sid"])
+@torch.no_grad()
+def test_prefix_candidate_nll_equals_candidate_nll_of_each_prefix(encoding):
+    """PIT's windowed selection: C candidates for every prefix of a window, one encoder pass."""
+    model = make_model(encoding, attention="causal").eval()
+    window = random_codes(3, 6, seed=8)
+    valid = torch.ones(3, 6, dtype=torch.bool)
+    valid[2, :3] = False
+    memory = model.encode_windows(window, valid)
+    mask, allowed = model.prefix_mask(valid, 4)
+    cands = torch.stack([random_codes(3, 4, seed=20 + c) for c in range(3)], 2)  # (B, n_last=4, C=3, L)
+    cand_mask = torch.ones(3, 4, 3, dtype=torch.bool)
+    cand_mask[0, 1, 2] = False
+    nll = model.prefix_candidate_nll(memory, mask, cands, cand_mask)
+    assert nll.shape == (3, 4, 3) and torch.isinf(nll[0, 1, 2])
+    for c in range(4):
+        j = 2 + c  # window item scored by column c
+        hist, pad = window[:, :j], ~valid[:, :j]
+        expected = model.candidate_nll(model.encode(hist, pad), cands[:, c])
+        real = valid[:, j - 1]
+        got = nll[:, c].masked_fill(~cand_mask[:, c], 0.0)
+        torch.testing.assert_close(got[real], expected.masked_fill(~cand_mask[:, c], 0.0)[real], atol=1e-4, rtol=1e-4)
+        assert allowed[real, c].sum(-1).tolist() == (valid[real, :j].sum(1) * (model.n_levels if encoding == "sid" else 1)).tolist()
+
+
 @pytest.mark.parametrize("attention", ["bidirectional", "causal"])
 @torch.no_grad()
 def test_all_padding_history_gives_finite_scores(attention):

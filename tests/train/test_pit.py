@@ -115,13 +115,13 @@ def test_selection_picks_the_minimum_loss_candidate(tmp_path):
         assert chosen[0].tolist() != cand[0, best].tolist()
 
 
-def test_degenerate_pit_step_equals_tiger_step(tmp_path):
+@pytest.mark.parametrize("attention", ["bidirectional", "causal"])
+def test_degenerate_pit_step_equals_tiger_step(tmp_path, attention):
     """CSA off, one candidate, a frozen tokenizer: a PIT step must be a TIGER step, same seed, same
     parameters after (the co-evolution machinery adds nothing when it has nothing to choose).
 
-    Both use the bidirectional encoder: with the causal one TIGER batches whole prefix windows
-    (the same pairs, grouped differently), so a single step would see a different batch."""
-    same = ["u2t.encoder_attention=bidirectional"]
+    Bidirectional: both train per (history, target) pair; causal: both train on prefix windows."""
+    same = [f"u2t.encoder_attention={attention}"]
     pit_cfg = tiny_cfg(tmp_path, "pit.csa=false", "pit.candidates=1", "pit.freeze_i2t=true", "pit.warmup_epochs=0", *same)
     tiger_cfg = load_config("tiger", overrides=TINY[:16] + same + ["train.batch_size=64", "train.lr=0.005", "train.warmup_steps=0",
                                                             "run.seed=3", "run.num_threads=1", "run.progress=false",
@@ -173,3 +173,31 @@ def test_coevolution_keeps_every_sid_naming_one_item(tiny_run):
     coevolving = [e for e in epochs if e["phase"] == "co-evolution"]
     assert coevolving and all(e["primary_collision_rate"] == 0.0 for e in epochs)
     assert any(e.get("refresh_unique_proposals", 0) > 0 for e in epochs)
+
+
+def test_windowed_selection_equals_per_pair_selection(tmp_path):
+    """The causal encoder's windowed training step must choose, for every prefix of a window, the
+    SID that the per-pair rule (the one the service applies) chooses for that history."""
+    from pitrec.train.selection import min_loss_sids, min_loss_sids_prefix
+
+    cfg = tiny_cfg(tmp_path, "pit.warmup_epochs=0", "pit.candidates=3", "u2t.encoder_attention=causal")
+    data, split = prepare_data(cfg)
+    recipe = build_recipe("pit", cfg, data, split)
+    rng = np.random.default_rng(0)
+    recipe.index.refresh(np.arange(50), rng.integers(0, 4, size=(50, 2, 3)), np.zeros((50, 2)))
+    recipe.train(False)
+    w = recipe.windows.batch(recipe.windows.batch_indices(64, np.random.default_rng(1))[0])
+    items, real = w.items, w.targets
+    valid = items != PAD
+    memory = recipe.u2t.encode_windows(recipe.history_codes[items.clamp(min=0)], valid)
+    mask, _ = recipe.u2t.prefix_mask(valid, w.n_last)
+    targets = items[:, -w.n_last:]
+    chosen, _, multi = min_loss_sids_prefix(recipe.u2t, recipe.index, memory, mask, targets, real, 3)
+    assert multi.any()
+    rows, cols = torch.nonzero(real, as_tuple=True)
+    m = items.shape[1]
+    for k, (r, c) in enumerate(zip(rows.tolist(), cols.tolist())):
+        hist = items[r:r + 1, :m - w.n_last + c]
+        one = recipe.u2t.encode(recipe.history_codes[hist.clamp(min=0)], hist == PAD)
+        expected, _, _ = min_loss_sids(recipe.u2t, recipe.index, one, targets[r:r + 1, c], 3)
+        assert chosen[k].tolist() == expected[0].tolist(), (r, c)

@@ -291,15 +291,29 @@ class UserToToken(nn.Module):
         -log P(item j | window items < j) for j = m - n_last + c. Equals
         ``sid_nll(encode(prefix), item j)`` for every j whose prefix is real, at the cost of one
         encoder pass instead of ``n_last`` (entries of padding columns are meaningless)."""
+        m = window_codes.shape[1]
+        memory = self.encode_windows(window_codes, valid)
+        mask, _ = self.prefix_mask(valid, n_last)
+        return self._nll(memory, window_codes[:, m - n_last:].clamp(min=0), mask.repeat_interleave(self.n_levels, dim=2))
+
+    def encode_windows(self, window_codes: torch.Tensor, valid: torch.Tensor) -> Memory:
+        """Causal encoder over LEFT-padded item windows (B, m, L); every prefix of a window is a
+        user history (see ``prefix_mask``)."""
         if not self.causal:
-            raise ValueError("prefix_nll needs u2t.encoder_attention=causal (a bidirectional state "
+            raise ValueError("prefix scoring needs u2t.encoder_attention=causal (a bidirectional state "
                              "depends on later items)")
-        B, m, _ = window_codes.shape
+        m = window_codes.shape[1]
+        pos = torch.arange(m, device=valid.device) - (~valid).sum(1, keepdim=True)
+        return self._encode(window_codes, valid, pos)
+
+    def prefix_mask(self, valid: torch.Tensor, n_last: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """For the last ``n_last`` items j of windows (B, m): the additive cross mask (B, h, n_last, S)
+        letting item j's decoder see only the memory of items < j (with the recency bias), and
+        which memory positions that is, bool (B, n_last, S)."""
+        m = valid.shape[1]
         if not 1 <= n_last < m:
             raise ValueError(f"n_last must lie in [1, {m - 1}] for windows of {m} items, got {n_last}")
-        pos = torch.arange(m, device=valid.device) - (~valid).sum(1, keepdim=True)
-        memory = self._encode(window_codes, valid, pos)
-        item = torch.arange(memory.states.shape[1], device=valid.device)
+        item = torch.arange(m * (self.n_levels if self.history_encoding == "sid" else 1), device=valid.device)
         if self.history_encoding == "sid":
             item = torch.div(item, self.n_levels, rounding_mode="floor")
         target = torch.arange(m - n_last, m, device=valid.device).unsqueeze(1)  # (C, 1)
@@ -307,8 +321,17 @@ class UserToToken(nn.Module):
         # item j-1 is always allowed, so a query over a padding column still has a key (no NaN)
         allowed = ((dist >= 0) & valid[:, item].unsqueeze(1)) | (dist == 0)  # (B, C, S)
         bias = self.recency_bias(dist.clamp(0, self.max_history - 1)).permute(2, 0, 1)  # (h, C, S)
-        mask = torch.where(allowed.unsqueeze(1), bias, torch.tensor(float("-inf"), device=valid.device))
-        return self._nll(memory, window_codes[:, m - n_last:].clamp(min=0), mask.repeat_interleave(self.n_levels, dim=2))
+        return torch.where(allowed.unsqueeze(1), bias, torch.tensor(float("-inf"), device=valid.device)), allowed
+
+    def prefix_candidate_nll(self, memory: Memory, mask: torch.Tensor, cand_codes: torch.Tensor,
+                             cand_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """``candidate_nll`` for every prefix at once: C candidate SIDs for each of the last
+        n_last items of the windows, (B, n_last, C, L) -> (B, n_last, C), against the memory of
+        ``encode_windows`` and the mask of ``prefix_mask``. Masked candidates get +inf."""
+        B, n, C, L = cand_codes.shape
+        nll = self._nll(memory, cand_codes.clamp(min=0).flatten(1, 2), mask.repeat_interleave(C * L, dim=2))
+        nll = nll.unflatten(1, (n, C))
+        return nll if cand_mask is None else nll.masked_fill(~cand_mask, float("inf"))
 
     def decode_step(self, memory: Memory, cross, prev_codes: torch.Tensor | None, level: int, cache):
         """One beam-search step (a ``decoding.beam_search.StepFn`` once memory/cross are bound):

@@ -40,7 +40,9 @@ from pitrec.models.item_to_token import ItemToToken
 from pitrec.models.user_to_token import Memory, UserToToken
 from pitrec.registry import RECIPES, SECTIONS
 from pitrec.tokenizers.sid_table import SidTable
+from pitrec.train.prefix_windows import PrefixWindows
 from pitrec.train.recipe import Recipe
+from pitrec.train.selection import min_loss_sids, min_loss_sids_prefix  # noqa: F401 (serving imports it here)
 
 
 @SECTIONS.register("pit")
@@ -95,8 +97,11 @@ class PITRecipe(Recipe):
             self._build_tokenizer_side(content)
         self.index = BeamIndex.from_sid_table(table, max_sids_per_item=pc.max_sids_per_item,
                                               new_edge_weight=pc.new_edge_weight)
-        self.samples = PrefixSamples(self.split.train, cfg.data.max_history)
-        if len(self.samples) == 0:
+        # a causal U2T encoder scores all prefixes of a window in one pass, as in TIGER's recipe
+        self.windows = PrefixWindows(self.split.train, cfg.data.max_history) if self.u2t.causal else None
+        self.samples = None if self.u2t.causal else PrefixSamples(self.split.train, cfg.data.max_history)
+        n_pairs = self.windows.total_targets() if self.windows is not None else len(self.samples)
+        if n_pairs == 0:
             raise ValueError("no training pairs: every training sequence has fewer than 2 items")
         self.epoch = 0
         self._compiled: tuple[int, Any] | None = None
@@ -143,26 +148,61 @@ class PITRecipe(Recipe):
     # -- training -------------------------------------------------------------------------------
     def train_batches(self, epoch: int, rng: np.random.Generator) -> list[np.ndarray]:
         self.epoch = epoch
+        if self.windows is not None:
+            return self.windows.batch_indices(self.cfg.train.batch_size, rng)
         return self.samples.batch_indices(self.cfg.train.batch_size, rng, bucket=True)
 
     def batch_size_of(self, batch: np.ndarray) -> int:
-        return len(batch)
+        """Training pairs in the batch, so samples/s compares across encoder kinds and with TIGER."""
+        return int(self.windows.n_targets[batch].sum()) if self.windows is not None else len(batch)
 
     def training_step(self, batch: np.ndarray, step: int) -> dict[str, torch.Tensor]:
-        pc = self.cfg.pit
+        if self.windows is not None:
+            return self._window_step(batch)
         b = self.samples.batch(batch).to(self.device)
         memory = self.u2t.encode(self.history_codes[b.history.clamp(min=0)], b.history == PAD)
         chosen = self.select_sids(memory, b.target)
         u2t_loss = self.u2t.sid_nll(memory, chosen).mean() / len(self.sizes)
+        return self._losses(u2t_loss, b.target, chosen, memory)
+
+    def _window_step(self, batch: np.ndarray) -> dict[str, torch.Tensor]:
+        """Every prefix of each window is one (history, target) pair: one encoder pass, the
+        candidates of all targets scored in one decoder pass, then the chosen SIDs trained."""
+        w = self.windows.batch(batch)
+        items, real = w.items.to(self.device), w.targets.to(self.device)
+        valid = items != PAD
+        memory = self.u2t.encode_windows(self.history_codes[items.clamp(min=0)], valid)
+        mask, allowed = self.u2t.prefix_mask(valid, w.n_last)
+        targets = items[:, -w.n_last:]
+        flat = targets[real]
+        if self.coevolving and self.cfg.pit.sid_selection:
+            chosen, pick, multi = min_loss_sids_prefix(self.u2t, self.index, memory, mask, targets, real,
+                                                       self.cfg.pit.candidates, self.cfg.pit.collision_penalty)
+            self._counters.add(len(flat), int(multi.sum()), int((pick != 0).sum()))
+        else:
+            chosen = self.initial_codes[flat]
+            self._counters.add(len(flat), 0, 0)
+        grid = self.initial_codes[targets.clamp(min=0)].clone()
+        grid[real] = chosen
+        L = len(self.sizes)
+        nll = self.u2t._nll(memory, grid, mask.repeat_interleave(L, dim=2))
+        # each target's CSA history: the memory positions its prefix covers
+        history = Memory(memory.states.unsqueeze(1).expand(-1, w.n_last, -1, -1)[real], allowed[real])
+        return self._losses(nll[real].mean() / L, flat, chosen, history)
+
+    def _losses(self, u2t_loss: torch.Tensor, target: torch.Tensor, chosen: torch.Tensor,
+                memory: Memory) -> dict[str, torch.Tensor]:
+        """U2T + I2T (on the chosen SIDs) + CSA (on sg(H_u)); the selection is recorded."""
+        pc = self.cfg.pit
         losses = {"u2t": u2t_loss}
         loss = u2t_loss
         if self._train_i2t():
-            losses["i2t"] = self.i2t.loss(self.item_vectors(b.target), chosen)
+            losses["i2t"] = self.i2t.loss(self.item_vectors(target), chosen)
             loss = loss + pc.i2t_weight * losses["i2t"]
         if self.csa is not None:
-            losses["csa"] = self.csa.loss(memory.states, memory.valid, b.target)
+            losses["csa"] = self.csa.loss(memory.states, memory.valid, target)
             loss = loss + pc.csa_weight * losses["csa"]
-        self.index.record_selections(b.target.cpu().numpy(), chosen.cpu().numpy())
+        self.index.record_selections(target.cpu().numpy(), chosen.cpu().numpy())
         losses["loss"] = loss
         return losses
 
@@ -274,36 +314,6 @@ class PITRecipe(Recipe):
             "test_invalid_rate": ranker.invalid_rate if ranker else None,
             "test_widened_users": ranker.widened if ranker else 0,
         })
-
-
-@torch.no_grad()
-def min_loss_sids(u2t: UserToToken, index: BeamIndex, memory: Memory, target: torch.Tensor, n_candidates: int,
-                  collision_penalty: bool = True) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """PIT's selection rule: each target's SID is the one of its ``n_candidates`` strongest index
-    SIDs with the lowest U2T loss for this user, plus log(items holding the SID) when
-    ``collision_penalty`` is on. Returns the chosen codes (B, L), the picked candidate column
-    (B,) and which rows had more than one candidate (B,).
-
-    Rows with a single candidate skip scoring; the others are scored in one batched decoder pass
-    with dropout off (the choice should follow the model, not the noise), against ``memory``.
-    """
-    cand_np, mask_np, _ = index.candidates(target.cpu().numpy(), n_candidates)
-    device = memory.states.device
-    cand = torch.from_numpy(cand_np).to(device)
-    mask = torch.from_numpy(mask_np).to(device)
-    pick = torch.zeros(len(target), dtype=torch.long, device=device)
-    multi = mask.sum(1) > 1
-    if multi.any():
-        was_training = u2t.training
-        u2t.eval()
-        sub = Memory(memory.states[multi], memory.valid[multi])
-        cost = u2t.candidate_nll(sub, cand[multi], mask[multi])
-        u2t.train(was_training)
-        if collision_penalty:
-            counts = index.sid_item_counts(cand_np[multi.cpu().numpy()])
-            cost = cost + torch.from_numpy(np.log(np.maximum(counts, 1))).float().to(device)
-        pick[multi] = cost.argmin(1)
-    return cand[torch.arange(len(target), device=device), pick], pick, multi
 
 
 class _SelectionCounters:

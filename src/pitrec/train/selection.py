@@ -1,0 +1,81 @@
+"""PIT's user-guided minimum-loss SID selection, per (history, target) pair or per window.
+
+Each target's SID is the one of its ``n_candidates`` strongest beam-index SIDs with the lowest
+User-to-Token loss for this user, plus log(items holding the SID) when ``collision_penalty`` is on
+(a SID shared by n items names the target only with probability 1/n; without the charge the
+cheapest SID is the one every item shares). Candidates are scored with dropout off (the choice
+should follow the model, not the noise), in one decoder pass against the user's memory; targets
+with a single candidate skip scoring. Training and the service's online feedback apply the same
+rule.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from pitrec.index.beam_index import BeamIndex
+from pitrec.models.user_to_token import Memory, UserToToken
+
+
+def _charge(index: BeamIndex, cand_np: np.ndarray, device) -> torch.Tensor:
+    counts = index.sid_item_counts(cand_np)
+    return torch.from_numpy(np.log(np.maximum(counts, 1))).float().to(device)
+
+
+@torch.no_grad()
+def min_loss_sids(u2t: UserToToken, index: BeamIndex, memory: Memory, target: torch.Tensor, n_candidates: int,
+                  collision_penalty: bool = True) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One history per row: returns the chosen codes (B, L), the picked candidate column (B,) and
+    which rows had more than one candidate (B,)."""
+    cand_np, mask_np, _ = index.candidates(target.cpu().numpy(), n_candidates)
+    device = memory.states.device
+    cand = torch.from_numpy(cand_np).to(device)
+    mask = torch.from_numpy(mask_np).to(device)
+    pick = torch.zeros(len(target), dtype=torch.long, device=device)
+    multi = mask.sum(1) > 1
+    if multi.any():
+        was_training = u2t.training
+        u2t.eval()
+        sub = Memory(memory.states[multi], memory.valid[multi])
+        cost = u2t.candidate_nll(sub, cand[multi], mask[multi])
+        u2t.train(was_training)
+        if collision_penalty:
+            cost = cost + _charge(index, cand_np[multi.cpu().numpy()], device)
+        pick[multi] = cost.argmin(1)
+    return cand[torch.arange(len(target), device=device), pick], pick, multi
+
+
+@torch.no_grad()
+def min_loss_sids_prefix(u2t: UserToToken, index: BeamIndex, memory: Memory, prefix_mask: torch.Tensor,
+                         targets: torch.Tensor, real: torch.Tensor, n_candidates: int,
+                         collision_penalty: bool = True) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Windows (``UserToToken.encode_windows``): ``targets`` (B, n_last) items, ``real`` (B, n_last)
+    which of them are training targets. Returns, for the real ones in row-major order, the chosen
+    codes (N, L), the picked column (N,) and which had more than one candidate (N,)."""
+    device = memory.states.device
+    flat = targets[real]
+    cand_np, mask_np, _ = index.candidates(flat.cpu().numpy(), n_candidates)
+    cand = torch.from_numpy(cand_np).to(device)
+    mask = torch.from_numpy(mask_np).to(device)
+    pick = torch.zeros(len(flat), dtype=torch.long, device=device)
+    multi = mask.sum(1) > 1
+    if multi.any():
+        B, n = targets.shape
+        C, L = cand.shape[1], cand.shape[2]
+        grid = torch.zeros(B, n, C, L, dtype=cand.dtype, device=device)
+        grid_mask = torch.zeros(B, n, C, dtype=torch.bool, device=device)
+        grid[real], grid_mask[real] = cand, mask
+        rows = (grid_mask.sum(-1) > 1).any(1)  # windows with something to choose
+        was_training = u2t.training
+        u2t.eval()
+        sub = Memory(memory.states[rows], memory.valid[rows])
+        cost_grid = u2t.prefix_candidate_nll(sub, prefix_mask[rows], grid[rows], grid_mask[rows])
+        u2t.train(was_training)
+        full = torch.full((B, n, C), float("inf"), device=device)
+        full[rows] = cost_grid
+        cost = full[real]
+        if collision_penalty:
+            cost = cost + _charge(index, cand_np, device)
+        pick[multi] = cost[multi].argmin(1)
+    return cand[torch.arange(len(flat), device=device), pick], pick, multi
