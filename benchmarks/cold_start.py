@@ -1,0 +1,167 @@
+"""Cold start: are items PIT has never seen in training recommended correctly once inserted?
+
+    python benchmarks/cold_start.py [--held-out 0.05] [--seed 0] [--threads 2] [--out runs/cold_start]
+        [--overlay src/pitrec/configs/demo_overlay.yaml] [-- extra --section.key=value overrides]
+
+Protocol (embedded synthetic data by default; `--data PATH` for another dataset):
+1. A random ``--held-out`` share of the items is removed from every sequence and from the
+   catalogue; PIT trains on what remains (users left with fewer than 3 items are dropped).
+2. The trained run is loaded as the service loads it; each held-out item is inserted with its
+   title and attributes (`Recommender.add_item`: content embedding -> CSA without the id part ->
+   Item-to-Token beam search -> its SIDs enter the index). U2T is not retrained.
+3. Cold cases: every user whose original sequence has a held-out item at position t >= 1 (first
+   such position); history = the items before it, target = that item. Top-20 over the whole
+   catalogue (old + new items); hits on item ids.
+Reported: Recall/NDCG@{10,20} on the cold cases, the chance level (k / catalogue size), the
+share of recommendation slots given to new items, and the run's own (warm) test metrics. Writes
+benchmarks/results/cold_start.{json,md} with git sha, machine and command line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import shutil
+import sys
+from dataclasses import replace
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from pitrec.config import load_config
+from pitrec.data.interactions import Interactions
+from pitrec.data.split import leave_one_out
+from pitrec.eval.metrics import rank_metrics
+from pitrec.serve.recommender import Recommender
+from pitrec.train.api import prepare_data, train_run
+from pitrec.utils.io import atomic_write_json, atomic_write_text
+from pitrec.utils.runtime import git_sha, machine_info, machine_summary
+
+RESULTS = Path(__file__).parent / "results"
+KS = (10, 20)
+
+
+def without_items(data: Interactions, held: np.ndarray, min_len: int) -> tuple[Interactions, dict[str, int]]:
+    """The dataset with ``held`` (dense ids) removed from the catalogue and every sequence."""
+    keep = np.ones(data.n_items, dtype=bool)
+    keep[held] = False
+    new_id = np.cumsum(keep) - 1
+    seqs, users, short = [], [], 0
+    for u, s in enumerate(data.sequences):
+        s = s[keep[s]]
+        if len(s) < min_len:
+            short += 1
+            continue
+        seqs.append(new_id[s].astype(np.int64))
+        users.append(data.user_ids[u])
+    kept = np.flatnonzero(keep)
+    reduced = replace(data, sequences=seqs, user_ids=users, item_ids=[data.item_ids[i] for i in kept],
+                      item_text=None if data.item_text is None else [data.item_text[i] for i in kept],
+                      item_attributes=None if data.item_attributes is None else [data.item_attributes[i] for i in kept],
+                      name=f"{data.name}-without-{len(held)}-items",
+                      dropped={**data.dropped, "users_too_short_after_hold_out": short})
+    return reduced, {"users_dropped": short, "items_kept": int(keep.sum())}
+
+
+def cold_cases(data: Interactions, held: np.ndarray) -> tuple[list[list], list]:
+    is_held = np.zeros(data.n_items, dtype=bool)
+    is_held[held] = True
+    histories, targets = [], []
+    for s in data.sequences:
+        pos = np.flatnonzero(is_held[s][1:]) + 1
+        if len(pos):
+            t = int(pos[0])
+            histories.append([data.item_ids[i] for i in s[:t]])
+            targets.append(data.item_ids[s[t]])
+    return histories, targets
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", default=None, help="dataset path (default: the embedded synthetic data)")
+    ap.add_argument("--held-out", type=float, default=0.05)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--overlay", default=str(Path(__file__).parents[1] / "src/pitrec/configs/demo_overlay.yaml"))
+    ap.add_argument("--out", default="runs/cold_start")
+    ap.add_argument("--label", default=None)
+    ap.add_argument("--reuse", action="store_true", help="reuse a finished run in --out (same seed and options)")
+    args, extra = ap.parse_known_args()
+
+    data_over = ["data.format=synthetic"] if args.data is None else [f"data.path={args.data}"]
+    cfg = load_config("pit", files=[args.overlay] if args.overlay else [], overrides=[
+        *data_over, f"run.seed={args.seed}", f"run.num_threads={args.threads}", f"run.out={args.out}",
+        "run.progress=false", *[e.lstrip("-") for e in extra if e != "--"]])
+    full, _ = prepare_data(cfg)
+    rng = np.random.default_rng(args.seed)
+    held = np.sort(rng.choice(full.n_items, size=max(1, int(round(args.held_out * full.n_items))), replace=False))
+    reduced, info = without_items(full, held, cfg.data.min_user_interactions)
+    split = leave_one_out(reduced, max_history=cfg.data.max_history, min_interactions=cfg.data.min_user_interactions)
+    finished = Path(args.out) / "test_metrics.json"
+    if args.reuse and finished.is_file():
+        warm = json.loads(finished.read_text())
+    else:
+        shutil.rmtree(args.out, ignore_errors=True)
+        warm = train_run("pit", cfg, data=(reduced, split))
+
+    rec = Recommender.load(args.out, persist=False, threads=args.threads)
+    attr_raw = full.attribute_ids or []
+    for i in held:
+        attrs = [attr_raw[a] for a in (full.item_attributes[i] if full.item_attributes else [])]
+        rec.add_item(full.item_ids[i], title=(full.item_text[i] if full.item_text else ""), attributes=attrs)
+    histories, targets = cold_cases(full, held)
+    if not histories:
+        sys.exit("no cold cases: no held-out item follows another item in any sequence")
+    out = rec.recommend_many(histories, k=max(KS))
+    n_items = rec.engine.n_items
+    index = {raw: j for j, raw in enumerate(rec.catalog.ids)}
+    ranked = np.array([[index[s.id] for s in row.items] + [-1] * (max(KS) - len(row.items)) for row in out.results])
+    target_dense = np.array([index[t] for t in targets])
+    per_user = rank_metrics(torch.from_numpy(ranked), torch.from_numpy(target_dense), KS)
+    metrics = {k: float(v.mean()) for k, v in per_user.items()}
+    new = set(index[full.item_ids[i]] for i in held)
+    new_share = float(np.isin(ranked[:, :10], list(new)).mean())
+    record = {
+        "label": args.label or (f"synthetic-seed{args.seed}" if args.data is None else f"{Path(args.data).name}-seed{args.seed}"),
+        "held_out_items": int(len(held)), "catalogue_items": int(n_items), "cold_cases": len(targets),
+        **info, "cold": {k: float(v) for k, v in metrics.items()},
+        "chance": {f"recall@{k}": k / n_items for k in KS},
+        "new_item_share_of_top10": new_share, "new_item_share_of_catalogue": len(held) / n_items,
+        "warm_test": {k: warm["test"][k] for k in ("recall@10", "ndcg@10", "recall@20", "ndcg@20")},
+        "git_sha": git_sha(), "machine": machine_summary(), "machine_info": machine_info(),
+        "command": "python " + " ".join(shlex.quote(a) for a in sys.argv),
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    path = RESULTS / "cold_start.json"
+    doc = json.loads(path.read_text()) if path.is_file() else {"runs": []}
+    doc["runs"] = [r for r in doc["runs"] if r["label"] != record["label"]] + [record]
+    atomic_write_json(path, doc)
+    atomic_write_text(RESULTS / "cold_start.md", report(doc))
+    print(report(doc))
+
+
+def report(doc: dict) -> str:
+    lines = ["# PIT cold start: held-out items inserted after training", "",
+             "Generated by `benchmarks/cold_start.py` (protocol in its docstring; command, git sha and machine per run "
+             "in `cold_start.json`). Cold: users whose next item was never seen in training, ranked over the whole "
+             "catalogue after the items were inserted through Item-to-Token (no retraining).", "",
+             "| run | held-out items | catalogue | cold cases | cold R@10 | cold N@10 | cold R@20 | chance R@10 "
+             "| new items in top-10 (share of catalogue) | warm test R@10 | warm test N@10 |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in doc["runs"]:
+        c, w = r["cold"], r["warm_test"]
+        lines.append(f"| {r['label']} | {r['held_out_items']} | {r['catalogue_items']} | {r['cold_cases']} | "
+                     f"{c['recall@10']:.4f} | {c['ndcg@10']:.4f} | {c['recall@20']:.4f} | {r['chance']['recall@10']:.4f} | "
+                     f"{r['new_item_share_of_top10']:.3f} ({r['new_item_share_of_catalogue']:.3f}) | "
+                     f"{w['recall@10']:.4f} | {w['ndcg@10']:.4f} |")
+    lines.append("")
+    for r in doc["runs"]:
+        lines.append(f"- **{r['label']}**: `{r['command']}` at {r['git_sha']} on {r['machine']}, {r['created']}.")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    main()
