@@ -60,7 +60,7 @@ def test_sweep_writes_results_report_and_plots(swept):
     assert doc["runs"][1]["epochs"] == 2 and doc["runs"][1]["train_samples_per_s"] > 0
     assert "bench" in doc["command"]
     md = (swept / "results" / "tiny.md").read_text()
-    assert f"{doc['summary']['sasrec']['ndcg@10']['mean']:.4f} ± 0.0000" in md
+    assert f"{doc['summary']['sasrec']['ndcg@10']['mean']:.4f} (1 seed)" in md  # one seed: no spread claimed
     assert (swept / "results" / "tiny_curves.png").is_file()  # sasrec logged validation per epoch
     assert "SID churn: skipped" in md
 

@@ -21,6 +21,8 @@ _COST_COLUMNS = (("train_seconds", "train s", 1), ("train_cpu_seconds", "train C
 def _pm(stat: dict[str, float] | None, digits: int = 4) -> str:
     if stat is None:
         return "-"
+    if stat.get("n", 2) < 2:  # one seed has no spread to report; "± 0" would claim one
+        return f"{stat['mean']:.{digits}f} (1 seed)"
     return f"{stat['mean']:.{digits}f} ± {stat['std']:.{digits}f}"
 
 
