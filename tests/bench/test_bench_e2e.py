@@ -120,8 +120,11 @@ def test_report_command_and_readme(swept, tmp_path):
     (tmp_path / "results" / "tiny.md").unlink()
     readme = tmp_path / "README.md"
     readme.write_text("intro\n<!-- results:begin -->\n<!-- results:end -->\n")
+    # other benchmark scripts write their own JSON into the same folder: named as skipped, no error
+    (tmp_path / "results" / "serve_load.json").write_text('{"runs": [{"label": "x"}]}')
     result = bench("report", "--results-dir", str(tmp_path / "results"), "--update-readme", "--readme", str(readme))
     assert result.exit_code == 0, result.output
+    assert "skipped" in result.output and "serve_load.json" in result.output
     assert (tmp_path / "results" / "tiny.md").is_file()
     doc = load_results(tmp_path / "results" / "tiny.json")
     assert f"{doc['summary']['popularity']['ndcg@10']['mean']:.4f}" in readme.read_text()

@@ -109,9 +109,19 @@ def report(results_dir: Path = typer.Option(Path("benchmarks/results"), help="fo
     """Regenerate <dataset>.md and plots from the results JSON; optionally the README tables."""
     from pitrec.bench.report import update_readme as replace_block
     from pitrec.bench.report import write_report
-    from pitrec.bench.results import load_results, results_path
+    from pitrec.bench.results import is_bench_results, load_results, results_path
 
-    paths = [results_path(results_dir, d) for d in dataset] if dataset else sorted(results_dir.glob("*.json"))
+    if dataset:
+        paths = [results_path(results_dir, d) for d in dataset]
+    else:
+        # The folder also holds other benchmarks' JSON (serve_load, decode_speed, cold_start):
+        # only per-dataset bench results are reported; the others are named, not silently ignored.
+        paths = []
+        for path in sorted(results_dir.glob("*.json")):
+            if is_bench_results(path):
+                paths.append(path)
+            else:
+                console.print(f"skipped {path}: not a `pitrec bench run` results file", highlight=False)
     if not paths:
         _fail(f"no results files (*.json) in {results_dir}")
     try:

@@ -189,6 +189,19 @@ def load_results(path: str | Path) -> dict[str, Any]:
     return validate(doc, str(path))
 
 
+def is_bench_results(path: str | Path) -> bool:
+    """True for a per-dataset ``pitrec bench run`` results file (it names its dataset and protocol).
+
+    Other benchmark scripts write JSON into the same folder; this tells them apart without
+    validating, so a damaged results file still fails loudly in :func:`load_results`.
+    """
+    try:
+        doc = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return True
+    return isinstance(doc, dict) and "dataset" in doc and "protocol" in doc
+
+
 def write_results(path: str | Path, doc: dict[str, Any]) -> Path:
     validate(doc, str(path))
     atomic_write_json(path, doc)
