@@ -22,6 +22,10 @@ from pitrec.eval.evaluator import Ranker
 class Recipe(ABC):
     name: ClassVar[str] = "recipe"
     trainable: ClassVar[bool] = True
+    # DDP must be told when some parameters get no gradient in a step (e.g. an encoding table
+    # only one history encoding uses, or PIT's frozen I2T); finding them costs a walk of the
+    # autograd graph per step, so a recipe whose every parameter always trains turns it off
+    ddp_find_unused_parameters: ClassVar[bool] = True
 
     def __init__(self, cfg, data: Interactions, split: Split, device: torch.device, run=None):
         self.cfg = cfg

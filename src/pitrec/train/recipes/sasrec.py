@@ -54,6 +54,7 @@ def length_bucketed_batches(lengths: np.ndarray, batch_size: int, rng: np.random
 @RECIPES.register("sasrec")
 class SASRecRecipe(Recipe):
     name = "sasrec"
+    ddp_find_unused_parameters = False  # every parameter enters every loss
 
     def prepare(self) -> None:
         mc = self.cfg.sasrec
