@@ -111,6 +111,7 @@ def train(ctx: typer.Context,
           resume: bool = typer.Option(False, help="continue the run in --out from its last checkpoint")) -> None:
     """Train one method; extra ``--section.key=value`` options override the config."""
     from pitrec.train.api import train_run
+    from pitrec.train.distributed import env_rank
 
     if resume and out is not None and (Path(out) / "config.yaml").is_file() and not config and not ctx.args:
         from pitrec.config import config_from_dict
@@ -124,6 +125,8 @@ def train(ctx: typer.Context,
         result = train_run(method, cfg, resume=resume)
     except (DataError, FileExistsError, ValueError) as exc:
         fail(str(exc))
+    if env_rank() != 0:  # under torchrun every process returns the same result; one prints it
+        return
     console.print(metrics_table([result], cfg.eval.ks))
     if cfg.run.out:
         console.print(f"run directory: {cfg.run.out}")

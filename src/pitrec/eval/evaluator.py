@@ -3,15 +3,22 @@
 Every method plugs in through one small protocol, ``Ranker.rank(history, k, exclude_history)``
 returning the top-k item ids per user, so SASRec (scores over all items) and the generative
 models (constrained beam search -> SIDs -> items) are measured by the same code.
+
+Under torchrun (a ``torch.distributed`` process group exists) each process ranks a disjoint,
+contiguous block of the users and the per-user metric sums are added over processes, so every
+process returns the metrics of the whole population, equal to a single-process evaluation up to
+the order of the float64 sums.
 """
 
 from __future__ import annotations
 
+import copy
 import time
 from typing import Protocol
 
 import numpy as np
 import torch
+import torch.distributed as dist
 
 from pitrec.data.batches import PAD, EvalSamples
 from pitrec.data.split import Split
@@ -47,7 +54,8 @@ def topk_from_scores(scores: torch.Tensor, k: int, history: torch.Tensor | None 
 
 class Evaluator:
     def __init__(self, split: Split, ks=(5, 10, 20), batch_size: int = 512, mask_history: bool = False,
-                 device: torch.device | str = "cpu", max_users: int | None = None, seed: int = 0):
+                 device: torch.device | str = "cpu", max_users: int | None = None, seed: int = 0,
+                 distributed: bool | None = None):
         self.split = split
         self.ks = sorted(set(int(k) for k in ks))
         self.batch_size = batch_size
@@ -56,6 +64,7 @@ class Evaluator:
         self._parts: dict[str, EvalSamples] = {}
         self.max_users = max_users
         self.seed = seed
+        self.distributed = distributed  # None: shard whenever a process group exists; False: never
 
     def samples(self, part: str) -> EvalSamples:
         if part not in self._parts:
@@ -70,8 +79,12 @@ class Evaluator:
 
     @torch.no_grad()
     def evaluate(self, ranker: Ranker, part: str = "test", progress: bool = False) -> dict[str, float]:
-        """Mean metrics over users plus ``users`` and ``users_per_s``."""
+        """Mean metrics over users plus ``users`` and ``users_per_s`` (all users, also when
+        each process ranks only its shard)."""
         samples = self.samples(part)
+        shard = self._shard()
+        if shard is not None:
+            return self._evaluate_shard(ranker, samples, *shard, part=part, progress=progress)
         kmax = max(self.ks)
         per_user: dict[str, list[torch.Tensor]] = {}
         start = time.perf_counter()
@@ -93,6 +106,39 @@ class Evaluator:
         seconds = time.perf_counter() - start
         out = {name: float(torch.cat(v).mean()) for name, v in per_user.items()}
         out = dict(sorted(out.items(), key=lambda kv: (kv[0].split("@")[0] != "recall", int(kv[0].split("@")[1]))))
+        out["users"] = len(samples)
+        out["users_per_s"] = len(samples) / max(seconds, 1e-9)
+        return out
+
+    def _shard(self) -> tuple[int, int] | None:
+        """(rank, world) when evaluation is split over a process group, else None."""
+        if self.distributed is False or not (dist.is_available() and dist.is_initialized()):
+            return None
+        world = dist.get_world_size()
+        return (dist.get_rank(), world) if world > 1 else None
+
+    def _evaluate_shard(self, ranker: Ranker, samples: EvalSamples, rank: int, world: int,
+                        part: str, progress: bool) -> dict[str, float]:
+        """Rank a contiguous block of users here, then add every process's float64 metric sums.
+        The sums are broadcast from rank 0 after the all-reduce so every process holds the same
+        bits: early stopping must decide identically everywhere."""
+        start = time.perf_counter()
+        lo, hi = (len(samples) * rank) // world, (len(samples) * (rank + 1)) // world
+        mine = copy.copy(samples)
+        mine.history, mine.target, mine.user = samples.history[lo:hi], samples.target[lo:hi], samples.user[lo:hi]
+        names = [f"{m}@{k}" for m in ("recall", "ndcg") for k in self.ks]  # the single-process order
+        local = Evaluator(self.split, self.ks, self.batch_size, self.mask_history, self.device, distributed=False)
+        local._parts[part] = mine
+        sums = torch.zeros(len(names), dtype=torch.float64)
+        if len(mine):
+            means = local.evaluate(ranker, part, progress=progress)
+            sums = torch.tensor([means[n] * len(mine) for n in names], dtype=torch.float64)
+        device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
+        sums = sums.to(device)
+        dist.all_reduce(sums)
+        dist.broadcast(sums, 0)
+        seconds = time.perf_counter() - start
+        out = {n: float(v) / len(samples) for n, v in zip(names, sums.cpu().tolist())}
         out["users"] = len(samples)
         out["users_per_s"] = len(samples) / max(seconds, 1e-9)
         return out

@@ -13,6 +13,7 @@ from pitrec.data.readers import load_interactions
 from pitrec.data.split import Split, leave_one_out
 from pitrec.eval.evaluator import Evaluator
 from pitrec.registry import RECIPES
+from pitrec.train import distributed as dist
 from pitrec.train.run_dir import RunDir
 from pitrec.train.trainer import Trainer
 from pitrec.utils.io import atomic_path
@@ -60,18 +61,51 @@ def make_evaluators(cfg, split: Split) -> tuple[Evaluator, Evaluator]:
 
 
 def train_run(name: str, cfg, resume: bool = False, data: tuple[Interactions, Split] | None = None) -> dict[str, Any]:
-    """Train (or resume) one method and return its result record (also in test_metrics.json)."""
-    set_threads(cfg.run.num_threads)
-    seed_everything(cfg.run.seed)
+    """Train (or resume) one method and return its result record (also in test_metrics.json).
+    Under ``torchrun`` every process runs this; they train one model together (see
+    ``pitrec.train.distributed``) and all return the same record."""
+    with dist.process_group(cfg.run.device):
+        return _train_run(name, cfg, resume, data)
+
+
+def build_recipe_once(name: str, cfg, data: Interactions, split: Split, run: RunDir | None):
+    """``build_recipe`` on every rank, rank 0 first: it builds the cached stage artifacts
+    (embeddings, SID table) and copies them into the run directory while the others wait, then
+    they load the caches instead of building them again (or racing to write them). Without the
+    caches every rank rebuilds, so the artifacts are compared and a mismatch is an error."""
+    if not dist.is_distributed():
+        return build_recipe(name, cfg, data, split, run)
+    recipe = build_recipe(name, cfg, data, split, run) if dist.is_main() else None
+    dist.barrier()
+    if recipe is None:
+        recipe = build_recipe(name, cfg, data, split, None)  # run=None: only rank 0 writes there
+    if not dist.all_agree(dist.state_digest(*recipe.extra_state())):
+        raise ValueError("the processes built different stage artifacts (SID tables or index); "
+                         "enable the stage caches (embed.use_cache, tokenizer.use_cache) so all load rank 0's")
+    # the same seed gave the same initial weights unless building a stage drew random numbers on
+    # rank 0 only (a cache miss there, a hit elsewhere): rank 0's weights are the ones
+    dist.broadcast_modules(recipe.modules())
+    return recipe
+
+
+def _train_run(name: str, cfg, resume: bool, data: tuple[Interactions, Split] | None) -> dict[str, Any]:
+    set_threads(cfg.run.num_threads)  # per process under torchrun
+    seed_everything(cfg.run.seed)  # every rank: the same initial weights
+    if not dist.is_main():
+        cfg = cfg.with_overrides({"run": {"progress": False}})  # progress bars on rank 0 only
     data_obj, split = data if data is not None else prepare_data(cfg)
     run = None
     if cfg.run.out:
-        run = RunDir(cfg.run.out).create()
+        run = RunDir(cfg.run.out)
         if not resume and run.latest.exists():
             raise FileExistsError(f"{run.path} already holds a run; pass --resume to continue it or choose another --out")
-        run.write_config(cfg)
-        write_catalog(run, data_obj)
-    recipe = build_recipe(name, cfg, data_obj, split, run)
+        dist.barrier()  # every rank has looked before rank 0 writes anything
+        if dist.is_main():
+            run.create()
+            run.write_config(cfg)
+            write_catalog(run, data_obj)
+    recipe = build_recipe_once(name, cfg, data_obj, split, run)
+    dist.seed_rank_stream(cfg.run.seed)  # different dropout / negatives on each rank from here on
     test_eval, valid_eval = make_evaluators(cfg, split)
     trainer = Trainer(cfg, recipe, test_eval, run=run, valid_evaluator=valid_eval)
     if resume:

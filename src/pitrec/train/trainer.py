@@ -1,6 +1,10 @@
 """The one training loop: AdamW, warm-up, gradient clipping, early stopping on a validation
 metric, atomic checkpoints every epoch (and optionally every N steps), exact resume, progress bars
-and a JSONL log. Identical for every recipe, so methods differ only in what they model."""
+and a JSONL log. Identical for every recipe, so methods differ only in what they model.
+
+Under torchrun the same loop runs in every process (see ``pitrec.train.distributed``): each rank
+trains its share of the epoch's batches through DDP, logs and budgets are agreed on, and only
+rank 0 writes."""
 
 from __future__ import annotations
 
@@ -13,6 +17,7 @@ import torch
 from tqdm.auto import tqdm
 
 from pitrec.eval.evaluator import Evaluator
+from pitrec.train import distributed as dist
 from pitrec.train.checkpoint import load_checkpoint, save_checkpoint
 from pitrec.train.recipe import Recipe
 from pitrec.utils.runtime import peak_rss_mb
@@ -35,6 +40,8 @@ class Trainer:
                                       # depends on the neighbours' load, CPU time much less
                                       "train_cpu_seconds": 0.0}
         self._segment_start = (time.perf_counter(), time.process_time())
+        self._ddp: torch.nn.Module | None = None  # the DDP-wrapped training step, when distributed
+        self._global_sizes: list[int] = []  # samples of each step over all ranks (this epoch)
 
     # ------------------------------------------------------------------------------------
     def _build_optimizer(self) -> None:
@@ -49,10 +56,20 @@ class Trainer:
         return self.cfg.train.lr
 
     def _save(self, which: str) -> None:
+        """Rank 0 writes. Every rank calls it at the same points: a ``latest`` checkpoint also
+        gathers each rank's own random state and running log sums, so a resume with the same
+        number of processes continues every rank exactly (and the top-level figures are global)."""
         if self.run is None:
             return
         tensors, meta = self.recipe.extra_state()
         state = dict(self.state, recipe_state=meta, torch_rng=torch.get_rng_state().tolist())
+        if which == "latest" and dist.is_distributed():
+            ranks = dist.gather_objects({k: state[k] for k in _PER_RANK})
+            state.update(ranks=ranks, world_size=len(ranks), epoch_samples=sum(r["epoch_samples"] for r in ranks),
+                         train_samples=sum(r["train_samples"] for r in ranks),
+                         epoch_sums=_add_dicts(r["epoch_sums"] for r in ranks))
+        if not dist.is_main():
+            return
         path = self.run.latest if which == "latest" else self.run.best
         save_checkpoint(path, self.recipe.modules(), state,
                         optimizer=self.optimizer if which == "latest" else None, extra_tensors=tensors)
@@ -65,13 +82,40 @@ class Trainer:
             self._build_optimizer()
         state, extra = load_checkpoint(self.run.latest, self.recipe.modules(), self.optimizer)
         self.recipe.load_extra_state(extra, state.pop("recipe_state", {}))
+        ranks, saved_world = state.pop("ranks", None), state.pop("world_size", 1)
+        own = ranks is not None and saved_world == dist.world_size()  # each rank gets its own state back
+        if own:
+            state.update(ranks[dist.rank()])
+        elif saved_world != dist.world_size():
+            if state["batch"] and not state["done"]:
+                raise ValueError(f"the run stopped mid-epoch with {saved_world} process(es); resume it with as many "
+                                 f"(a different number would split the epoch's batches differently)")
+            if not dist.is_main():  # the global running figures are rank 0's to carry
+                state.update(epoch_sums={}, epoch_samples=0, train_samples=0)
         rng = state.pop("torch_rng", None)
         if rng is not None:
             torch.set_rng_state(torch.tensor(rng, dtype=torch.uint8))
+            if not own:  # rank 0's stream everywhere: give the other ranks their own again
+                dist.seed_rank_stream(self.cfg.run.seed + state["step"])
         state.pop("optimizer", None)
         self.state.update(state)
-        self.run.drop_metrics_after(self.state["step"])
+        if dist.is_main():
+            self.run.drop_metrics_after(self.state["step"])
         return True
+
+    def _step_losses(self, batch: Any) -> dict[str, torch.Tensor]:
+        if self._ddp is not None:
+            return self._ddp(batch, self.state["step"])
+        return self.recipe.training_step(batch, self.state["step"])
+
+    def _shard(self, batches: list) -> tuple[list, int]:
+        """This rank's share of the epoch (all batches single-process) and how many batches the
+        wrap-around padding repeated."""
+        if not dist.is_distributed():
+            return batches, 0
+        sizes = [self.recipe.batch_size_of(b) for b in batches]
+        mine, self._global_sizes, repeated = dist.shard_batches(list(batches), sizes)
+        return mine, repeated
 
     # ------------------------------------------------------------------------------------
     def fit(self) -> dict[str, Any]:
@@ -82,28 +126,36 @@ class Trainer:
         budget_s = cfg.train.max_minutes * 60 if cfg.train.max_minutes else math.inf
         epochs = cfg.train.epochs if recipe.trainable else 0
         stop = self.state["done"]
+        progress = cfg.run.progress and dist.is_main()
+        if dist.is_distributed() and epochs > self.state["epoch"] and self._ddp is None:
+            self._ddp = dist.wrap_recipe(recipe)  # after prepare() and resume: rank 0's weights everywhere
         while not stop and self.state["epoch"] < epochs:
             epoch = self.state["epoch"]
-            rng = np.random.default_rng([cfg.run.seed, epoch])
-            batches = recipe.train_batches(epoch, rng)
+            rng = np.random.default_rng([cfg.run.seed, epoch])  # the same on every rank
+            batches, repeated = self._shard(recipe.train_batches(epoch, rng))
             recipe.train(True)
             sums: dict[str, float] = self.state["epoch_sums"]
             self._segment_start = (time.perf_counter(), time.process_time())
             bar = tqdm(batches[self.state["batch"]:], desc=f"{recipe.name} epoch {epoch + 1}/{epochs}",
-                       disable=not cfg.run.progress, leave=False, dynamic_ncols=True)
+                       disable=not progress, leave=False, dynamic_ncols=True)
             for batch in bar:
                 for g in self.optimizer.param_groups:
                     g["lr"] = self._lr_at(self.state["step"])
-                losses = recipe.training_step(batch, self.state["step"])
+                losses = self._step_losses(batch)
                 loss = losses["loss"]
                 if not torch.isfinite(loss):
                     raise FloatingPointError(f"non-finite loss {loss.item()} at epoch {epoch + 1}, step {self.state['step']}")
+                bs = recipe.batch_size_of(batch)
+                if self._ddp is not None:
+                    # DDP averages the ranks' gradients; weighting each rank's mean loss by its
+                    # share of the step's samples makes that the gradient of the mean over the
+                    # whole step (ranks' batches differ in size: the last one, windows...)
+                    loss = loss * (bs * dist.world_size() / self._global_sizes[self.state["batch"]])
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 if cfg.train.grad_clip:
                     clip_per_module(recipe.modules().values(), cfg.train.grad_clip)
                 self.optimizer.step()
-                bs = recipe.batch_size_of(batch)
                 self.state["epoch_samples"] += bs
                 self.state["train_samples"] += bs
                 for k, v in losses.items():
@@ -114,26 +166,30 @@ class Trainer:
                 if cfg.train.save_every_steps and self.state["step"] % cfg.train.save_every_steps == 0:
                     self._fold_time()
                     self._save("latest")
-                if self.state["train_seconds"] + time.perf_counter() - self._segment_start[0] > budget_s:
+                if budget_s < math.inf and dist.broadcast_flag(  # one clock decides (rank 0's)
+                        self.state["train_seconds"] + time.perf_counter() - self._segment_start[0] > budget_s):
                     stop = True
                     break
             bar.close()
             self._fold_time()
             finished_epoch = self.state["batch"] >= len(batches)
-            epoch_seconds, n_seen = self.state["epoch_seconds"], self.state["epoch_samples"]
+            epoch_seconds = self.state["epoch_seconds"]
+            n_seen, loss_sums = self._global_sums(self.state["epoch_samples"], sums)
             record: dict[str, Any] = {"epoch": epoch + 1, "step": self.state["step"],
-                                      **{f"train_{k}": v / max(n_seen, 1) for k, v in sums.items()},
+                                      **{f"train_{k}": v / max(n_seen, 1) for k, v in loss_sums.items()},
                                       "epoch_seconds": epoch_seconds,
                                       "samples_per_s": n_seen / max(epoch_seconds, 1e-9),
                                       "train_seconds": self.state["train_seconds"],
                                       "train_cpu_seconds": self.state["train_cpu_seconds"],
                                       "lr": self.optimizer.param_groups[0]["lr"]}
+            if dist.is_distributed():
+                record.update(processes=dist.world_size(), repeated_batches=repeated)
             if finished_epoch:
                 record.update(recipe.on_epoch_end(epoch))
                 self.state.update(epoch=epoch + 1, batch=0, epoch_sums={}, epoch_samples=0, epoch_seconds=0.0)
             if finished_epoch and ((epoch + 1) % cfg.train.eval_every == 0 or self.state["epoch"] >= epochs) or stop:
                 recipe.train(False)
-                valid = self.valid_evaluator.evaluate(recipe.ranker(), "valid", progress=cfg.run.progress)
+                valid = self.valid_evaluator.evaluate(recipe.ranker(), "valid", progress=progress)
                 record["valid"] = valid
                 if self.state["best"] is None or valid[metric] > self.state["best"]:
                     self.state.update(best=valid[metric], best_epoch=epoch + 1, bad_evals=0)
@@ -144,14 +200,24 @@ class Trainer:
                         stop = True
                 record["best_" + metric] = self.state["best"]
             record["peak_rss_mb"] = peak_rss_mb()
-            if self.run is not None:
+            if self.run is not None and dist.is_main():
                 self.run.log_metrics(record)
             if stop or self.state["epoch"] >= epochs:
                 self.state["done"] = True
             self._save("latest")
-            if cfg.run.progress:
+            if progress:
                 _print_epoch(record, metric)
         return self.finish()
+
+    @staticmethod
+    def _global_sums(samples: int, sums: dict[str, float]) -> tuple[int, dict[str, float]]:
+        """Samples and loss sums over all ranks (this rank's single-process): rank 0 logs the
+        epoch's global figures, once per epoch rather than a collective per step."""
+        if not dist.is_distributed():
+            return samples, sums
+        keys = sorted(sums)
+        total = dist.all_reduce_sum(torch.tensor([samples, *(sums[k] for k in keys)], dtype=torch.float64))
+        return int(total[0]), dict(zip(keys, total[1:].tolist()))
 
     def _fold_time(self) -> None:
         """Add the wall and CPU seconds of the training segment just ended to the run's and the
@@ -164,11 +230,13 @@ class Trainer:
 
     def finish(self) -> dict[str, Any]:
         recipe = self.recipe
+        dist.barrier()  # rank 0's last checkpoint is on disk before anyone reads it
         if self.run is not None and (self.run.best / "state.json").is_file() and recipe.trainable:
             state, extra = load_checkpoint(self.run.best, recipe.modules())
             recipe.load_extra_state(extra, state.get("recipe_state", {}))
         recipe.train(False)
-        test = self.evaluator.evaluate(recipe.ranker(), "test", progress=self.cfg.run.progress)
+        test = self.evaluator.evaluate(recipe.ranker(), "test", progress=self.cfg.run.progress and dist.is_main())
+        train_samples, _ = self._global_sums(self.state["train_samples"], {})
         result = {
             "method": recipe.name,
             "dataset": recipe.data.name if recipe.data is not None else None,
@@ -180,14 +248,28 @@ class Trainer:
             "steps": self.state["step"],
             "train_seconds": self.state["train_seconds"],
             "train_cpu_seconds": self.state["train_cpu_seconds"],
-            "train_samples_per_s": self.state["train_samples"] / max(self.state["train_seconds"], 1e-9),
+            "train_samples_per_s": train_samples / max(self.state["train_seconds"], 1e-9),
             "eval_users_per_s": test["users_per_s"],
             "peak_rss_mb": peak_rss_mb(),
         }
-        if self.run is not None:
+        if dist.is_distributed():
+            result["processes"] = dist.world_size()
+        if self.run is not None and dist.is_main():
             recipe.save_artifacts(self.run)
             self.run.write_json("test_metrics.json", result)
         return result
+
+
+# what each rank keeps for itself in a checkpoint (the rest of the state is the same everywhere)
+_PER_RANK = ("torch_rng", "epoch_sums", "epoch_samples", "train_samples")
+
+
+def _add_dicts(dicts) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for d in dicts:
+        for k, v in d.items():
+            out[k] = out.get(k, 0.0) + v
+    return out
 
 
 def _print_epoch(record: dict, metric: str) -> None:
