@@ -14,6 +14,12 @@ lowest loss is selected, and U2T and I2T train on it while the selection is reco
 weight. Every ``refresh_every`` epochs, I2T beam search over all items proposes fresh candidates
 (weights decay, weak edges are pruned, no item is ever orphaned).
 
+Under torchrun every rank trains its own batches but all keep one index: the selections of each
+step are gathered from all ranks and recorded everywhere in rank order (``_record``), the
+selection counters are summed, and at each epoch end the ranks compare index digests (before and
+after the refresh; a mismatch, which would mean nondeterminism, is repaired from rank 0 and counted
+in ``index_resyncs``).
+
 At inference U2T beam search is constrained to the SIDs of the index; an item reached through
 several SIDs is scored by ``pit.aggregation`` (see ``pitrec.decoding.aggregate``).
 
@@ -40,6 +46,7 @@ from pitrec.models.item_to_token import ItemToToken
 from pitrec.models.user_to_token import Memory, UserToToken
 from pitrec.registry import RECIPES, SECTIONS
 from pitrec.tokenizers.sid_table import SidTable
+from pitrec.train import distributed as dist
 from pitrec.train.prefix_windows import PrefixWindows
 from pitrec.train.recipe import Recipe
 from pitrec.train.selection import min_loss_sids, min_loss_sids_prefix  # noqa: F401 (serving imports it here)
@@ -202,9 +209,27 @@ class PITRecipe(Recipe):
         if self.csa is not None:
             losses["csa"] = self.csa.loss(memory.states, memory.valid, target)
             loss = loss + pc.csa_weight * losses["csa"]
-        self.index.record_selections(target.cpu().numpy(), chosen.cpu().numpy())
+        self._record(target, chosen)
         losses["loss"] = loss
         return losses
+
+    def _record(self, target: torch.Tensor, chosen: torch.Tensor) -> None:
+        """Record the step's selections in the index: under torchrun all ranks' selections, in
+        rank order, on every rank, so the indexes (and the next step's candidates) stay identical."""
+        items, codes = target.cpu().numpy(), chosen.cpu().numpy()
+        if dist.is_distributed():
+            rows = dist.all_gather_rows(np.concatenate([items[:, None], codes], axis=1))
+            items, codes = rows[:, 0], rows[:, 1:]
+        self.index.record_selections(items, codes)
+
+    def _agree_index(self) -> int:
+        """1 when the ranks' indexes differed (then all take rank 0's), else 0; always 0 single-process."""
+        if not dist.is_distributed() or dist.all_agree(dist.state_digest(*self.index.state_dict())):
+            return 0
+        tensors, meta = dist.broadcast_object(self.index.state_dict())
+        self.index = BeamIndex.from_state_dict(tensors, meta)
+        self._compiled = None
+        return 1
 
     @torch.no_grad()
     def select_sids(self, memory: Memory, target: torch.Tensor) -> torch.Tensor:
@@ -223,12 +248,17 @@ class PITRecipe(Recipe):
 
     def on_epoch_end(self, epoch: int) -> dict[str, Any]:
         pc = self.cfg.pit
+        self._counters.all_reduce()
         stats: dict[str, Any] = {"phase": "co-evolution" if self.coevolving else "warm-up", **self._counters.report()}
         self._counters = _SelectionCounters()
+        resyncs = self._agree_index()
         done = epoch + 1
         if done >= pc.warmup_epochs and (done - pc.warmup_epochs) % pc.refresh_every == 0:
             stats.update({f"refresh_{k}": v for k, v in self.refresh_index().items()})
             stats["sid_churn"] = stats.get("refresh_primary_changed", 0.0)
+            resyncs += self._agree_index()
+        if dist.is_distributed():
+            stats["index_resyncs"] = resyncs
         self._sync_history_codes()
         index_stats = self.index.stats()
         stats["index"] = {k: v for k, v in index_stats.items() if not k.startswith("churn_")}
@@ -326,6 +356,11 @@ class _SelectionCounters:
         self.samples += samples
         self.scored += scored
         self.switched += switched
+
+    def all_reduce(self) -> None:
+        """Counts over all ranks (each counted only its own batches)."""
+        total = dist.all_reduce_sum(torch.tensor([self.samples, self.scored, self.switched], dtype=torch.int64))
+        self.samples, self.scored, self.switched = (int(v) for v in total.tolist())
 
     def report(self) -> dict[str, float]:
         n = max(self.samples, 1)
