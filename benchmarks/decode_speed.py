@@ -42,9 +42,11 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--label", default=None)
     ap.add_argument("--note", default="")
+    ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"],
+                    help="the generator's precision; bfloat16 is also compared with float32 on the same users")
     args = ap.parse_args()
 
-    rec = Recommender.load(args.run_dir, persist=False, threads=args.threads)
+    rec = Recommender.load(args.run_dir, persist=False, threads=args.threads, dtype=args.dtype)
     engine = rec.engine
     _, split = prepare_data(rec.run.cfg)
     rng = np.random.default_rng(0)
@@ -53,9 +55,22 @@ def main() -> None:
 
     engine.rank(_padded(histories[: min(32, len(histories))]), args.k, False)  # warm-up
     start = time.perf_counter()
+    ranked = []
     for i in range(0, len(histories), args.batch):
-        engine.rank(_padded(histories[i:i + args.batch]), args.k, False)
+        ranked += engine.rank(_padded(histories[i:i + args.batch]), args.k, False)
     batch_s = time.perf_counter() - start
+    targets = split.test_target[users]
+    quality = {"recall@k": _recall(ranked, targets)}
+    if args.dtype != "float32":  # what the speed costs: the same users ranked in float32
+        ref = Recommender.load(args.run_dir, persist=False, threads=args.threads).engine
+        ranked32 = []
+        for i in range(0, len(histories), args.batch):
+            ranked32 += ref.rank(_padded(histories[i:i + args.batch]), args.k, False)
+        quality["float32_recall@k"] = _recall(ranked32, targets)
+        quality["slots_equal_to_float32"] = float(np.mean(
+            [a.item == b.item for r, r32 in zip(ranked, ranked32) for a, b in zip(r, r32)]))
+        quality["sets_overlap_with_float32"] = float(np.mean(
+            [len({a.item for a in r} & {b.item for b in r32}) / max(len(r32), 1) for r, r32 in zip(ranked, ranked32)]))
 
     raw = [[rec.catalog.ids[j] for j in h] for h in histories[: args.single]]
     lat = []
@@ -72,7 +87,7 @@ def main() -> None:
     record = {
         "label": args.label or Path(args.run_dir).name, "run_dir": str(args.run_dir), "method": engine.method,
         "n_items": int(engine.n_items), "k": args.k, "users": len(histories), "batch": args.batch,
-        "threads": args.threads, "beam_width": _beam_width(rec),
+        "threads": args.threads, "beam_width": _beam_width(rec), "dtype": args.dtype, "quality": quality,
         "batch_users_per_s": len(histories) / batch_s,
         "single_ms": {"p50": float(np.percentile(lat_np, 50)), "p90": float(np.percentile(lat_np, 90)),
                       "p99": float(np.percentile(lat_np, 99)), "n": len(lat)},
@@ -90,6 +105,11 @@ def main() -> None:
           f"single p50 {record['single_ms']['p50']:.1f} ms, p99 {record['single_ms']['p99']:.1f} ms")
 
 
+def _recall(ranked, targets) -> float:
+    """Share of the sampled users whose test item is in their top-k (hits on item ids)."""
+    return float(np.mean([any(r.item == t for r in row) for row, t in zip(ranked, targets)]))
+
+
 def _beam_width(rec: Recommender) -> int | None:
     cfg = rec.run.cfg
     return {"tiger": cfg.tiger.beam_width, "pit": cfg.pit.beam_width}.get(rec.engine.method)
@@ -101,13 +121,18 @@ def report(doc: dict) -> str:
              "Served engine on the run's test histories: batched top-k users/s and single-request latency "
              "(`Recommender.recommend`, raw ids), after a warm-up pass. Targets (issue 6): >= 500 users/s "
              "batched, <= 20 ms p50 single, top-10 with beam 20, 2 CPU cores.", "",
-             "| run | method | items | beam | threads | batch | users/s | single p50 ms | p99 ms | peak MB |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "| run | method | dtype | items | beam | threads | batch | users/s | single p50 ms | p99 ms | "
+             "R@k sampled | vs float32 | peak MB |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in doc["runs"]:
         s = r["single_ms"]
-        lines.append(f"| {r['label']} | {r['method']} | {r['n_items']:,} | {r['beam_width']} | {r['threads']} | "
-                     f"{r['batch']} | {r['batch_users_per_s']:.0f} | {s['p50']:.1f} | {s['p99']:.1f} | "
-                     f"{r['peak_rss_mb']:.0f} |")
+        q = r.get("quality", {})
+        vs = (f"R@k {q['float32_recall@k']:.4f}, {q['slots_equal_to_float32']:.0%} slots equal, "
+              f"{q['sets_overlap_with_float32']:.0%} of items shared") if "float32_recall@k" in q else "-"
+        rk = f"{q['recall@k']:.4f}" if "recall@k" in q else "-"
+        lines.append(f"| {r['label']} | {r['method']} | {r.get('dtype', 'float32')} | {r['n_items']:,} | "
+                     f"{r['beam_width']} | {r['threads']} | {r['batch']} | {r['batch_users_per_s']:.0f} | "
+                     f"{s['p50']:.1f} | {s['p99']:.1f} | {rk} | {vs} | {r['peak_rss_mb']:.0f} |")
     lines.append("")
     for r in doc["runs"]:
         lines += [f"## {r['label']}", "", f"`{r['command']}` at {r['git_sha']} on {r['machine']}, {r['created']}.",

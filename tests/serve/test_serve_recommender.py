@@ -174,3 +174,37 @@ def test_the_serve_command_refuses_a_directory_that_is_not_a_run(tmp_path):
 
     result = CliRunner().invoke(app, ["serve", str(tmp_path), "--no-persist"])
     assert result.exit_code == 2 and "config.yaml" in result.output
+
+
+@pytest.mark.parametrize("method", ["pit", "tiger"])
+def test_bfloat16_generator_serves_valid_rankings_close_to_float32(trained_runs, method):
+    """dtype=bfloat16 only changes the generator's precision: every answer is still k distinct
+    catalogue items reached through valid SIDs, new items and feedback still work (PIT), and the
+    rankings stay close to float32's (near-ties may flip, so closeness, not equality)."""
+    run = trained_runs(method)
+    fast = Recommender.load(run, persist=False, dtype="bfloat16")
+    exact = Recommender.load(run, persist=False)
+    generator = fast.engine.model if method == "tiger" else fast.engine.models.u2t
+    assert {p.dtype for p in generator.parameters()} == {torch.bfloat16}
+    data, histories, _ = raw_test_split(run)
+    a = fast.recommend_many(histories, k=5).results
+    b = exact.recommend_many(histories, k=5).results
+    catalogue = set(data.item_ids)
+    overlap = []
+    for ra, rb in zip(a, b):
+        ids = [item.id for item in ra.items]
+        assert len(ids) == 5 == len(set(ids)) and set(ids) <= catalogue
+        assert all(item.sids and np.isfinite(item.score) for item in ra.items)
+        overlap.append(len(set(ids) & {item.id for item in rb.items}) / 5)
+    assert np.mean(overlap) > 0.8, np.mean(overlap)
+    if method == "pit":
+        fast.add_item("bf16-new", title="a brand new item", attributes=[])
+        assert fast.item("bf16-new").sids
+        assert fast.feedback(histories[0], histories[1][-1]).version == fast.version
+
+
+def test_bfloat16_is_refused_for_score_rankers_and_unknown_dtypes(trained_runs):
+    with pytest.raises(ValueError, match="generative methods"):
+        Recommender.load(trained_runs("sasrec"), persist=False, dtype="bfloat16")
+    with pytest.raises(ValueError, match="dtype must be one of"):
+        Recommender.load(trained_runs("tiger"), persist=False, dtype="float16")

@@ -39,13 +39,15 @@ class Recommender:
     @classmethod
     def load(cls, run_dir: str | Path, *, state_dir: str | Path | None = None, persist: bool = True,
              device: str = "cpu", threads: int | None = None, compact_every: int = 1000,
-             method: str | None = None) -> "Recommender":
+             method: str | None = None, dtype: str = "float32") -> "Recommender":
         """Rebuild the trained method from ``run_dir`` alone; with ``persist`` (default), replay
-        the updates accepted by earlier sessions from ``state_dir`` (default RUN_DIR/serving)."""
+        the updates accepted by earlier sessions from ``state_dir`` (default RUN_DIR/serving).
+        ``dtype="bfloat16"`` runs a generative model's decoder in bfloat16 (faster where the CPU
+        supports it; rankings may differ slightly from float32, see ``serve.engines.DTYPES``)."""
         run = open_run(run_dir, method)
         set_threads(threads if threads is not None else run.cfg.run.num_threads)
         store = UpdateStore(state_dir if state_dir is not None else run.path / "serving") if persist else None
-        rec = cls(run, load_engine(run, resolve_device(device)), store, compact_every)
+        rec = cls(run, load_engine(run, resolve_device(device), dtype), store, compact_every)
         if store is not None:
             rec._restore()
         return rec

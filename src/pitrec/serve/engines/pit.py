@@ -131,7 +131,7 @@ class PITEngine(Engine):
         rows = torch.arange(len(items), device=items.device).unsqueeze(1).expand_as(items)[valid]
         sub = Memory(memory.states[rows], memory.valid[rows])
         log_p = -m.u2t.candidate_nll(sub, torch.from_numpy(cand).to(m.device), torch.from_numpy(mask).to(m.device))
-        log_p = log_p.cpu().numpy()
+        log_p = log_p.float().cpu().numpy()  # float32 whatever the generator's dtype
         out = []
         for r in range(len(flat)):
             cols = np.flatnonzero(mask[r])
