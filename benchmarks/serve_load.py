@@ -54,6 +54,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--feedback-every", type=float, default=1.0, help="seconds between feedback posts (0: none)")
     p.add_argument("--threads", type=int, default=1, help="server torch threads")
     p.add_argument("--max-batch", type=int, default=64, help="server micro-batch size (0: one model pass per request)")
+    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"], help="the server's generator precision")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=RESULTS / "serve_load")
     p.add_argument("--note", default="", help="free text stored with the result")
@@ -72,7 +73,7 @@ def free_port() -> int:
 def start_server(args: argparse.Namespace, state_dir: Path, port: int, log_path: Path) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "pitrec.cli", "serve", str(args.run_dir), "--host", "127.0.0.1", "--port", str(port),
            "--state-dir", str(state_dir), "--threads", str(args.threads), "--max-batch", str(args.max_batch),
-           "--log-level", "warning"]
+           "--dtype", args.dtype, "--log-level", "warning"]
     return subprocess.Popen(cmd, stdout=open(log_path, "w"), stderr=subprocess.STDOUT)
 
 
@@ -204,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
         "catalogue_items": health["items"], "seconds": seconds, "server_startup_s": startup,
         "first_insert": {"status": first.status_code, "detail": first.json().get("detail")},
         "clients": args.clients, "max_batch": args.max_batch, "k": args.k, "max_history": args.max_history,
-        "server_torch_threads": args.threads,
+        "server_torch_threads": args.threads, "dtype": args.dtype,
         "insert_every_s": args.insert_every, "feedback_every_s": args.feedback_every,
         "recommend": summarise(recorder.latency.get("recommend", []), seconds),
         "insert": summarise(recorder.latency.get("insert", []), seconds),

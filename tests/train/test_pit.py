@@ -49,6 +49,7 @@ def test_pit_warms_up_then_co_evolves(tiny_run):
     assert all(e["selection_scored_share"] == 0 for e in epochs[:2])
     # from the end of warm-up on, I2T beams add candidates: items own several SIDs
     assert epochs[1]["index"]["sids_per_item_mean"] > 1 and epochs[2]["selection_scored_share"] > 0
+    assert 0 <= epochs[1]["refresh_i2t_top1_is_primary"] <= 1  # how well I2T knows the items' SIDs
     for e in epochs:
         assert {"train_u2t", "train_i2t", "train_csa", "codebook_entropy"} <= set(e)
         assert len(e["codebook_entropy"]) == 3  # 2 levels + the disambiguation level
@@ -201,3 +202,28 @@ def test_windowed_selection_equals_per_pair_selection(tmp_path):
         one = recipe.u2t.encode(recipe.history_codes[hist.clamp(min=0)], hist == PAD)
         expected, _, _ = min_loss_sids(recipe.u2t, recipe.index, one, targets[r:r + 1, c], 3)
         assert chosen[k].tolist() == expected[0].tolist(), (r, c)
+
+
+def test_i2t_catalogue_batch_adds_uniform_items_on_their_primary_sids(tmp_path, monkeypatch):
+    """pit.i2t_catalogue_batch: I2T's loss covers the step's targets plus that many catalogue items
+    on their strongest SIDs, drawn from (seed, step) so a step (and a resumed step) is reproducible."""
+    cfg = tiny_cfg(tmp_path, "pit.i2t_catalogue_batch=16")
+    seed_everything(3)
+    recipe = build_recipe("pit", cfg, *prepare_data(cfg))
+    seen = []
+    real_loss = recipe.i2t.loss
+
+    def spy(x, codes):
+        seen.append(codes.clone())
+        return real_loss(x, codes)
+
+    monkeypatch.setattr(recipe.i2t, "loss", spy)
+    batch = recipe.train_batches(0, np.random.default_rng(0))[0]
+    n_targets = recipe.batch_size_of(batch)
+    recipe.training_step(batch, 7)
+    recipe.training_step(batch, 7)
+    recipe.training_step(batch, 8)
+    assert len(seen[0]) == n_targets + 16
+    assert torch.equal(seen[0], seen[1]) and not torch.equal(seen[0][-16:], seen[2][-16:])
+    primaries = {tuple(c) for c in recipe.index.primary_codes().tolist()}
+    assert all(tuple(c) in primaries for c in seen[0][-16:].tolist())
