@@ -42,6 +42,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--label", default=None)
     ap.add_argument("--note", default="")
+    ap.add_argument("--no-explain", dest="explain", action="store_false",
+                    help="skip PIT's scoring of every SID of multi-SID items (explain=false in the API)")
     ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"],
                     help="the generator's precision; bfloat16 is also compared with float32 on the same users")
     args = ap.parse_args()
@@ -53,11 +55,11 @@ def main() -> None:
     users = rng.choice(split.n_users, size=min(args.users, split.n_users), replace=False)
     histories = [split.test_history[u][-rec.run.cfg.data.max_history:] for u in users]
 
-    engine.rank(_padded(histories[: min(32, len(histories))]), args.k, False)  # warm-up
+    engine.rank(_padded(histories[: min(32, len(histories))]), args.k, False, args.explain)  # warm-up
     start = time.perf_counter()
     ranked = []
     for i in range(0, len(histories), args.batch):
-        ranked += engine.rank(_padded(histories[i:i + args.batch]), args.k, False)
+        ranked += engine.rank(_padded(histories[i:i + args.batch]), args.k, False, args.explain)
     batch_s = time.perf_counter() - start
     targets = split.test_target[users]
     quality = {"recall@k": _recall(ranked, targets)}
@@ -65,7 +67,7 @@ def main() -> None:
         ref = Recommender.load(args.run_dir, persist=False, threads=args.threads).engine
         ranked32 = []
         for i in range(0, len(histories), args.batch):
-            ranked32 += ref.rank(_padded(histories[i:i + args.batch]), args.k, False)
+            ranked32 += ref.rank(_padded(histories[i:i + args.batch]), args.k, False, args.explain)
         quality["float32_recall@k"] = _recall(ranked32, targets)
         quality["slots_equal_to_float32"] = float(np.mean(
             [a.item == b.item for r, r32 in zip(ranked, ranked32) for a, b in zip(r, r32)]))
@@ -76,18 +78,18 @@ def main() -> None:
     lat = []
     for h in raw:
         t = time.perf_counter()
-        rec.recommend(h, k=args.k)
+        rec.recommend(h, k=args.k, explain=args.explain)
         lat.append((time.perf_counter() - t) * 1000)
     lat_np = np.array(lat)
 
     with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
-        engine.rank(_padded(histories[: args.batch]), args.k, False)
+        engine.rank(_padded(histories[: args.batch]), args.k, False, args.explain)
     hot = prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=12)
 
     record = {
         "label": args.label or Path(args.run_dir).name, "run_dir": str(args.run_dir), "method": engine.method,
         "n_items": int(engine.n_items), "k": args.k, "users": len(histories), "batch": args.batch,
-        "threads": args.threads, "beam_width": _beam_width(rec), "dtype": args.dtype, "quality": quality,
+        "threads": args.threads, "beam_width": _beam_width(rec), "dtype": args.dtype, "explain": args.explain, "quality": quality,
         "batch_users_per_s": len(histories) / batch_s,
         "single_ms": {"p50": float(np.percentile(lat_np, 50)), "p90": float(np.percentile(lat_np, 90)),
                       "p99": float(np.percentile(lat_np, 99)), "n": len(lat)},
@@ -121,16 +123,16 @@ def report(doc: dict) -> str:
              "Served engine on the run's test histories: batched top-k users/s and single-request latency "
              "(`Recommender.recommend`, raw ids), after a warm-up pass. Targets (issue 6): >= 500 users/s "
              "batched, <= 20 ms p50 single, top-10 with beam 20, 2 CPU cores.", "",
-             "| run | method | dtype | items | beam | threads | batch | users/s | single p50 ms | p99 ms | "
+             "| run | method | dtype | explain | items | beam | threads | batch | users/s | single p50 ms | p99 ms | "
              "R@k sampled | vs float32 | peak MB |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in doc["runs"]:
         s = r["single_ms"]
         q = r.get("quality", {})
         vs = (f"R@k {q['float32_recall@k']:.4f}, {q['slots_equal_to_float32']:.0%} slots equal, "
               f"{q['sets_overlap_with_float32']:.0%} of items shared") if "float32_recall@k" in q else "-"
         rk = f"{q['recall@k']:.4f}" if "recall@k" in q else "-"
-        lines.append(f"| {r['label']} | {r['method']} | {r.get('dtype', 'float32')} | {r['n_items']:,} | "
+        lines.append(f"| {r['label']} | {r['method']} | {r.get('dtype', 'float32')} | {r.get('explain', True)} | {r['n_items']:,} | "
                      f"{r['beam_width']} | {r['threads']} | {r['batch']} | {r['batch_users_per_s']:.0f} | "
                      f"{s['p50']:.1f} | {s['p99']:.1f} | {rk} | {vs} | {r['peak_rss_mb']:.0f} |")
     lines.append("")

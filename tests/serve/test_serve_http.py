@@ -31,6 +31,9 @@ def test_recommend_and_batch(client):
     assert [i["id"] for i in batch["results"][0]["items"]] == [i["id"] for i in body["items"]]
     dropped = client.post("/recommend", json={"history": [1, "nope"], "k": 2, "ignore_unknown": True}).json()
     assert dropped["ignored"] == ["nope"]
+    quick = client.post("/recommend", json={"history": [1, 2, 3], "k": 4, "explain": False}).json()
+    assert [(i["id"], i["score"]) for i in quick["items"]] == [(i["id"], i["score"]) for i in body["items"]]
+    assert client.post("/recommend", json={"history": [1], "explain": "no"}).status_code == 422
 
 
 def test_items_feedback_health_stats(client):

@@ -208,3 +208,46 @@ def test_bfloat16_is_refused_for_score_rankers_and_unknown_dtypes(trained_runs):
         Recommender.load(trained_runs("sasrec"), persist=False, dtype="bfloat16")
     with pytest.raises(ValueError, match="dtype must be one of"):
         Recommender.load(trained_runs("tiger"), persist=False, dtype="float16")
+
+
+def test_pit_explanations_equal_teacher_forced_scores_of_every_sid(trained_runs):
+    """Single-SID items reuse their beam's score, multi-SID items are scored in one pass: either
+    way each reported log P(SID | history) is the model's teacher-forced log-probability."""
+    from pitrec.data.batches import PAD
+    from pitrec.models.user_to_token import Memory
+
+    rec = Recommender.load(trained_runs("pit"), persist=False)
+    engine, m = rec.engine, rec.engine.models
+    data, histories, _ = raw_test_split(trained_runs("pit"))
+    results = rec.recommend_many(histories[:30], k=8).results
+    kinds = set()
+    for history, result in zip(histories[:30], results):
+        dense = torch.tensor([data.dense_items(history)[-rec.max_history:]])
+        memory = m.u2t.encode(engine.history_codes[dense], dense == PAD)
+        for item in result.items:
+            sids = torch.tensor([[s.sid for s in item.sids]])
+            expected = -m.u2t.candidate_nll(Memory(memory.states, memory.valid), sids)[0]
+            got = torch.tensor([s.log_prob for s in item.sids])
+            assert torch.allclose(got, expected, atol=1e-4), (item.id, got, expected)
+            kinds.add(len(item.sids) > 1)
+    assert kinds == {True, False}  # both paths were exercised
+
+
+def test_explain_false_returns_the_same_ranking_without_the_scoring_pass(trained_runs):
+    rec = Recommender.load(trained_runs("pit"), persist=False)
+    _, histories, _ = raw_test_split(trained_runs("pit"))
+    full = rec.recommend_many(histories[:30], k=8).results
+    fast = rec.recommend_many(histories[:30], k=8, explain=False).results
+    multi = 0
+    for a, b in zip(full, fast):
+        assert [(i.id, i.score) for i in a.items] == [(i.id, i.score) for i in b.items]
+        for ia, ib in zip(a.items, b.items):
+            assert sorted(s.sid for s in ia.sids) == sorted(s.sid for s in ib.sids)
+            if len(ib.sids) > 1:
+                multi += 1
+                assert all(s.log_prob is None for s in ib.sids)
+            else:
+                assert ib.sids[0].log_prob == pytest.approx(ia.sids[0].log_prob)
+    assert multi > 0
+    one = rec.recommend(histories[0], k=8, explain=False)
+    assert [i.id for i in one.items] == [i.id for i in fast[0].items]

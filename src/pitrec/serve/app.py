@@ -66,7 +66,7 @@ def create_app(recommender: Recommender, max_body_bytes: int = DEFAULT_MAX_BODY,
     def recommend(req: RecommendRequest) -> Recommendation:
         """Top-k items after one user's history, with scores and the SIDs behind them."""
         if batcher is None:
-            return recommender.recommend(req.history, req.k, req.exclude_history, req.ignore_unknown)
+            return recommender.recommend(req.history, req.k, req.exclude_history, req.ignore_unknown, req.explain)
         answer = batcher.submit(req)
         if isinstance(answer, ServeError):
             raise answer
@@ -75,7 +75,7 @@ def create_app(recommender: Recommender, max_body_bytes: int = DEFAULT_MAX_BODY,
     @app.post("/recommend/batch", response_model=BatchRecommendation, responses=_errors(400, 413, 422))
     def recommend_batch(req: BatchRecommendRequest) -> BatchRecommendation:
         """Many users in one batched model pass, all from the same index version."""
-        return recommender.recommend_many(req.histories, req.k, req.exclude_history, req.ignore_unknown)
+        return recommender.recommend_many(req.histories, req.k, req.exclude_history, req.ignore_unknown, req.explain)
 
     @app.post("/items", response_model=ItemInfo, status_code=201, responses=_errors(400, 409, 413, 422, 501))
     def add_item(req: NewItemRequest) -> ItemInfo:

@@ -63,23 +63,23 @@ class Recommender:
 
     # -- reading -----------------------------------------------------------------------------
     def recommend(self, history: Sequence[Hashable], k: int = 10, exclude_history: bool = False,
-                  ignore_unknown: bool = False) -> Recommendation:
+                  ignore_unknown: bool = False, explain: bool = True) -> Recommendation:
         """The top ``k`` items after ``history`` (raw ids, oldest first), with scores and, for
         generative methods, the SIDs behind each score. Only the last ``data.max_history`` items
         are used (and excluded), as in evaluation."""
         engine = self._engine
         dense, ignored = self._resolve(engine, history, ignore_unknown, "history")
-        row = engine.rank(_padded([dense]), _check_k(k), exclude_history)[0]
+        row = engine.rank(_padded([dense]), _check_k(k), exclude_history, explain)[0]
         return Recommendation(version=engine.version, method=engine.method, items=self._scored(row), ignored=ignored)
 
     def recommend_many(self, histories: Sequence[Sequence[Hashable]], k: int = 10, exclude_history: bool = False,
-                       ignore_unknown: bool = False) -> BatchRecommendation:
+                       ignore_unknown: bool = False, explain: bool = True) -> BatchRecommendation:
         """``recommend`` for many users in one batched pass, all from the same index version."""
         engine = self._engine
         if not len(histories):
             raise BadRequest("histories is empty: give at least one history")
         resolved = [self._resolve(engine, h, ignore_unknown, f"histories[{i}]") for i, h in enumerate(histories)]
-        rows = engine.rank(_padded([dense for dense, _ in resolved]), _check_k(k), exclude_history)
+        rows = engine.rank(_padded([dense for dense, _ in resolved]), _check_k(k), exclude_history, explain)
         return BatchRecommendation(version=engine.version, method=engine.method,
                                    results=[RecommendationRow(items=self._scored(r), ignored=ignored)
                                             for r, (_, ignored) in zip(rows, resolved)])
@@ -99,9 +99,9 @@ class Recommender:
             except ServeError as exc:
                 out[i] = exc
                 continue
-            groups.setdefault((k, req.exclude_history), []).append((i, dense, ignored))
-        for (k, exclude), members in groups.items():
-            rows = engine.rank(_padded([dense for _, dense, _ in members]), k, exclude)
+            groups.setdefault((k, req.exclude_history, req.explain), []).append((i, dense, ignored))
+        for (k, exclude, explain), members in groups.items():
+            rows = engine.rank(_padded([dense for _, dense, _ in members]), k, exclude, explain)
             for (i, _, ignored), row in zip(members, rows):
                 out[i] = Recommendation(version=engine.version, method=engine.method, items=self._scored(row),
                                         ignored=ignored)

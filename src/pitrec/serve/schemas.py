@@ -26,11 +26,16 @@ class Request(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+EXPLAIN = ("PIT: log P(SID | history) of every SID of each returned item (an extra decoder pass over the "
+           "items with several SIDs); false: those SIDs carry their weights only, and the answer is faster")
+
+
 class RecommendRequest(Request):
     history: History = Field(description="the user's items, oldest first (the most recent ones are used)")
     k: K = 10
     exclude_history: StrictBool = False
     ignore_unknown: StrictBool = Field(False, description="drop unknown history ids (reported) instead of a 422")
+    explain: StrictBool = Field(True, description=EXPLAIN)
 
 
 class BatchRecommendRequest(Request):
@@ -38,6 +43,7 @@ class BatchRecommendRequest(Request):
     k: K = 10
     exclude_history: StrictBool = False
     ignore_unknown: StrictBool = False
+    explain: StrictBool = Field(True, description=EXPLAIN)
 
 
 class NewItemRequest(Request):

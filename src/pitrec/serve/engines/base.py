@@ -33,9 +33,10 @@ class Engine(ABC):
     n_items: int
 
     @abstractmethod
-    def rank(self, history: torch.Tensor, k: int, exclude_history: bool) -> list[list[Ranked]]:
+    def rank(self, history: torch.Tensor, k: int, exclude_history: bool, explain: bool = True) -> list[list[Ranked]]:
         """history (B, T) dense ids, left-padded with PAD -> per row up to ``k`` distinct items,
-        best first."""
+        best first. ``explain``: also log P(SID | history) for every SID of each item where that
+        costs a model pass (PIT's multi-SID items); otherwise those SIDs carry weights only."""
 
     def item_sids(self, item: int) -> list[SidInfo]:
         """The item's SIDs (generative methods), strongest first."""

@@ -22,7 +22,7 @@ class ScoreEngine(Engine):
         self.method, self.n_items, self.score_fn = method, n_items, score_fn
 
     @torch.no_grad()
-    def rank(self, history: torch.Tensor, k: int, exclude_history: bool) -> list[list[Ranked]]:
+    def rank(self, history: torch.Tensor, k: int, exclude_history: bool, explain: bool = True) -> list[list[Ranked]]:
         scores = self.score_fn(history)
         items = topk_from_scores(scores, k, history if exclude_history else None)
         picked = scores.gather(1, items.clamp(min=0))

@@ -53,7 +53,7 @@ class TigerEngine(Engine):
         return cls(run, model.to(device).eval(), table, device)
 
     @torch.no_grad()
-    def rank(self, history: torch.Tensor, k: int, exclude_history: bool) -> list[list[Ranked]]:
+    def rank(self, history: torch.Tensor, k: int, exclude_history: bool, explain: bool = True) -> list[list[Ranked]]:
         ranker = PITRanker(self.model, self.item_codes, self.trie, None, self.run.cfg.tiger.beam_width, "max")
         items, scores = ranker.rank_with_scores(history.to(self.device), k, exclude_history)
         return [[Ranked(i, s, [SidInfo(sid=self.table.codes[i].tolist(), log_prob=finite_or_none(s))])
