@@ -94,9 +94,7 @@ class PITEngine(Engine):
                 raise RunDirError(f"{run.checkpoint}/model.safetensors: CSA content embeddings for {n} items missing")
             csa = CSA(content, run.catalog.attributes, len(run.catalog.attribute_ids), cfg.u2t.d_model, cfg.csa,
                       item_popularity=np.ones(n))  # popularity only shapes training negatives
-            item_dim = cfg.csa.dim
-        else:
-            item_dim = int(flat["i2t.item_proj.weight"].shape[1])
+        item_dim = int(flat["i2t.item_proj.weight"].shape[1])  # X_i, or [X_i; content] (pit.i2t_content)
         i2t = ItemToToken(item_dim, sizes, cfg.i2t)
         modules = {"u2t": u2t, "i2t": i2t, **({"csa": csa} if csa is not None else {})}
         run.load_modules(modules)
@@ -185,6 +183,8 @@ class PITEngine(Engine):
         if m.csa is not None:
             attr = torch.tensor(list(attributes), dtype=torch.long, device=m.device)
             x = m.csa.item_embedding.features(content, attr, torch.zeros(1, dtype=torch.long, device=m.device), None)
+            if pc.i2t_content:
+                x = torch.cat([x, content.to(x.dtype)], dim=-1)
         else:
             x = content
         proposal = m.i2t.generate(x, pc.candidates)
