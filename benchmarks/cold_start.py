@@ -21,11 +21,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import shlex
 import shutil
 import sys
 from dataclasses import replace
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -37,8 +35,7 @@ from pitrec.data.split import leave_one_out
 from pitrec.eval.metrics import rank_metrics
 from pitrec.serve.recommender import Recommender
 from pitrec.train.api import prepare_data, train_run
-from pitrec.utils.io import atomic_write_json, atomic_write_text
-from pitrec.utils.runtime import git_sha, machine_info, machine_summary
+from pitrec.bench.results import provenance, save_labelled_record
 
 RESULTS = Path(__file__).parent / "results"
 KS = (10, 20)
@@ -131,15 +128,9 @@ def main() -> None:
         "chance": {f"recall@{k}": k / n_items for k in KS},
         "new_item_share_of_top10": new_share, "new_item_share_of_catalogue": len(held) / n_items,
         "warm_test": {k: warm["test"][k] for k in ("recall@10", "ndcg@10", "recall@20", "ndcg@20")},
-        "git_sha": git_sha(), "machine": machine_summary(), "machine_info": machine_info(),
-        "command": "python " + " ".join(shlex.quote(a) for a in sys.argv),
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        **provenance(),
     }
-    path = RESULTS / "cold_start.json"
-    doc = json.loads(path.read_text()) if path.is_file() else {"runs": []}
-    doc["runs"] = [r for r in doc["runs"] if r["label"] != record["label"]] + [record]
-    atomic_write_json(path, doc)
-    atomic_write_text(RESULTS / "cold_start.md", report(doc))
+    doc = save_labelled_record(RESULTS / "cold_start.json", record, report)
     print(report(doc))
 
 

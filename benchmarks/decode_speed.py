@@ -14,11 +14,7 @@ rewrites decode_speed.md beside it.
 from __future__ import annotations
 
 import argparse
-import json
-import shlex
-import sys
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -26,8 +22,8 @@ import torch
 
 from pitrec.serve.recommender import Recommender, _padded
 from pitrec.train.api import prepare_data
-from pitrec.utils.io import atomic_write_json, atomic_write_text
-from pitrec.utils.runtime import git_sha, machine_info, machine_summary, peak_rss_mb
+from pitrec.bench.results import provenance, save_labelled_record
+from pitrec.utils.runtime import peak_rss_mb
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -94,15 +90,9 @@ def main() -> None:
         "single_ms": {"p50": float(np.percentile(lat_np, 50)), "p90": float(np.percentile(lat_np, 90)),
                       "p99": float(np.percentile(lat_np, 99)), "n": len(lat)},
         "peak_rss_mb": peak_rss_mb(), "hot_spots": hot, "note": args.note,
-        "git_sha": git_sha(), "machine": machine_summary(), "machine_info": machine_info(),
-        "command": "python " + " ".join(shlex.quote(a) for a in sys.argv),
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        **provenance(),
     }
-    path = RESULTS / "decode_speed.json"
-    doc = json.loads(path.read_text()) if path.is_file() else {"runs": []}
-    doc["runs"] = [r for r in doc["runs"] if r["label"] != record["label"]] + [record]
-    atomic_write_json(path, doc)
-    atomic_write_text(RESULTS / "decode_speed.md", report(doc))
+    save_labelled_record(RESULTS / "decode_speed.json", record, report)
     print(f"{record['label']}: {record['batch_users_per_s']:.0f} users/s (batch {args.batch}), "
           f"single p50 {record['single_ms']['p50']:.1f} ms, p99 {record['single_ms']['p99']:.1f} ms")
 

@@ -16,11 +16,7 @@ command line).
 from __future__ import annotations
 
 import argparse
-import json
-import shlex
-import sys
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -29,8 +25,8 @@ import torch
 from pitrec.config import load_config
 from pitrec.train.api import build_recipe, prepare_data
 from pitrec.train.trainer import clip_per_module
-from pitrec.utils.io import atomic_write_json, atomic_write_text
-from pitrec.utils.runtime import git_sha, machine_info, machine_summary, seed_everything, set_threads
+from pitrec.bench.results import provenance, save_labelled_record
+from pitrec.utils.runtime import seed_everything, set_threads
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -152,15 +148,9 @@ def main() -> None:
         "batch_size": tiger_cfg.train.batch_size, "candidates": pit_cfg.pit.candidates, **out,
         "tiger_epoch_s_est": tiger_epoch, "coevolution_epoch_s_est": coevo_epoch,
         "epoch_ratio": coevo_epoch / tiger_epoch, "hot_spots": hot,
-        "git_sha": git_sha(), "machine": machine_summary(), "machine_info": machine_info(),
-        "command": "python " + " ".join(shlex.quote(a) for a in sys.argv),
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        **provenance(),
     }
-    path = RESULTS / "step_cost.json"
-    doc = json.loads(path.read_text()) if path.is_file() else {"runs": []}
-    doc["runs"] = [r for r in doc["runs"] if r["label"] != record["label"]] + [record]
-    atomic_write_json(path, doc)
-    atomic_write_text(RESULTS / "step_cost.md", report(doc))
+    save_labelled_record(RESULTS / "step_cost.json", record, report)
     print(f"{record['label']}: warm-up step x{out['pit_warmup']['step_ratio_vs_tiger']:.2f}, co-evolution step "
           f"x{out['pit_coevolution']['step_ratio_vs_tiger']:.2f}, refresh {out['refresh']['wall_s']:.1f} s, "
           f"co-evolution epoch x{record['epoch_ratio']:.2f} of a TIGER epoch (target <= 1.5)")

@@ -123,3 +123,17 @@ def test_update_readme_without_markers_is_an_error(doc, tmp_path):
 ])
 def test_level_entropy_formats(stats, expected):
     assert level_entropy(stats) == expected
+
+
+def test_standalone_benchmark_records_replace_by_label_and_carry_provenance(tmp_path):
+    from pitrec.bench.results import provenance, save_labelled_record
+
+    path = tmp_path / "speed.json"
+    render = lambda doc: "\n".join(f"{r['label']}={r['x']}" for r in doc["runs"])  # noqa: E731
+    save_labelled_record(path, {"label": "a", "x": 1, **provenance(["bench.py", "--k", "a b"])}, render)
+    save_labelled_record(path, {"label": "b", "x": 2}, render)
+    doc = save_labelled_record(path, {"label": "a", "x": 3}, render)
+    assert [(r["label"], r["x"]) for r in doc["runs"]] == [("b", 2), ("a", 3)]
+    assert (tmp_path / "speed.md").read_text() == "b=2\na=3"
+    first = provenance(["bench.py", "--k", "a b"])
+    assert first["command"] == "python bench.py --k 'a b'" and first["git_sha"] and first["created"]

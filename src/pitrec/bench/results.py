@@ -206,3 +206,29 @@ def write_results(path: str | Path, doc: dict[str, Any]) -> Path:
     validate(doc, str(path))
     atomic_write_json(path, doc)
     return Path(path)
+
+
+def provenance(argv: list[str] | None = None) -> dict[str, Any]:
+    """Where a standalone benchmark's figures come from: git sha, machine, command line, time."""
+    import shlex
+    import sys
+
+    from pitrec.utils.runtime import git_sha, machine_info, machine_summary
+
+    args = sys.argv if argv is None else argv
+    return {"git_sha": git_sha(), "machine": machine_summary(), "machine_info": machine_info(),
+            "command": "python " + " ".join(shlex.quote(a) for a in args),
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+
+
+def save_labelled_record(json_path: str | Path, record: dict[str, Any], render) -> dict[str, Any]:
+    """Add ``record`` to a standalone benchmark's ``{"runs": [...]}`` file, replacing the run with
+    the same label, and rewrite the Markdown beside it (``render(doc)``); both written atomically."""
+    from pitrec.utils.io import atomic_write_text
+
+    path = Path(json_path)
+    doc = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {"runs": []}
+    doc["runs"] = [r for r in doc["runs"] if r["label"] != record["label"]] + [record]
+    atomic_write_json(path, doc)
+    atomic_write_text(path.with_suffix(".md"), render(doc))
+    return doc
