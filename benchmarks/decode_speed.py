@@ -53,17 +53,12 @@ def main() -> None:
 
     engine.rank(_padded(histories[: min(32, len(histories))]), args.k, False, args.explain)  # warm-up
     start = time.perf_counter()
-    ranked = []
-    for i in range(0, len(histories), args.batch):
-        ranked += engine.rank(_padded(histories[i:i + args.batch]), args.k, False, args.explain)
+    ranked = _rank_all(engine, histories, args)
     batch_s = time.perf_counter() - start
     targets = split.test_target[users]
     quality = {"recall@k": _recall(ranked, targets)}
     if args.dtype != "float32":  # what the speed costs: the same users ranked in float32
-        ref = Recommender.load(args.run_dir, persist=False, threads=args.threads).engine
-        ranked32 = []
-        for i in range(0, len(histories), args.batch):
-            ranked32 += ref.rank(_padded(histories[i:i + args.batch]), args.k, False, args.explain)
+        ranked32 = _rank_all(Recommender.load(args.run_dir, persist=False, threads=args.threads).engine, histories, args)
         quality["float32_recall@k"] = _recall(ranked32, targets)
         quality["slots_equal_to_float32"] = float(np.mean(
             [a.item == b.item for r, r32 in zip(ranked, ranked32) for a, b in zip(r, r32)]))
@@ -95,6 +90,14 @@ def main() -> None:
     save_labelled_record(RESULTS / "decode_speed.json", record, report)
     print(f"{record['label']}: {record['batch_users_per_s']:.0f} users/s (batch {args.batch}), "
           f"single p50 {record['single_ms']['p50']:.1f} ms, p99 {record['single_ms']['p99']:.1f} ms")
+
+
+def _rank_all(engine, histories, args) -> list:
+    """Every history's top-k through the served engine, in batches of ``--batch``."""
+    ranked = []
+    for i in range(0, len(histories), args.batch):
+        ranked += engine.rank(_padded(histories[i:i + args.batch]), args.k, False, args.explain)
+    return ranked
 
 
 def _recall(ranked, targets) -> float:

@@ -18,10 +18,10 @@ from typing import Protocol
 
 import numpy as np
 import torch
-import torch.distributed as dist
 
 from pitrec.data.batches import PAD, EvalSamples
 from pitrec.data.split import Split
+from pitrec.train import distributed as dist
 from pitrec.eval.metrics import rank_metrics
 
 
@@ -112,10 +112,9 @@ class Evaluator:
 
     def _shard(self) -> tuple[int, int] | None:
         """(rank, world) when evaluation is split over a process group, else None."""
-        if self.distributed is False or not (dist.is_available() and dist.is_initialized()):
+        if self.distributed is False or not dist.is_distributed():
             return None
-        world = dist.get_world_size()
-        return (dist.get_rank(), world) if world > 1 else None
+        return dist.rank(), dist.world_size()
 
     def _evaluate_shard(self, ranker: Ranker, samples: EvalSamples, rank: int, world: int,
                         part: str, progress: bool) -> dict[str, float]:
@@ -133,10 +132,7 @@ class Evaluator:
         if len(mine):
             means = local.evaluate(ranker, part, progress=progress)
             sums = torch.tensor([means[n] * len(mine) for n in names], dtype=torch.float64)
-        device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
-        sums = sums.to(device)
-        dist.all_reduce(sums)
-        dist.broadcast(sums, 0)
+        sums = dist.broadcast(dist.all_reduce_sum(sums))
         seconds = time.perf_counter() - start
         out = {n: float(v) / len(samples) for n, v in zip(names, sums.cpu().tolist())}
         out["users"] = len(samples)
