@@ -24,7 +24,7 @@ import torch
 
 from pitrec.config import load_config
 from pitrec.train.api import build_recipe, prepare_data
-from pitrec.train.trainer import clip_per_module
+from pitrec.train.trainer import clip_per_module, training_autocast
 from pitrec.bench.results import provenance, save_labelled_record
 from pitrec.utils.runtime import seed_everything, set_threads
 
@@ -45,7 +45,8 @@ class StepTimer:
             self.before()
         self.recipe.train(True)
         w0, c0 = time.perf_counter(), time.process_time()
-        loss = self.recipe.training_step(batch, i)["loss"]
+        with training_autocast(self.recipe.cfg.train.precision, self.recipe.device):
+            loss = self.recipe.training_step(batch, i)["loss"]
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         clip_per_module(self.recipe.modules().values(), self.clip)
@@ -75,7 +76,9 @@ def interleaved(timers: dict[str, StepTimer], batches, steps: int, warmup: int =
 
 def profile_step(recipe, batch) -> str:
     with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
-        recipe.training_step(batch, 0)["loss"].backward()
+        with training_autocast(recipe.cfg.train.precision, recipe.device):
+            loss = recipe.training_step(batch, 0)["loss"]
+        loss.backward()
     return prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=15)
 
 
@@ -145,7 +148,7 @@ def main() -> None:
     record = {
         "label": args.label or f"{Path(args.data).name}-B{pit_cfg.pit.candidates}",
         "data": args.data, "steps_per_epoch": steps_per_epoch, "threads": args.threads,
-        "batch_size": tiger_cfg.train.batch_size, "candidates": pit_cfg.pit.candidates, **out,
+        "batch_size": tiger_cfg.train.batch_size, "precision": tiger_cfg.train.precision, "candidates": pit_cfg.pit.candidates, **out,
         "tiger_epoch_s_est": tiger_epoch, "coevolution_epoch_s_est": coevo_epoch,
         "epoch_ratio": coevo_epoch / tiger_epoch, "hot_spots": hot,
         **provenance(),
@@ -163,10 +166,10 @@ def report(doc: dict) -> str:
              "forward + backward + clipping + AdamW per step (median of the timed steps beside the "
              "throughput). Epoch ratio = co-evolution steps of one epoch plus one index refresh, over "
              "TIGER's steps of one epoch. Target (issues 4, 6): <= 1.5.", "",
-             "| run | B | SIDs/item | threads | TIGER samples/s | warm-up x | co-evolution x | refresh s | epoch ratio |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "| run | B | SIDs/item | threads | precision | TIGER samples/s | warm-up x | co-evolution x | refresh s | epoch ratio |",
+             "|---|---:|---:|---:|---|---:|---:|---:|---:|---:|"]
     for r in doc["runs"]:
-        lines.append(f"| {r['label']} | {r['candidates']} | {r['sids_per_item']:.1f} | {r['threads']} | {r['tiger']['samples_per_s']:.0f} | "
+        lines.append(f"| {r['label']} | {r['candidates']} | {r['sids_per_item']:.1f} | {r['threads']} | {r.get('precision', 'float32')} | {r['tiger']['samples_per_s']:.0f} | "
                      f"{r['pit_warmup']['step_ratio_vs_tiger']:.2f} | {r['pit_coevolution']['step_ratio_vs_tiger']:.2f} | "
                      f"{r['refresh']['wall_s']:.1f} | {r['epoch_ratio']:.2f} |")
     lines.append("")

@@ -77,3 +77,7 @@ class TrainConfig(Section):
     eval_every: int = Field(1, ge=1)  # epochs between validations
     max_minutes: float = Field(0, ge=0)  # wall-clock budget for training (0 = none)
     save_every_steps: int = Field(0, ge=0)  # extra mid-epoch checkpoints for resume (0 = per epoch)
+    # bfloat16: forward passes under torch.autocast (weights, optimiser and backward stay float32).
+    # Faster where the hardware has bfloat16 matrix units (GPUs, CPUs with AMX); slower on CPUs
+    # without them. See docs/precision.md for what was measured.
+    precision: Literal["float32", "bfloat16"] = "float32"

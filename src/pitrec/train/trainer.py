@@ -104,9 +104,12 @@ class Trainer:
         return True
 
     def _step_losses(self, batch: Any) -> dict[str, torch.Tensor]:
-        if self._ddp is not None:
-            return self._ddp(batch, self.state["step"])
-        return self.recipe.training_step(batch, self.state["step"])
+        """The forward pass (under autocast when ``train.precision`` asks); backward runs outside
+        it, as autocast wants."""
+        with training_autocast(self.cfg.train.precision, self.recipe.device):
+            if self._ddp is not None:
+                return self._ddp(batch, self.state["step"])
+            return self.recipe.training_step(batch, self.state["step"])
 
     def _shard(self, batches: list) -> tuple[list, int]:
         """This rank's share of the epoch (all batches single-process) and how many batches the
@@ -278,6 +281,14 @@ def _print_epoch(record: dict, metric: str) -> None:
     if "valid" in record:
         parts.append(f"valid {metric} {record['valid'][metric]:.4f} (best {record['best_' + metric]:.4f})")
     tqdm.write(" | ".join(parts))
+
+
+def training_autocast(precision: str, device: torch.device | None):
+    """float32: a no-op context. bfloat16: ``torch.autocast`` on the recipe's device type, so
+    matrix products run in bfloat16 while weights, gradients and AdamW stay float32 (and losses,
+    softmaxes and norms stay float32 by autocast's own op lists)."""
+    device_type = device.type if device is not None else "cpu"
+    return torch.autocast(device_type, dtype=torch.bfloat16, enabled=precision == "bfloat16")
 
 
 def clip_per_module(modules, max_norm: float) -> None:
