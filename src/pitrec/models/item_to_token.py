@@ -16,7 +16,7 @@ well-formed SID of the same codebooks.
 from __future__ import annotations
 
 from functools import partial
-from typing import Any, Sequence
+from typing import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -26,6 +26,7 @@ from torch import nn
 from pitrec.config import Section
 from pitrec.decoding.beam_search import BeamResult, beam_search
 from pitrec.index.trie import Trie
+from pitrec.models.layers import init_normal, level_log_probs
 from pitrec.registry import SECTIONS
 
 LayerCache = tuple[torch.Tensor, torch.Tensor]  # keys, values: (B, W, heads, t, d/heads)
@@ -98,7 +99,7 @@ class ItemToToken(nn.Module):
         self.blocks = nn.ModuleList(CausalBlock(d, cfg.heads, cfg.ffn, cfg.dropout) for _ in range(cfg.layers))
         self.norm = nn.LayerNorm(d)
         self.head = nn.Linear(d, self.vocab_size)
-        self.apply(partial(_init, std=cfg.init_std))
+        self.apply(partial(init_normal, std=cfg.init_std))
 
     # -- teacher forcing ------------------------------------------------------------------------
     def level_log_probs(self, x: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
@@ -108,7 +109,7 @@ class ItemToToken(nn.Module):
         self._check_codes(codes, x.shape[0])
         prev = self.token_emb(self.offsets[:-1] + codes[:, :-1])
         h, _ = self._run(torch.cat([bos, prev], dim=1).unsqueeze(1), 0, None)
-        return self._log_probs(h[:, 0], range(self.n_levels))
+        return level_log_probs(h[:, 0], self.head, self.offsets, self.codebook_sizes, range(self.n_levels))
 
     def nll(self, x: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
         """-log P(codes | sg(x)) per item, (B, D), (B, L) -> (B,)."""
@@ -133,7 +134,7 @@ class ItemToToken(nn.Module):
         else:
             inputs = self.token_emb(self.offsets[level - 1] + prev_codes).unsqueeze(2)
         h, cache = self._run(inputs, level, cache)
-        return self._log_probs(h, range(level, level + 1))[:, :, 0, :self.codebook_sizes[level]], cache
+        return level_log_probs(h, self.head, self.offsets, self.codebook_sizes, range(level, level + 1))[:, :, 0, :self.codebook_sizes[level]], cache
 
     def start_inputs(self, x: torch.Tensor) -> torch.Tensor:
         """The BOS input of each item from sg(x): (B, D) -> (B, d). The detach is the stop-gradient."""
@@ -159,15 +160,6 @@ class ItemToToken(nn.Module):
             new_cache.append(c)
         return self.norm(h), new_cache
 
-    def _log_probs(self, h: torch.Tensor, levels: range) -> torch.Tensor:
-        """h (..., T, d) where position j predicts ``levels[j]`` -> (..., T, V_max) log-probs."""
-        v_max = max(self.codebook_sizes[l] for l in levels)
-        out = h.new_full((*h.shape[:-1], v_max), float("-inf"))
-        for j, level in enumerate(levels):
-            lo, size = int(self.offsets[level]), self.codebook_sizes[level]
-            logits = F.linear(h[..., j, :], self.head.weight[lo:lo + size], self.head.bias[lo:lo + size])
-            out[..., j, :size] = logits.log_softmax(-1)
-        return out
 
     def _check_codes(self, codes: torch.Tensor, n: int) -> None:
         if codes.ndim != 2 or tuple(codes.shape) != (n, self.n_levels):
@@ -176,10 +168,3 @@ class ItemToToken(nn.Module):
         if bad.any():
             r, l = bad.nonzero()[0].tolist()
             raise ValueError(f"codes row {r} level {l}: {int(codes[r, l])} outside [0, {self.codebook_sizes[l]})")
-
-
-def _init(m: Any, std: float) -> None:
-    if isinstance(m, (nn.Linear, nn.Embedding)):
-        nn.init.normal_(m.weight, std=std)
-        if isinstance(m, nn.Linear) and m.bias is not None:
-            nn.init.zeros_(m.bias)

@@ -13,6 +13,7 @@ from torch import nn
 
 from pitrec.config import Section
 from pitrec.data.batches import PAD
+from pitrec.models.layers import init_normal
 from pitrec.registry import SECTIONS
 
 
@@ -50,7 +51,7 @@ class SASRec(nn.Module):
         self.out_emb = None if cfg.tie_output else nn.Linear(cfg.hidden, n_items, bias=False)
         self.emb_scale = cfg.hidden ** 0.5 if cfg.scale_embeddings else 1.0
         self.input_skip_to_output = cfg.input_skip_to_output
-        self.apply(lambda m: _init(m, cfg.init_std))
+        self.apply(lambda m: init_normal(m, cfg.init_std))
 
     def forward(self, seq: torch.Tensor) -> torch.Tensor:
         """seq (B, T) left-padded item ids -> hidden states (B, T, H); position t sees items <= t."""
@@ -85,13 +86,3 @@ class SASRec(nn.Module):
 
     def scores(self, history: torch.Tensor) -> torch.Tensor:
         return self.item_logits(self.forward(history)[:, -1])
-
-
-def _init(m: nn.Module, std: float) -> None:
-    if isinstance(m, (nn.Linear, nn.Embedding)):
-        nn.init.normal_(m.weight, std=std)
-        if isinstance(m, nn.Linear) and m.bias is not None:
-            nn.init.zeros_(m.bias)
-        if isinstance(m, nn.Embedding) and m.padding_idx is not None:
-            with torch.no_grad():
-                m.weight[m.padding_idx].zero_()

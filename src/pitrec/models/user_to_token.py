@@ -31,6 +31,7 @@ from torch import nn
 from pitrec.config import Section
 from pitrec.decoding.beam_search import BeamResult, beam_search
 from pitrec.index.trie import Trie
+from pitrec.models.layers import init_normal, level_log_probs
 from pitrec.registry import SECTIONS
 
 
@@ -170,7 +171,7 @@ class UserToToken(nn.Module):
         self.decoder = nn.ModuleList(DecoderLayer(cfg) for _ in range(cfg.decoder_layers))
         self.encoder_norm, self.decoder_norm = nn.LayerNorm(d), nn.LayerNorm(d)
         self.head = nn.Linear(d, self.vocab_size)
-        self.apply(partial(_init, std=cfg.init_std))
+        self.apply(partial(init_normal, std=cfg.init_std))
         # causal: a causal memory state cannot know how recent its item is, so the decoder's
         # cross-attention gets a learned per-head bias on the distance from the latest item
         self.recency_bias = nn.Embedding(cfg.max_history, cfg.heads) if self.causal else None
@@ -246,16 +247,8 @@ class UserToToken(nn.Module):
             x, c = layer(x, cross[i], cross_mask, None if cache is None else cache[i])
             new_cache.append(c)
         h = self.decoder_norm(x)
-        return self._level_log_probs(h, range(start, start + T)), new_cache
+        return level_log_probs(h, self.head, self.offsets, self.codebook_sizes, range(start, start + T)), new_cache
 
-    def _level_log_probs(self, h: torch.Tensor, levels: range) -> torch.Tensor:
-        v_max = max(self.codebook_sizes[l] for l in levels)
-        out = h.new_full((*h.shape[:-1], v_max), float("-inf"))
-        for j, level in enumerate(levels):
-            lo, size = int(self.offsets[level]), self.codebook_sizes[level]
-            logits = F.linear(h[..., j, :], self.head.weight[lo:lo + size], self.head.bias[lo:lo + size])
-            out[..., j, :size] = logits.log_softmax(-1)
-        return out
 
     def _teacher_inputs(self, codes: torch.Tensor) -> torch.Tensor:
         """codes (..., L) -> decoder inputs (..., L): BOS then the tokens of levels 0..L-2."""
@@ -350,10 +343,3 @@ class UserToToken(nn.Module):
         step = partial(self.decode_step, memory, self.cross_keys_values(memory))
         return beam_search(step, memory.states.shape[0], self.codebook_sizes, beam_width, trie,
                            device=memory.states.device)
-
-
-def _init(m: nn.Module, std: float) -> None:
-    if isinstance(m, (nn.Linear, nn.Embedding)):
-        nn.init.normal_(m.weight, std=std)
-        if isinstance(m, nn.Linear) and m.bias is not None:
-            nn.init.zeros_(m.bias)
