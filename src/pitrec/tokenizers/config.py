@@ -47,6 +47,11 @@ class TokenizerConfig(Section):
     seed: int | None = None  # None = run.seed
     import_path: str | None = None  # name=import: a pitrec table or a {key: [codes]} JSON[.gz]
     import_key_offset: int = 1  # raw item id = int(key) + offset (LETTER keys are item_id - 1)
+    # > 0: fit on [content ; collaborative_weight x a collaborative embedding of this many dims]
+    # from the training sequences (tokenizers/collaborative.py); 0: content only (TIGER's SIDs)
+    collaborative_dim: int = Field(0, ge=0)
+    collaborative_window: int = Field(3, ge=1)  # items at most this many positions apart co-occur
+    collaborative_weight: float = Field(1.0, ge=0)
     kmeans: KMeansConfig = Field(default_factory=KMeansConfig)
     rqvae: RQVAEConfig = Field(default_factory=RQVAEConfig)
     cache_dir: str | None = None  # tables under <cache_dir>/sids/<key>/; None = embed.cache_dir

@@ -95,11 +95,12 @@ class PITRecipe(Recipe):
 
     def prepare(self) -> None:
         from pitrec.embed.stage import item_embeddings
+        from pitrec.tokenizers.collaborative import tokenizer_input
         from pitrec.tokenizers.stage import sid_table
 
         cfg, pc = self.cfg, self.cfg.pit
         content = item_embeddings(cfg, self.data)
-        table = sid_table(cfg, self.data, content, run=self.run)
+        table = sid_table(cfg, self.data, tokenizer_input(cfg, content, self.split), run=self.run)
         if table.n_items != self.split.n_items:
             raise ValueError(f"SID table has {table.n_items} items, the dataset {self.split.n_items}")
         self.sid_meta = dict(table.meta)
