@@ -25,9 +25,12 @@ def test_foundation_plans_popularity_and_sasrec_on_both_datasets():
 def test_main_lists_every_method_and_the_pit_ablations():
     bench = load_bench(BENCHMARKS / "main.yaml")
     labels = [m.label for m in bench.methods]
-    assert labels == ["popularity", "sasrec", "tiger", "pit", "pit/no-csa", "pit/no-selection", "pit/single-sid",
-                      "pit/frozen-i2t"]
+    assert labels == ["popularity", "sasrec", "tiger", "tiger/cf-sids", "pit", "pit/cf-sids", "pit/no-csa",
+                      "pit/no-selection", "pit/single-sid", "pit/frozen-i2t"]
     runs, notes = plan_runs(bench, datasets=["beauty"])
+    cf = [r for r in runs if r.method.label.endswith("/cf-sids")]
+    assert cf and all(r.cfg.tokenizer.collaborative_dim == 64 for r in cf)
+    assert all(r.cfg.tokenizer.collaborative_dim == 0 for r in runs if r.method.label in ("tiger", "pit"))
     planned = {r.method.label for r in runs}
     for label in labels:
         method = label.split("/")[0]
@@ -35,6 +38,15 @@ def test_main_lists_every_method_and_the_pit_ablations():
             assert label in planned
         else:  # not built yet: skipped with a warning that names it
             assert label not in planned and any(label in note for note in notes)
+
+
+def test_synthetic_ablations_give_every_method_the_same_budget():
+    bench = load_bench(BENCHMARKS / "ablations_synthetic.yaml")
+    runs, notes = plan_runs(bench)
+    assert not notes and all(ds.is_synthetic for ds in bench.datasets.values())
+    assert {r.method.label for r in runs} >= {"tiger", "pit", "pit/no-csa", "pit/no-selection", "pit/single-sid",
+                                               "pit/frozen-i2t"}
+    assert {r.cfg.train.max_minutes for r in runs if r.method.method in ("tiger", "pit")} == {3}
 
 
 def test_smoke_is_synthetic_and_tiny():
