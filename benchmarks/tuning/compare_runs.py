@@ -14,12 +14,13 @@ import argparse
 import json
 from pathlib import Path
 
+from pitrec.utils.io import read_jsonl
+
 METRICS = ("recall@5", "recall@10", "recall@20", "ndcg@5", "ndcg@10", "ndcg@20")
 
 
 def load(run: Path) -> tuple[list[dict], dict]:
-    epochs = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
-    return epochs, json.loads((run / "test_metrics.json").read_text())
+    return read_jsonl(run / "metrics.jsonl"), json.loads((run / "test_metrics.json").read_text())
 
 
 def tables(runs: list[Path], labels: list[str], metric: str = "ndcg@10") -> str:

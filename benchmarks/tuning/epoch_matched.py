@@ -12,24 +12,19 @@ the methods compare after the same number of epochs, at no extra compute. Reads
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import numpy as np
 
+from pitrec.utils.io import read_jsonl
+
 
 def valid_at(run: Path, metric: str) -> dict[int, float]:
-    out = {}
-    for line in (run / "metrics.jsonl").read_text().splitlines():
-        if line.strip():
-            rec = json.loads(line)
-            if "valid" in rec:
-                out[rec["epoch"]] = rec["valid"][metric]
-    return out
+    return {rec["epoch"]: rec["valid"][metric] for rec in read_jsonl(run / "metrics.jsonl") if "valid" in rec}
 
 
 def table(bench_dir: Path, epochs: list[int], metric: str) -> str:
-    lines = [f"| method | seeds | " + " | ".join(f"epoch {e}" for e in epochs) + " |",
+    lines = ["| method | seeds | " + " | ".join(f"epoch {e}" for e in epochs) + " |",
              "|---|---:|" + "---:|" * len(epochs)]
     for method_dir in sorted(p for p in bench_dir.iterdir() if p.is_dir()):
         runs = sorted(r for r in method_dir.glob("seed*") if (r / "metrics.jsonl").is_file())

@@ -94,11 +94,10 @@ def sids_build(ctx: typer.Context,
         needs = TOKENIZERS.get(cfg.tokenizer.name).needs_embeddings
         embeddings = item_embeddings(cfg, items) if needs else None
         if needs and cfg.tokenizer.collaborative_dim:  # the training part of the split, as in `pitrec train`
-            from pitrec.data.split import leave_one_out
             from pitrec.tokenizers.collaborative import tokenizer_input
+            from pitrec.train.api import split_of
 
-            split = leave_one_out(items, cfg.data.max_history, cfg.data.min_user_interactions)
-            embeddings = tokenizer_input(cfg, embeddings, split)
+            embeddings = tokenizer_input(cfg, embeddings, split_of(cfg, items))
         table = sid_table(cfg, items, embeddings)
     except (DataError, KeyError, ValueError) as exc:
         fail(str(exc))

@@ -19,6 +19,7 @@ import scipy.sparse as sp
 from sklearn.decomposition import TruncatedSVD
 
 from pitrec.data.split import Split
+from pitrec.tokenizers.stage import tokenizer_seed
 
 log = logging.getLogger(__name__)
 
@@ -80,8 +81,7 @@ def tokenizer_input(cfg, content: np.ndarray | None, split: Split) -> np.ndarray
         return content
     if len(content) != split.n_items:
         raise ValueError(f"content embeddings have {len(content)} rows, the dataset {split.n_items} items")
-    seed = tc.seed if tc.seed is not None else cfg.run.seed
-    collab = collaborative_embeddings(split, tc.collaborative_dim, tc.collaborative_window, seed)
+    collab = collaborative_embeddings(split, tc.collaborative_dim, tc.collaborative_window, tokenizer_seed(cfg))
     norms = np.linalg.norm(content, axis=1, keepdims=True)
     unit = np.divide(content, norms, out=np.zeros_like(content, dtype=np.float32), where=norms > 0)
-    return np.concatenate([unit.astype(np.float32), tc.collaborative_weight * collab], axis=1)
+    return np.concatenate([unit, tc.collaborative_weight * collab], axis=1)

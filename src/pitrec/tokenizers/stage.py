@@ -32,7 +32,7 @@ KEY_FORMAT = 1
 def sid_table(cfg, data: Interactions, embeddings: np.ndarray | None, run=None) -> SidTable:
     """Build (or load from the cache) the SID table of ``data``'s items; copy it into ``run``."""
     tc = cfg.tokenizer
-    seed = tc.seed if tc.seed is not None else cfg.run.seed
+    seed = tokenizer_seed(cfg)
     tokenizer = TOKENIZERS.get(tc.name)(tc, progress=cfg.run.progress)
     key = sid_cache_key(tc, seed, data, embeddings if tokenizer.needs_embeddings else None)
     folder = Path(tc.cache_dir or cfg.embed.cache_dir).expanduser() / "sids" / key
@@ -48,6 +48,11 @@ def sid_table(cfg, data: Interactions, embeddings: np.ndarray | None, run=None) 
     if run is not None:
         write_artifacts(table, tc, Path(run.path), "sid_table.json", "sid_config.yaml", "sid_stats.json")
     return table
+
+
+def tokenizer_seed(cfg) -> int:
+    """``tokenizer.seed``, else ``run.seed``: every seeded step of the SID stage uses this one."""
+    return cfg.tokenizer.seed if cfg.tokenizer.seed is not None else cfg.run.seed
 
 
 def write_artifacts(table: SidTable, tc, folder: Path, table_name: str, config_name: str, stats_name: str) -> None:

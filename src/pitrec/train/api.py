@@ -22,8 +22,12 @@ from pitrec.utils.runtime import resolve_device, seed_everything, set_threads
 
 def prepare_data(cfg) -> tuple[Interactions, Split]:
     data = load_interactions(cfg.data)
-    split = leave_one_out(data, max_history=cfg.data.max_history, min_interactions=cfg.data.min_user_interactions)
-    return data, split
+    return data, split_of(cfg, data)
+
+
+def split_of(cfg, data: Interactions) -> Split:
+    """The leave-one-out split every command uses for ``data`` under ``cfg.data``."""
+    return leave_one_out(data, max_history=cfg.data.max_history, min_interactions=cfg.data.min_user_interactions)
 
 
 def write_catalog(run: RunDir, data: Interactions) -> Path:
