@@ -81,3 +81,8 @@ class TrainConfig(Section):
     # Faster where the hardware has bfloat16 matrix units (GPUs, CPUs with AMX); slower on CPUs
     # without them. See docs/precision.md for what was measured.
     precision: Literal["float32", "bfloat16"] = "float32"
+    # After the warm-up: constant, or a cosine decay to min_lr_ratio x lr over the training budget,
+    # which is train.epochs or train.max_minutes, whichever ends first (a time budget is read
+    # from rank 0's clock, so every rank of a distributed run uses the same rate).
+    lr_schedule: Literal["constant", "cosine"] = "constant"
+    min_lr_ratio: float = Field(0.0, ge=0, le=1)

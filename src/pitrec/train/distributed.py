@@ -112,11 +112,11 @@ def broadcast(tensor: torch.Tensor, src: int = 0) -> torch.Tensor:
     return buf.to(tensor.device)
 
 
-def broadcast_flag(flag: bool) -> bool:
-    """Rank 0's decision on every rank (a wall-clock budget measured by one clock)."""
+def broadcast_float(value: float) -> float:
+    """Rank 0's number on every rank (its clock, for a time budget and the schedule read from it)."""
     if not is_distributed():
-        return flag
-    return bool(broadcast(torch.tensor([int(flag)], dtype=torch.int64)).item())
+        return value
+    return float(broadcast(torch.tensor([value], dtype=torch.float64)).item())
 
 
 def gather_objects(obj: Any) -> list[Any]:

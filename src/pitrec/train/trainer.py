@@ -49,11 +49,25 @@ class Trainer:
         if groups:
             self.optimizer = torch.optim.AdamW(groups, lr=self.cfg.train.lr, betas=(0.9, 0.98))
 
-    def _lr_at(self, step: int) -> float:
-        warm = self.cfg.train.warmup_steps
-        if warm and step < warm:
-            return self.cfg.train.lr * (step + 1) / warm
-        return self.cfg.train.lr
+    def _lr_at(self, step: int, progress: float = 0.0) -> float:
+        """The rate for ``step``: linear warm-up, then constant or a cosine decay over
+        ``progress``, the share of the training budget already used (steps or seconds)."""
+        t = self.cfg.train
+        if t.warmup_steps and step < t.warmup_steps:
+            return t.lr * (step + 1) / t.warmup_steps
+        if t.lr_schedule == "constant":
+            return t.lr
+        p = min(max(progress, 0.0), 1.0)
+        return t.lr * (t.min_lr_ratio + (1 - t.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * p)))
+
+    def _budget_used(self, steps_per_epoch: int, elapsed_s: float, budget_s: float) -> float:
+        """Share of the budget used: of train.epochs' steps, or of train.max_minutes' seconds
+        when that is the tighter one (then the schedule follows the clock, as the budget does)."""
+        total_steps = max(self.cfg.train.epochs * steps_per_epoch, 1)
+        used = self.state["step"] / total_steps
+        if budget_s < math.inf:
+            used = max(used, elapsed_s / budget_s)
+        return used
 
     def _save(self, which: str) -> None:
         """Rank 0 writes. Every rank calls it at the same points: a ``latest`` checkpoint also
@@ -141,9 +155,11 @@ class Trainer:
             self._segment_start = (time.perf_counter(), time.process_time())
             bar = tqdm(batches[self.state["batch"]:], desc=f"{recipe.name} epoch {epoch + 1}/{epochs}",
                        disable=not progress, leave=False, dynamic_ncols=True)
+            elapsed = self.state["train_seconds"]  # rank 0's clock when a budget is set (below)
             for batch in bar:
+                lr = self._lr_at(self.state["step"], self._budget_used(len(batches), elapsed, budget_s))
                 for g in self.optimizer.param_groups:
-                    g["lr"] = self._lr_at(self.state["step"])
+                    g["lr"] = lr
                 losses = self._step_losses(batch)
                 loss = losses["loss"]
                 if not torch.isfinite(loss):
@@ -169,10 +185,12 @@ class Trainer:
                 if cfg.train.save_every_steps and self.state["step"] % cfg.train.save_every_steps == 0:
                     self._fold_time()
                     self._save("latest")
-                if budget_s < math.inf and dist.broadcast_flag(  # one clock decides (rank 0's)
-                        self.state["train_seconds"] + time.perf_counter() - self._segment_start[0] > budget_s):
-                    stop = True
-                    break
+                if budget_s < math.inf:  # one clock decides (rank 0's)
+                    elapsed = dist.broadcast_float(
+                        self.state["train_seconds"] + time.perf_counter() - self._segment_start[0])
+                    if elapsed > budget_s:
+                        stop = True
+                        break
             bar.close()
             self._fold_time()
             finished_epoch = self.state["batch"] >= len(batches)
