@@ -24,6 +24,11 @@ GENERATIVE = ["embed.encoder=tfidf", "embed.tfidf_dim=16", "tokenizer.name=rqkme
 OVERRIDES = {
     "pit": GENERATIVE + ["csa.dim=16", "csa.mlp_hidden=[16,8,8]", "i2t.d_model=16", "i2t.layers=1", "i2t.ffn=32",
                          "train.epochs=3", "pit.warmup_epochs=1", "pit.beam_width=6", "pit.max_items_per_sid=50"],
+    # X_i and I2T read the tokenizer's input: [unit text vector ; collaborative vector]
+    "pit-cf": GENERATIVE + ["csa.dim=16", "csa.mlp_hidden=[16,8,8]", "i2t.d_model=16", "i2t.layers=1", "i2t.ffn=32",
+                            "train.epochs=2", "pit.warmup_epochs=1", "pit.beam_width=6", "pit.max_items_per_sid=50",
+                            "tokenizer.collaborative_dim=4", "pit.item_content=tokenizer_input",
+                            "pit.i2t_content=true"],
     "pit-no-csa": GENERATIVE + ["pit.csa=false", "i2t.d_model=16", "i2t.layers=1", "i2t.ffn=32", "train.epochs=2",
                                 "pit.warmup_epochs=1", "pit.beam_width=6", "pit.max_items_per_sid=50"],
     "tiger": GENERATIVE + ["train.epochs=2", "tiger.beam_width=6"],

@@ -51,6 +51,26 @@ def test_new_item_text_is_embedded_in_the_runs_space(pit_run):
         np.testing.assert_allclose(vector[0], stored[item], atol=1e-4)
 
 
+def test_new_items_of_a_run_on_the_tokenizer_input_get_a_zero_collaborative_part(trained_runs):
+    """pit.item_content=tokenizer_input: the run's content rows are [unit text ; collaborative]. A
+    known item's text comes back as its unit text vector beside zeros (it has no interactions
+    yet), and the new item is tokenised and recommendable."""
+    rec = Recommender.load(trained_runs("pit-cf"), persist=False)
+    engine = rec.engine
+    stored = engine.models.csa.item_embedding.content.numpy()
+    text = stored.shape[1] - 4
+    assert text > 0 and np.abs(stored[:, text:]).sum() > 0  # catalogue items do carry a collaborative part
+    np.testing.assert_allclose(np.linalg.norm(stored[:, :text], axis=1), 1.0, atol=1e-5)
+    embedder = engine.models.new_item_embedder(rec.catalog)
+    for item in (0, 17, 39):
+        vector = embedder(rec.catalog, rec.catalog.texts[item], rec.catalog.attributes[item], "copy")[0]
+        np.testing.assert_allclose(vector[:text], stored[item, :text], atol=1e-4)
+        assert not vector[text:].any()
+    info = rec.add_item("fresh", "a brand new title")
+    assert info.added_online and info.sids
+    assert "fresh" in everything(rec, [1, 2, 3])
+
+
 def test_feedback_records_the_minimum_loss_sid(pit_run):
     rec = Recommender.load(pit_run, persist=False)
     rec.add_item("multi", "yet another title")

@@ -243,3 +243,23 @@ def test_i2t_content_feeds_the_content_embedding_to_item_to_token_in_training_an
     assert m.i2t.item_proj.weight.shape[1] == cfg.csa.dim + content_dim
     added = rec.add_item("fresh", title=rec.catalog.texts[0], attributes=[])
     assert added.sids and all(len(s.sid) == len(rec.engine.index.codebook_sizes) for s in added.sids)
+
+
+@pytest.mark.parametrize("item_content", ["content", "tokenizer_input"])
+def test_item_content_chooses_what_x_i_and_i2t_read(tmp_path, item_content):
+    """With collaborative SIDs, pit.item_content=tokenizer_input gives CSA (and I2T, with
+    i2t_content) exactly the tokenizer's input; the default keeps the text embedding."""
+    from pitrec.embed.stage import item_embeddings
+    from pitrec.tokenizers.collaborative import tokenizer_input
+
+    cfg = tiny_cfg(tmp_path, "tokenizer.collaborative_dim=4", f"pit.item_content={item_content}",
+                   "pit.i2t_content=true")
+    data, split = prepare_data(cfg)
+    recipe = build_recipe("pit", cfg, data, split)
+    content = item_embeddings(cfg, data)
+    expected = tokenizer_input(cfg, content, split) if item_content == "tokenizer_input" else content
+    stored = recipe.csa.item_embedding.content.cpu().numpy()
+    np.testing.assert_allclose(stored, expected, atol=1e-6)
+    assert stored.shape[1] == content.shape[1] + (4 if item_content == "tokenizer_input" else 0)
+    items = torch.arange(5)
+    assert recipe.tokenizer_inputs(items).shape[1] == cfg.csa.dim + stored.shape[1]

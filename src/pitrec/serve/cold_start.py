@@ -30,7 +30,12 @@ TOLERANCE = 1e-3  # max abs difference per coordinate (float32 SVD projections d
 class NewItemEmbedder:
     """text -> content vector (1, D) for new items; built once, on the first new item."""
 
-    def __init__(self, embed_cfg, catalog: Catalog, reference: np.ndarray | None):
+    def __init__(self, embed_cfg, catalog: Catalog, reference: np.ndarray | None, collaborative_dim: int = 0):
+        """``collaborative_dim`` > 0: the run's content view was the tokenizer's input (``pit.item_content=
+        tokenizer_input``), rows ``[unit text vector ; collaborative vector]``. New vectors are then
+        given in that space, with a zero collaborative part: a new item has no interactions, as an
+        item unseen in training had none when the collaborative vectors were built."""
+        self.collaborative_dim = collaborative_dim
         if embed_cfg.encoder == "npy":
             raise NotSupported("this run's content embeddings were precomputed (embed.encoder=npy): the service "
                                "has no encoder for a new item's text")
@@ -51,11 +56,12 @@ class NewItemEmbedder:
 
     def _check(self, texts: list[str], reference: np.ndarray, encoder: str) -> None:
         rows = np.unique(np.linspace(0, len(texts) - 1, min(CHECK_ROWS, len(texts))).astype(int))
-        again = self._transform([texts[r] for r in rows])
+        again = self._widen(self._transform([texts[r] for r in rows]))
         if again.shape[1] != reference.shape[1]:
             raise NotSupported(f"the {encoder} encoder gives {again.shape[1]}-d vectors but the run was trained on "
                                f"{reference.shape[1]}-d ones: this run cannot embed new item text")
-        diff = float(np.abs(again - reference[rows]).max())
+        text = again.shape[1] - self.collaborative_dim  # a catalogue item's collaborative part is its own
+        diff = float(np.abs(again[:, :text] - reference[rows, :text]).max())
         if diff > TOLERANCE:
             raise NotSupported(f"re-embedding catalogue items with the {encoder} encoder does not reproduce the run's "
                                f"content vectors (max difference {diff:.3g} > {TOLERANCE}); this run cannot embed new "
@@ -63,4 +69,11 @@ class NewItemEmbedder:
 
     def __call__(self, catalog: Catalog, title: str, attributes: list[int], raw_id) -> np.ndarray:
         one = Catalog([raw_id], [title], [attributes], catalog.attribute_ids)
-        return self._transform(item_texts(one.as_interactions(), self.include_attributes))
+        return self._widen(self._transform(item_texts(one.as_interactions(), self.include_attributes)))
+
+    def _widen(self, vectors: np.ndarray) -> np.ndarray:
+        if not self.collaborative_dim:
+            return vectors
+        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+        unit = np.divide(vectors, norms, out=np.zeros_like(vectors, dtype=np.float32), where=norms > 0)
+        return np.concatenate([unit, np.zeros((len(vectors), self.collaborative_dim), np.float32)], axis=1)

@@ -55,7 +55,10 @@ class PITModels:
         if self.embedder is None:
             reference = self.csa.item_embedding.content.cpu().numpy() if self.csa is not None else None
             try:
-                self.embedder = NewItemEmbedder(self.run.cfg.embed, catalog, reference)
+                cfg = self.run.cfg
+                widened = cfg.pit.item_content == "tokenizer_input" and self.csa is not None
+                self.embedder = NewItemEmbedder(cfg.embed, catalog, reference,
+                                                cfg.tokenizer.collaborative_dim if widened else 0)
             except NotSupported as exc:
                 self.embedder_error = exc
                 raise

@@ -87,6 +87,10 @@ class PITConfig(Section):
     # I2T trained 40 catalogue epochs on a trained X_i got 1.2% of items' SIDs right (top-1), on
     # the content embedding 39%; an I2T that cannot reproduce SIDs proposes generic ones.
     i2t_content: bool = False
+    # X_i's content view (and I2T's, with i2t_content): the text embedding, or what the warm-up
+    # tokenizer read (with tokenizer.collaborative_dim > 0: [unit text embedding ; collaborative
+    # vector], so I2T can see what the warm-up SIDs encode). Identical when collaborative_dim = 0.
+    item_content: Literal["content", "tokenizer_input"] = "content"
 
 
 @RECIPES.register("pit")
@@ -100,7 +104,8 @@ class PITRecipe(Recipe):
 
         cfg, pc = self.cfg, self.cfg.pit
         content = item_embeddings(cfg, self.data)
-        table = sid_table(cfg, self.data, tokenizer_input(cfg, content, self.split), run=self.run)
+        fitted_on = tokenizer_input(cfg, content, self.split)
+        table = sid_table(cfg, self.data, fitted_on, run=self.run)
         if table.n_items != self.split.n_items:
             raise ValueError(f"SID table has {table.n_items} items, the dataset {self.split.n_items}")
         self.sid_meta = dict(table.meta)
@@ -112,7 +117,7 @@ class PITRecipe(Recipe):
         # stream (dropout masks, negatives) continues exactly as in a TIGER run of the same seed
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(cfg.run.seed + 1)
-            self._build_tokenizer_side(content)
+            self._build_tokenizer_side(fitted_on if pc.item_content == "tokenizer_input" else content)
         self.index = BeamIndex.from_sid_table(table, max_sids_per_item=pc.max_sids_per_item,
                                               new_edge_weight=pc.new_edge_weight)
         # a causal U2T encoder scores all prefixes of a window in one pass, as in TIGER's recipe
