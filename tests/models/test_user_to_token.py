@@ -141,8 +141,9 @@ def test_prefix_nll_of_a_window_equals_encoding_each_prefix(encoding, attention)
 
 @pytest.mark.parametrize("encoding", ["item", "sid"])
 @torch.no_grad()
-def test_prefix_candidate_nll_equals_candidate_nll_of_each_prefix(encoding):
-    """PIT's windowed selection: C candidates for every prefix of a window, one encoder pass."""
+def test_prefix_pair_nll_equals_candidate_nll_of_each_prefix(encoding):
+    """PIT's windowed selection: any list of (window, target column, SID) triples, one encoder pass
+    and one decoder pass, gives what scoring each prefix as its own history gives."""
     model = make_model(encoding, attention="causal").eval()
     window = random_codes(3, 6, seed=8)
     valid = torch.ones(3, 6, dtype=torch.bool)
@@ -150,17 +151,20 @@ def test_prefix_candidate_nll_equals_candidate_nll_of_each_prefix(encoding):
     memory = model.encode_windows(window, valid)
     mask, allowed = model.prefix_mask(valid, 4)
     cands = torch.stack([random_codes(3, 4, seed=20 + c) for c in range(3)], 2)  # (B, n_last=4, C=3, L)
-    cand_mask = torch.ones(3, 4, 3, dtype=torch.bool)
-    cand_mask[0, 1, 2] = False
-    nll = model.prefix_candidate_nll(memory, mask, cands, cand_mask)
-    assert nll.shape == (3, 4, 3) and torch.isinf(nll[0, 1, 2])
-    for c in range(4):
+    # every real (window, column) with a varying number of candidates, in a shuffled order, window 1 left out
+    triples = [(r, c, k) for r in (0, 2) for c in range(4) if valid[r, 2 + c - 1] for k in range((r + c) % 3 + 1)]
+    triples = [triples[i] for i in torch.randperm(len(triples), generator=torch.Generator().manual_seed(0)).tolist()]
+    rows, cols, ks = (torch.tensor(x) for x in zip(*triples))
+    nll = model.prefix_pair_nll(memory, mask, rows, cols, cands[rows, cols, ks])
+    assert nll.shape == (len(triples),)
+    for p, (r, c, k) in enumerate(triples):
         j = 2 + c  # window item scored by column c
-        hist, pad = window[:, :j], ~valid[:, :j]
-        expected = model.candidate_nll(model.encode(hist, pad), cands[:, c])
+        hist, pad = window[r:r + 1, :j], ~valid[r:r + 1, :j]
+        expected = model.candidate_nll(model.encode(hist, pad), cands[r:r + 1, c, k:k + 1])[0, 0]
+        torch.testing.assert_close(nll[p], expected, atol=1e-4, rtol=1e-4)
+    for c in range(4):
+        j = 2 + c
         real = valid[:, j - 1]
-        got = nll[:, c].masked_fill(~cand_mask[:, c], 0.0)
-        torch.testing.assert_close(got[real], expected.masked_fill(~cand_mask[:, c], 0.0)[real], atol=1e-4, rtol=1e-4)
         assert allowed[real, c].sum(-1).tolist() == (valid[real, :j].sum(1) * (model.n_levels if encoding == "sid" else 1)).tolist()
 
 

@@ -255,8 +255,9 @@ class UserToToken(nn.Module):
         bos = torch.full_like(codes[..., :1], self.vocab_size)
         return torch.cat([bos, self.offsets[:-1] + codes[..., :-1]], dim=-1)
 
-    def _nll(self, memory: Memory, codes: torch.Tensor, cross_mask: torch.Tensor) -> torch.Tensor:
-        log_probs, _ = self._decode(self._teacher_inputs(codes), 0, self.cross_keys_values(memory), cross_mask, None)
+    def _nll(self, memory: Memory, codes: torch.Tensor, cross_mask: torch.Tensor, cross=None) -> torch.Tensor:
+        cross = self.cross_keys_values(memory) if cross is None else cross
+        log_probs, _ = self._decode(self._teacher_inputs(codes), 0, cross, cross_mask, None)
         return -log_probs.gather(-1, codes.unsqueeze(-1)).squeeze(-1).sum(-1)
 
     def candidate_nll(self, memory: Memory, cand_codes: torch.Tensor, cand_mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -316,15 +317,19 @@ class UserToToken(nn.Module):
         bias = self.recency_bias(dist.clamp(0, self.max_history - 1)).permute(2, 0, 1)  # (h, C, S)
         return torch.where(allowed.unsqueeze(1), bias, torch.tensor(float("-inf"), device=valid.device)), allowed
 
-    def prefix_candidate_nll(self, memory: Memory, mask: torch.Tensor, cand_codes: torch.Tensor,
-                             cand_mask: torch.Tensor | None = None) -> torch.Tensor:
-        """``candidate_nll`` for every prefix at once: C candidate SIDs for each of the last
-        n_last items of the windows, (B, n_last, C, L) -> (B, n_last, C), against the memory of
-        ``encode_windows`` and the mask of ``prefix_mask``. Masked candidates get +inf."""
-        B, n, C, L = cand_codes.shape
-        nll = self._nll(memory, cand_codes.clamp(min=0).flatten(1, 2), mask.repeat_interleave(C * L, dim=2))
-        nll = nll.unflatten(1, (n, C))
-        return nll if cand_mask is None else nll.masked_fill(~cand_mask, float("inf"))
+    def prefix_pair_nll(self, memory: Memory, mask: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor,
+                        codes: torch.Tensor) -> torch.Tensor:
+        """-log P(codes[p] | the items of window rows[p] before its target column cols[p]), (P, L) -> (P,),
+        against the memory of ``encode_windows`` and the mask of ``prefix_mask``: ``candidate_nll`` of
+        every listed (prefix, SID) pair in one decoder pass. Only the listed pairs are decoded, not a
+        (window x target column x candidate) grid: in PIT's batches most of such a grid is padding
+        (columns that are not targets, targets with fewer candidates or none to choose between)."""
+        if codes.shape[-1] != self.n_levels:
+            raise ValueError(f"SIDs have {codes.shape[-1]} levels, the model {self.n_levels}")
+        used, slot = torch.unique(rows, return_inverse=True)  # memory keys/values once per window
+        cross = [(k[slot], v[slot]) for k, v in self.cross_keys_values(Memory(memory.states[used], memory.valid[used]))]
+        pair_mask = mask[rows, :, cols].unsqueeze(2)  # (P, h, 1, S)
+        return self._nll(memory, codes.clamp(min=0).unsqueeze(1), pair_mask, cross).squeeze(1)
 
     def decode_step(self, memory: Memory, cross, prev_codes: torch.Tensor | None, level: int, cache):
         """One beam-search step (a ``decoding.beam_search.StepFn`` once memory/cross are bound):

@@ -61,20 +61,14 @@ def min_loss_sids_prefix(u2t: UserToToken, index: BeamIndex, memory: Memory, pre
     pick = torch.zeros(len(flat), dtype=torch.long, device=device)
     multi = mask.sum(1) > 1
     if multi.any():
-        B, n = targets.shape
-        C, L = cand.shape[1], cand.shape[2]
-        grid = torch.zeros(B, n, C, L, dtype=cand.dtype, device=device)
-        grid_mask = torch.zeros(B, n, C, dtype=torch.bool, device=device)
-        grid[real], grid_mask[real] = cand, mask
-        rows = (grid_mask.sum(-1) > 1).any(1)  # windows with something to choose
+        window, column = real.nonzero(as_tuple=True)  # of each real target, in row-major order as ``flat``
+        t, c = (mask & multi.unsqueeze(1)).nonzero(as_tuple=True)  # the (target, candidate) pairs to score
         was_training = u2t.training
         u2t.eval()
-        sub = Memory(memory.states[rows], memory.valid[rows])
-        cost_grid = u2t.prefix_candidate_nll(sub, prefix_mask[rows], grid[rows], grid_mask[rows])
+        nll = u2t.prefix_pair_nll(memory, prefix_mask, window[t], column[t], cand[t, c])
         u2t.train(was_training)
-        full = torch.full((B, n, C), float("inf"), device=device)
-        full[rows] = cost_grid
-        cost = full[real]
+        cost = torch.full(mask.shape, float("inf"), device=device)
+        cost[t, c] = nll
         if collision_penalty:
             cost = cost + _charge(index, cand_np, device)
         pick[multi] = cost[multi].argmin(1)
