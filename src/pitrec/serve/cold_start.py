@@ -21,6 +21,7 @@ from pitrec.embed.stage import make_encoder
 from pitrec.embed.text import item_texts
 from pitrec.serve.catalog import Catalog
 from pitrec.serve.errors import NotSupported
+from pitrec.tokenizers.collaborative import unit_rows
 
 log = logging.getLogger(__name__)
 CHECK_ROWS = 16  # catalogue items re-embedded to check the reproduction
@@ -74,6 +75,5 @@ class NewItemEmbedder:
     def _widen(self, vectors: np.ndarray) -> np.ndarray:
         if not self.collaborative_dim:
             return vectors
-        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-        unit = np.divide(vectors, norms, out=np.zeros_like(vectors, dtype=np.float32), where=norms > 0)
-        return np.concatenate([unit, np.zeros((len(vectors), self.collaborative_dim), np.float32)], axis=1)
+        zeros = np.zeros((len(vectors), self.collaborative_dim), np.float32)
+        return np.concatenate([unit_rows(vectors), zeros], axis=1)

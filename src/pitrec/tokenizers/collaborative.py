@@ -82,6 +82,10 @@ def tokenizer_input(cfg, content: np.ndarray | None, split: Split) -> np.ndarray
     if len(content) != split.n_items:
         raise ValueError(f"content embeddings have {len(content)} rows, the dataset {split.n_items} items")
     collab = collaborative_embeddings(split, tc.collaborative_dim, tc.collaborative_window, tokenizer_seed(cfg))
-    norms = np.linalg.norm(content, axis=1, keepdims=True)
-    unit = np.divide(content, norms, out=np.zeros_like(content, dtype=np.float32), where=norms > 0)
-    return np.concatenate([unit, tc.collaborative_weight * collab], axis=1)
+    return np.concatenate([unit_rows(content), tc.collaborative_weight * collab], axis=1)
+
+
+def unit_rows(vectors: np.ndarray) -> np.ndarray:
+    """Rows scaled to length 1 (all-zero rows stay zero), float32."""
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return np.divide(vectors, norms, out=np.zeros_like(vectors, dtype=np.float32), where=norms > 0)
