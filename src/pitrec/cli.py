@@ -53,7 +53,7 @@ def metrics_table(rows: list[dict], ks=(5, 10, 20), title: str = "Test metrics (
     for r in rows:
         t = r["test"]
         table.add_row(r.get("label", r["method"]), *[f"{t[f'{m}@{k}']:.4f}" for k in ks for m in ("recall", "ndcg")],
-                      f"{r['train_seconds']:.0f}")
+                      f"{r['train_seconds']:.0f}" if "train_seconds" in r else "-")
     return table
 
 
@@ -130,6 +130,29 @@ def train(ctx: typer.Context,
     console.print(metrics_table([result], cfg.eval.ks))
     if cfg.run.out:
         console.print(f"run directory: {cfg.run.out}")
+
+
+@app.command("eval", context_settings=EXTRA)
+def evaluate(ctx: typer.Context,
+             run_dir: Path = typer.Argument(..., help="a run directory written by `pitrec train --out`"),
+             part: str = typer.Option("test", help="test | valid"),
+             json_out: Optional[Path] = typer.Option(None, "--json", help="also write the record to this JSON file")) -> None:
+    """Evaluate a trained run again, e.g. with ``--eval.mask_history=true`` or ``--pit.aggregation=max``;
+    only evaluation, decoding, thread and data-path settings may be overridden."""
+    from pitrec.train.evaluate_run import evaluate_run
+    from pitrec.utils.io import atomic_write_json
+
+    try:
+        record = evaluate_run(run_dir, part, ctx.args)
+    except (DataError, ConfigError, FileNotFoundError, ValueError) as exc:
+        fail(str(exc))
+    ks = sorted({int(k.split("@")[1]) for k in record["metrics"] if "@" in k})
+    masked = "history masked" if record["mask_history"] else "history not masked"
+    console.print(metrics_table([{"method": record["method"], "test": record["metrics"]}], ks,
+                                title=f"{part} metrics of {run_dir} ({record['checkpoint']} checkpoint, {masked})"))
+    if json_out is not None:
+        atomic_write_json(json_out, record)
+        console.print(f"wrote {json_out}")
 
 
 DEMO_OVERLAY = Path(__file__).parent / "configs" / "demo_overlay.yaml"

@@ -1,6 +1,5 @@
-"""Tiny trained runs for the service tests, each built once per session (seconds on one thread):
-PIT (the full service; also without CSA), TIGER (static SIDs), SASRec and popularity (score
-rankers).
+"""Fixtures of the service tests. The tiny trained runs they serve (``trained_runs``) live in the
+root ``conftest.py``, shared with the re-evaluation tests.
 
 Tests never write into these run directories: every ``Recommender`` gets its own state folder
 (``serve_state``) or ``persist=False``."""
@@ -8,51 +7,8 @@ Tests never write into these run directories: every ``Recommender`` gets its own
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable
 
 import pytest
-
-from pitrec.config import load_config
-from pitrec.train.api import train_run
-
-DATA = ["data.format=synthetic", "data.synthetic_users=100", "data.synthetic_items=40", "data.synthetic_clusters=4",
-        "data.max_history=6", "run.progress=false", "run.seed=5", "run.num_threads=1",
-        "train.batch_size=64", "train.lr=0.005", "train.warmup_steps=0"]
-GENERATIVE = ["embed.encoder=tfidf", "embed.tfidf_dim=16", "tokenizer.name=rqkmeans", "tokenizer.levels=2",
-              "tokenizer.codebook_size=4", "u2t.d_model=16", "u2t.heads=2", "u2t.encoder_layers=1",
-              "u2t.decoder_layers=1", "u2t.ffn=32", "u2t.max_history=6"]
-OVERRIDES = {
-    "pit": GENERATIVE + ["csa.dim=16", "csa.mlp_hidden=[16,8,8]", "i2t.d_model=16", "i2t.layers=1", "i2t.ffn=32",
-                         "train.epochs=3", "pit.warmup_epochs=1", "pit.beam_width=6", "pit.max_items_per_sid=50"],
-    # X_i and I2T read the tokenizer's input: [unit text vector ; collaborative vector]
-    "pit-cf": GENERATIVE + ["csa.dim=16", "csa.mlp_hidden=[16,8,8]", "i2t.d_model=16", "i2t.layers=1", "i2t.ffn=32",
-                            "train.epochs=2", "pit.warmup_epochs=1", "pit.beam_width=6", "pit.max_items_per_sid=50",
-                            "tokenizer.collaborative_dim=4", "pit.item_content=tokenizer_input",
-                            "pit.i2t_content=true"],
-    "pit-no-csa": GENERATIVE + ["pit.csa=false", "i2t.d_model=16", "i2t.layers=1", "i2t.ffn=32", "train.epochs=2",
-                                "pit.warmup_epochs=1", "pit.beam_width=6", "pit.max_items_per_sid=50"],
-    "tiger": GENERATIVE + ["train.epochs=2", "tiger.beam_width=6"],
-    "sasrec": ["sasrec.hidden=16", "sasrec.ffn=32", "sasrec.max_len=6", "train.epochs=2"],
-    "popularity": [],
-}
-
-
-@pytest.fixture(scope="session")
-def trained_runs(tmp_path_factory) -> Callable[[str], Path]:
-    """method -> its run directory, trained on first use."""
-    root = tmp_path_factory.mktemp("serve_runs")
-    built: dict[str, Path] = {}
-
-    def get(method: str) -> Path:
-        if method not in built:
-            out = root / method
-            paths = [f"embed.cache_dir={root / 'cache'}", f"run.out={out}"]
-            cfg = load_config(method.split("-")[0], overrides=DATA + OVERRIDES[method] + paths)
-            train_run(method.split("-")[0], cfg)
-            built[method] = out
-        return built[method]
-
-    return get
 
 
 @pytest.fixture

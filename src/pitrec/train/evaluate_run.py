@@ -1,0 +1,94 @@
+"""Evaluate a finished (or interrupted) run directory again, under a protocol or decoding setting
+chosen now: history masking, other cut-offs, the validation part, a wider beam, another PIT
+aggregation rule. Published numbers differ in such choices (RecBole masks the user's history in
+full ranking; TIGER's paper does not), so comparing with them needs the same model measured both
+ways, without retraining it.
+
+It goes through the same recipe and ranker as the test evaluation at the end of training, so with no
+overrides it reproduces ``test_metrics.json`` exactly (tested)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Iterable
+
+from pitrec.config import ConfigError, config_from_dict, parse_overrides
+from pitrec.eval.evaluator import Evaluator
+from pitrec.train.api import build_recipe, prepare_data
+from pitrec.train.checkpoint import load_checkpoint
+from pitrec.train.run_dir import RunDir
+from pitrec.utils.runtime import resolve_device, seed_everything, set_threads
+
+# What may change after training: how the model is measured and decoded, where the data now lives,
+# and how many threads to use. Anything else (model size, tokenizer, data filtering...) would no
+# longer describe the checkpoint, so it is refused rather than silently ignored.
+RE_EVALUATION_KEYS: dict[str, set[str] | None] = {
+    "eval": None,  # every field
+    "run": {"num_threads", "device", "progress"},
+    "data": {"path"},
+    "tiger": {"beam_width", "constrained"},
+    "pit": {"beam_width", "aggregation"},
+}
+PARTS = ("test", "valid")
+
+
+def check_overrides(overrides: dict) -> None:
+    for section, fields in overrides.items():
+        if not isinstance(fields, dict):
+            raise ConfigError(f"override of {section!r} must name a field, e.g. --{section}.key=value")
+        allowed = RE_EVALUATION_KEYS.get(section, set())
+        for key in fields:
+            if allowed is not None and key not in allowed:
+                raise ConfigError(f"--{section}.{key} cannot change after training (the checkpoint was trained "
+                                  f"with the run's value); re-evaluation takes: {_offered()}")
+
+
+def _offered() -> str:
+    return ", ".join(f"{section}.*" if keys is None else ", ".join(f"{section}.{k}" for k in sorted(keys))
+                     for section, keys in RE_EVALUATION_KEYS.items())
+
+
+def evaluate_run(run_dir: str | Path, part: str = "test", overrides: Iterable[str] | dict = ()) -> dict[str, Any]:
+    """Metrics of the run's best checkpoint (else its latest) on ``part``, under the run's
+    config with ``overrides`` applied. Returns a record naming the run, checkpoint and settings."""
+    if part not in PARTS:
+        raise ValueError(f"part must be one of {PARTS}, got {part!r}")
+    run = RunDir(run_dir)
+    try:
+        saved = run.read_config_dict()
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{run.config_path}: missing; is {run.path} a run directory "
+                                f"(written by `pitrec train --out`)?") from None
+    changes = overrides if isinstance(overrides, dict) else parse_overrides(overrides)
+    check_overrides(changes)
+    cfg = config_from_dict(saved, source=str(run.config_path)).with_overrides(changes)
+    method = _method_of(run)
+    set_threads(cfg.run.num_threads)
+    seed_everything(cfg.run.seed)
+    data, split = prepare_data(cfg)
+    recipe = build_recipe(method, cfg, data, split, run=None)  # run=None: nothing in the run is written
+    checkpoint = next((c for c in (run.best, run.latest) if (c / "state.json").is_file()), None)
+    state: dict[str, Any] = {}
+    if recipe.trainable:
+        if checkpoint is None:
+            raise FileNotFoundError(f"{run.path}: no checkpoint (checkpoint/best or checkpoint/latest) to evaluate")
+        state, extra = load_checkpoint(checkpoint, recipe.modules())
+        recipe.load_extra_state(extra, state.get("recipe_state", {}))
+    recipe.train(False)
+    evaluator = Evaluator(split, ks=cfg.eval.ks, batch_size=cfg.eval.batch_size, mask_history=cfg.eval.mask_history,
+                          device=resolve_device(cfg.run.device),
+                          max_users=(cfg.eval.valid_users or None) if part == "valid" else None, seed=cfg.run.seed)
+    metrics = evaluator.evaluate(recipe.ranker(), part, progress=cfg.run.progress)
+    return {"run": str(run.path), "method": method, "part": part,
+            "checkpoint": checkpoint.name if checkpoint is not None and recipe.trainable else None,
+            "best_epoch": state.get("best_epoch"), "overrides": changes,
+            "mask_history": cfg.eval.mask_history, "metrics": metrics}
+
+
+def _method_of(run: RunDir) -> str:
+    from pitrec.serve.loader import RunDirError, open_run  # the method detection serving already does
+
+    try:
+        return open_run(run.path).method
+    except RunDirError as exc:
+        raise ValueError(str(exc)) from None

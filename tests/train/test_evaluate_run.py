@@ -1,0 +1,68 @@
+"""``pitrec eval``: a trained run measured again. With no overrides it must reproduce the test
+figures written at the end of training (same recipe, checkpoint and ranker); protocol overrides
+apply; settings the checkpoint depends on are refused."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from pitrec.cli import app
+from pitrec.config import ConfigError
+from pitrec.train.evaluate_run import evaluate_run
+
+METRIC_KEYS = [f"{m}@{k}" for m in ("recall", "ndcg") for k in (5, 10, 20)]
+
+
+@pytest.mark.parametrize("method", ["sasrec", "tiger", "pit", "pit-cf", "popularity"])
+def test_reproduces_the_test_metrics_written_by_training(trained_runs, method):
+    run = trained_runs(method)
+    written = json.loads((run / "test_metrics.json").read_text())["test"]
+    record = evaluate_run(run)
+    assert record["method"] == method.split("-")[0]
+    assert record["part"] == "test" and record["mask_history"] is False
+    assert {k: record["metrics"][k] for k in METRIC_KEYS} == {k: written[k] for k in METRIC_KEYS}
+    assert record["metrics"]["users"] == written["users"]
+
+
+def test_masked_history_never_recommends_history_items(trained_runs):
+    run = trained_runs("sasrec")
+    plain = evaluate_run(run)["metrics"]
+    masked = evaluate_run(run, overrides=["--eval.mask_history=true"])
+    # the evaluator raises if a ranked list holds a history item, so finishing is the check
+    assert masked["mask_history"] is True and masked["metrics"]["users"] == plain["users"]
+    assert masked["overrides"] == {"eval": {"mask_history": True}}
+
+
+def test_validation_part_on_all_users(trained_runs):
+    run = trained_runs("tiger")
+    part = evaluate_run(run, part="valid", overrides={"eval": {"valid_users": 0}})
+    subset = evaluate_run(run, part="valid", overrides={"eval": {"valid_users": 30}})
+    assert part["metrics"]["users"] == 100  # every synthetic user has a validation item
+    assert subset["metrics"]["users"] == 30
+
+
+@pytest.mark.parametrize("override", ["--u2t.d_model=32", "--train.lr=0.1", "--data.max_history=3", "--run.seed=2"])
+def test_refuses_settings_the_checkpoint_depends_on(trained_runs, override):
+    key = override[2:].split("=")[0]
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        evaluate_run(trained_runs("tiger"), overrides=[override])
+
+
+def test_cli_prints_and_writes_json(trained_runs, tmp_path):
+    out = tmp_path / "eval.json"
+    result = CliRunner().invoke(app, ["eval", str(trained_runs("sasrec")), "--json", str(out),
+                                      "--eval.mask_history=true"])
+    assert result.exit_code == 0, result.output
+    assert "history masked" in result.output
+    record = json.loads(out.read_text())
+    assert record["mask_history"] is True and set(METRIC_KEYS) <= set(record["metrics"])
+
+
+def test_cli_names_a_missing_run_directory(tmp_path):
+    result = CliRunner().invoke(app, ["eval", str(tmp_path / "nowhere")])
+    assert result.exit_code == 2
+    text = result.output.replace("\n", "")  # rich wraps long lines
+    assert "nowhere/config.yaml: missing" in text and "run directory" in text
