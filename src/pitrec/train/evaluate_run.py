@@ -9,6 +9,7 @@ overrides it reproduces ``test_metrics.json`` exactly (tested)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -48,11 +49,20 @@ def _offered() -> str:
                      for section, keys in RE_EVALUATION_KEYS.items())
 
 
-def evaluate_run(run_dir: str | Path, part: str = "test", overrides: Iterable[str] | dict = ()) -> dict[str, Any]:
-    """Metrics of the run's best checkpoint (else its latest) on ``part``, under the run's
-    config with ``overrides`` applied. Returns a record naming the run, checkpoint and settings."""
-    if part not in PARTS:
-        raise ValueError(f"part must be one of {PARTS}, got {part!r}")
+@dataclass
+class TrainedRun:
+    """A run directory's recipe with its checkpoint loaded (eval mode), and the split it was trained on."""
+    cfg: Any
+    method: str
+    recipe: Any
+    split: Any
+    checkpoint: Path | None  # None for an untrained method (popularity)
+    state: dict[str, Any]
+
+
+def load_trained_run(run_dir: str | Path, overrides: Iterable[str] | dict = ()) -> TrainedRun:
+    """The run's config with ``overrides`` (re-evaluation keys only), its data and recipe rebuilt
+    from the stage caches, and its best checkpoint (else its latest) loaded."""
     run = RunDir(run_dir)
     try:
         saved = run.read_config_dict()
@@ -74,14 +84,27 @@ def evaluate_run(run_dir: str | Path, part: str = "test", overrides: Iterable[st
             raise FileNotFoundError(f"{run.path}: no checkpoint (checkpoint/best or checkpoint/latest) to evaluate")
         state, extra = load_checkpoint(checkpoint, recipe.modules())
         recipe.load_extra_state(extra, state.get("recipe_state", {}))
+    else:
+        checkpoint = None
     recipe.train(False)
-    evaluator = Evaluator(split, ks=cfg.eval.ks, batch_size=cfg.eval.batch_size, mask_history=cfg.eval.mask_history,
+    return TrainedRun(cfg, method, recipe, split, checkpoint, state)
+
+
+def evaluate_run(run_dir: str | Path, part: str = "test", overrides: Iterable[str] | dict = ()) -> dict[str, Any]:
+    """Metrics of the run's best checkpoint (else its latest) on ``part``, under the run's
+    config with ``overrides`` applied. Returns a record naming the run, checkpoint and settings."""
+    if part not in PARTS:
+        raise ValueError(f"part must be one of {PARTS}, got {part!r}")
+    changes = overrides if isinstance(overrides, dict) else parse_overrides(overrides)
+    t = load_trained_run(run_dir, changes)
+    cfg = t.cfg
+    evaluator = Evaluator(t.split, ks=cfg.eval.ks, batch_size=cfg.eval.batch_size, mask_history=cfg.eval.mask_history,
                           device=resolve_device(cfg.run.device),
                           max_users=(cfg.eval.valid_users or None) if part == "valid" else None, seed=cfg.run.seed)
-    metrics = evaluator.evaluate(recipe.ranker(), part, progress=cfg.run.progress)
-    return {"run": str(run.path), "method": method, "part": part,
-            "checkpoint": checkpoint.name if checkpoint is not None and recipe.trainable else None,
-            "best_epoch": state.get("best_epoch"), "overrides": changes,
+    metrics = evaluator.evaluate(t.recipe.ranker(), part, progress=cfg.run.progress)
+    return {"run": str(run_dir), "method": t.method, "part": part,
+            "checkpoint": t.checkpoint.name if t.checkpoint is not None else None,
+            "best_epoch": t.state.get("best_epoch"), "overrides": changes,
             "mask_history": cfg.eval.mask_history, "metrics": metrics}
 
 

@@ -7,6 +7,10 @@ cheapest SID is the one every item shares). Candidates are scored with dropout o
 should follow the model, not the noise), in one decoder pass against the user's memory; targets
 with a single candidate skip scoring. Training and the service's online feedback apply the same
 rule.
+
+``precision="bfloat16"`` scores under ``torch.autocast``: the scoring is forward-only and only its
+argmin is used, so the matrix products can run on AMX / AVX512-BF16 units; a near-tie may then
+flip (the agreement with float32 is measured by ``benchmarks/tuning/selection_precision.py``).
 """
 
 from __future__ import annotations
@@ -18,6 +22,12 @@ from pitrec.index.beam_index import BeamIndex
 from pitrec.models.user_to_token import Memory, UserToToken
 
 
+def _scoring(device: torch.device, precision: str):
+    if precision not in ("float32", "bfloat16"):
+        raise ValueError(f"selection precision must be float32 or bfloat16, got {precision!r}")
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bfloat16")
+
+
 def _charge(index: BeamIndex, cand_np: np.ndarray, device) -> torch.Tensor:
     counts = index.sid_item_counts(cand_np)
     return torch.from_numpy(np.log(np.maximum(counts, 1))).float().to(device)
@@ -25,7 +35,8 @@ def _charge(index: BeamIndex, cand_np: np.ndarray, device) -> torch.Tensor:
 
 @torch.no_grad()
 def min_loss_sids(u2t: UserToToken, index: BeamIndex, memory: Memory, target: torch.Tensor, n_candidates: int,
-                  collision_penalty: bool = True) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                  collision_penalty: bool = True, precision: str = "float32"
+                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """One history per row: returns the chosen codes (B, L), the picked candidate column (B,) and
     which rows had more than one candidate (B,)."""
     cand_np, mask_np, _ = index.candidates(target.cpu().numpy(), n_candidates)
@@ -38,7 +49,8 @@ def min_loss_sids(u2t: UserToToken, index: BeamIndex, memory: Memory, target: to
         was_training = u2t.training
         u2t.eval()
         sub = Memory(memory.states[multi], memory.valid[multi])
-        cost = u2t.candidate_nll(sub, cand[multi], mask[multi])
+        with _scoring(device, precision):
+            cost = u2t.candidate_nll(sub, cand[multi], mask[multi]).float()
         u2t.train(was_training)
         if collision_penalty:
             cost = cost + _charge(index, cand_np[multi.cpu().numpy()], device)
@@ -49,7 +61,8 @@ def min_loss_sids(u2t: UserToToken, index: BeamIndex, memory: Memory, target: to
 @torch.no_grad()
 def min_loss_sids_prefix(u2t: UserToToken, index: BeamIndex, memory: Memory, prefix_mask: torch.Tensor,
                          targets: torch.Tensor, real: torch.Tensor, n_candidates: int,
-                         collision_penalty: bool = True) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                         collision_penalty: bool = True, precision: str = "float32"
+                         ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Windows (``UserToToken.encode_windows``): ``targets`` (B, n_last) items, ``real`` (B, n_last)
     which of them are training targets. Returns, for the real ones in row-major order, the chosen
     codes (N, L), the picked column (N,) and which had more than one candidate (N,)."""
@@ -65,7 +78,8 @@ def min_loss_sids_prefix(u2t: UserToToken, index: BeamIndex, memory: Memory, pre
         t, c = (mask & multi.unsqueeze(1)).nonzero(as_tuple=True)  # the (target, candidate) pairs to score
         was_training = u2t.training
         u2t.eval()
-        nll = u2t.prefix_pair_nll(memory, prefix_mask, window[t], column[t], cand[t, c])
+        with _scoring(device, precision):
+            nll = u2t.prefix_pair_nll(memory, prefix_mask, window[t], column[t], cand[t, c]).float()
         u2t.train(was_training)
         cost = torch.full(mask.shape, float("inf"), device=device)
         cost[t, c] = nll

@@ -215,7 +215,8 @@ class PITEngine(Engine):
         history = history.to(m.device)
         memory = m.u2t.encode(self.history_codes[history.clamp(min=0)], history == PAD)
         target = torch.tensor([item], device=m.device)
-        chosen, pick, _ = min_loss_sids(m.u2t, self.index, memory, target, pc.candidates, pc.collision_penalty)
+        chosen, pick, _ = min_loss_sids(m.u2t, self.index, memory, target, pc.candidates, pc.collision_penalty,
+                                        pc.selection_precision)
         codes = chosen.cpu().numpy()
         index = copy.deepcopy(self.index)
         index.record_selections(np.array([item]), codes)

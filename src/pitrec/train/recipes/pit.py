@@ -72,6 +72,7 @@ class PITConfig(Section):
     # selection pays log(items holding the SID): a SID shared by n items names the target only
     # with probability 1/n. Without it the cheapest SID is the one every item shares (collapse).
     collision_penalty: bool = True
+    selection_precision: Literal["float32", "bfloat16"] = "float32"  # see pitrec.train.selection
     max_items_per_sid: int = Field(8, ge=1)  # I2T proposals made for more items than this are dropped
     # every SID names one item: a proposal colliding with another item's SID gets a free
     # disambiguation token, or is dropped (see pitrec.index.proposals); off: collisions allowed
@@ -206,7 +207,8 @@ class PITRecipe(Recipe):
         flat = targets[real]
         if self.coevolving and self.cfg.pit.sid_selection:
             chosen, pick, multi = min_loss_sids_prefix(self.u2t, self.index, memory, mask, targets, real,
-                                                       self.cfg.pit.candidates, self.cfg.pit.collision_penalty)
+                                                       self.cfg.pit.candidates, self.cfg.pit.collision_penalty,
+                                                       self.cfg.pit.selection_precision)
             self._counters.add(len(flat), int(multi.sum()), int((pick != 0).sum()))
         else:
             chosen = self.initial_codes[flat]
@@ -270,7 +272,7 @@ class PITRecipe(Recipe):
             self._counters.add(len(target), 0, 0)
             return self.initial_codes[target]
         chosen, pick, multi = min_loss_sids(self.u2t, self.index, memory, target, self.cfg.pit.candidates,
-                                            self.cfg.pit.collision_penalty)
+                                            self.cfg.pit.collision_penalty, self.cfg.pit.selection_precision)
         self._counters.add(len(target), int(multi.sum()), int((pick != 0).sum()))
         return chosen
 
