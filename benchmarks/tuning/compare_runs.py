@@ -4,6 +4,9 @@ epoch, and validation NDCG@10 per epoch with the training seconds behind it.
     python benchmarks/tuning/compare_runs.py runs/speed/tiger30 runs/speed/tigercf30 \
         --labels "RQ-VAE (content)" "RQ-VAE (content + collaborative)"
 
+Runs given the same label (e.g. seeds of one setting) also get a table of mean ± std (sample std,
+n - 1) per label.
+
 Reads each run's config.yaml, metrics.jsonl and test_metrics.json (written by `pitrec train`), so the
 tables in benchmarks/tuning/*.md can be regenerated from the runs they describe.
 """
@@ -12,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 from pathlib import Path
 
 from pitrec.utils.io import read_jsonl
@@ -31,6 +35,20 @@ def tables(runs: list[Path], labels: list[str], metric: str = "ndcg@10") -> str:
     for label, (_, test) in zip(labels, loaded):
         vals = " | ".join(f"{test['test'][m]:.4f}" for m in METRICS)
         lines.append(f"| {label} | {test['epochs_run']} | {test['best_epoch']} | {test['train_seconds']:.0f} | {vals} |")
+    groups: dict[str, list[dict]] = {}
+    for label, (_, test) in zip(labels, loaded):
+        groups.setdefault(label, []).append(test)
+    if any(len(g) > 1 for g in groups.values()):
+        lines += ["", "## Mean ± std over the runs of each label", "",
+                  "| label | runs | epochs | " + " | ".join(m.replace("recall", "R").replace("ndcg", "N") for m in METRICS)
+                  + " |", "|---|---:|---:|" + "---:|" * len(METRICS)]
+        for label, tests in groups.items():
+            def cell(values: list[float]) -> str:
+                return f"{statistics.mean(values):.4f} ± {statistics.stdev(values):.4f}" if len(values) > 1 \
+                    else f"{values[0]:.4f}"
+            epochs = "/".join(str(t["epochs_run"]) for t in tests)
+            lines.append(f"| {label} | {len(tests)} | {epochs} | "
+                         + " | ".join(cell([t["test"][m] for t in tests]) for m in METRICS) + " |")
     n = max(len(e) for e, _ in loaded)
     lines += ["", f"## Validation {metric} by epoch (training seconds at the end of the epoch)", "",
               "| epoch | " + " | ".join(labels) + " |", "|---:|" + "---:|" * len(labels)]

@@ -18,7 +18,7 @@ import torch
 
 from pitrec.data.batches import PAD
 from pitrec.train.evaluate_run import load_trained_run
-from pitrec.train.selection import _charge, min_loss_sids_prefix
+from pitrec.train.selection import min_loss_sids_prefix, selection_cost
 
 
 def main() -> None:
@@ -63,8 +63,8 @@ def main() -> None:
                     hist = items[r:r + 1, :m - w.n_last + c]
                     one = recipe.u2t.encode(recipe.history_codes[hist.clamp(min=0)], hist == PAD)
                     pair = torch.stack([exact[k], fast[k]])[None]
-                    cost = recipe.u2t.candidate_nll(one, pair, torch.ones(1, 2, dtype=torch.bool))[0]
-                    cost = cost + _charge(recipe.index, pair[0].numpy(), cost.device)
+                    cost = selection_cost(recipe.u2t, recipe.index, one, pair, torch.ones(1, 2, dtype=torch.bool),
+                                          cfg.pit.collision_penalty)[0]
                     regret = float(cost[1] - cost[0])
                     totals["regret_sum"] += regret
                     totals["regret_max"] = max(totals["regret_max"], regret)

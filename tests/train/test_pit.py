@@ -176,22 +176,29 @@ def test_coevolution_keeps_every_sid_naming_one_item(tiny_run):
     assert any(e.get("refresh_unique_proposals", 0) > 0 for e in epochs)
 
 
+def _window_case(tmp_path, sids_per_item: int):
+    """An untrained causal PIT recipe whose index gives every item ``sids_per_item`` random SIDs,
+    and one training batch of windows encoded: (recipe, windows, memory, prefix mask)."""
+    cfg = tiny_cfg(tmp_path, "pit.warmup_epochs=0", "pit.candidates=3", "u2t.encoder_attention=causal")
+    data, split = prepare_data(cfg)
+    recipe = build_recipe("pit", cfg, data, split)
+    rng = np.random.default_rng(0)
+    recipe.index.refresh(np.arange(50), rng.integers(0, 4, size=(50, sids_per_item, 3)), np.zeros((50, sids_per_item)))
+    recipe.train(False)
+    w = recipe.windows.batch(recipe.windows.batch_indices(64, np.random.default_rng(1))[0])
+    valid = w.items != PAD
+    memory = recipe.u2t.encode_windows(recipe.history_codes[w.items.clamp(min=0)], valid)
+    mask, _ = recipe.u2t.prefix_mask(valid, w.n_last)
+    return recipe, w, memory, mask
+
+
 def test_windowed_selection_equals_per_pair_selection(tmp_path):
     """The causal encoder's windowed training step must choose, for every prefix of a window, the
     SID that the per-pair rule (the one the service applies) chooses for that history."""
     from pitrec.train.selection import min_loss_sids, min_loss_sids_prefix
 
-    cfg = tiny_cfg(tmp_path, "pit.warmup_epochs=0", "pit.candidates=3", "u2t.encoder_attention=causal")
-    data, split = prepare_data(cfg)
-    recipe = build_recipe("pit", cfg, data, split)
-    rng = np.random.default_rng(0)
-    recipe.index.refresh(np.arange(50), rng.integers(0, 4, size=(50, 2, 3)), np.zeros((50, 2)))
-    recipe.train(False)
-    w = recipe.windows.batch(recipe.windows.batch_indices(64, np.random.default_rng(1))[0])
+    recipe, w, memory, mask = _window_case(tmp_path, sids_per_item=2)
     items, real = w.items, w.targets
-    valid = items != PAD
-    memory = recipe.u2t.encode_windows(recipe.history_codes[items.clamp(min=0)], valid)
-    mask, _ = recipe.u2t.prefix_mask(valid, w.n_last)
     targets = items[:, -w.n_last:]
     chosen, _, multi = min_loss_sids_prefix(recipe.u2t, recipe.index, memory, mask, targets, real, 3)
     assert multi.any()
@@ -268,19 +275,10 @@ def test_item_content_chooses_what_x_i_and_i2t_read(tmp_path, item_content):
 def test_bfloat16_selection_picks_a_near_minimum_candidate(tmp_path):
     """Scoring the candidates in bfloat16 may flip a near-tie, never a clear choice: where it picks
     differently from float32, its pick's float32 cost is within 0.1 nats of the minimum."""
-    from pitrec.train.selection import _charge, min_loss_sids_prefix
+    from pitrec.train.selection import min_loss_sids_prefix, selection_cost
 
-    cfg = tiny_cfg(tmp_path, "pit.warmup_epochs=0", "pit.candidates=3", "u2t.encoder_attention=causal")
-    data, split = prepare_data(cfg)
-    recipe = build_recipe("pit", cfg, data, split)
-    rng = np.random.default_rng(0)
-    recipe.index.refresh(np.arange(50), rng.integers(0, 4, size=(50, 3, 3)), np.zeros((50, 3)))
-    recipe.train(False)
-    w = recipe.windows.batch(recipe.windows.batch_indices(64, np.random.default_rng(1))[0])
+    recipe, w, memory, mask = _window_case(tmp_path, sids_per_item=3)
     items, real = w.items, w.targets
-    valid = items != PAD
-    memory = recipe.u2t.encode_windows(recipe.history_codes[items.clamp(min=0)], valid)
-    mask, _ = recipe.u2t.prefix_mask(valid, w.n_last)
     targets = items[:, -w.n_last:]
     exact, _, multi = min_loss_sids_prefix(recipe.u2t, recipe.index, memory, mask, targets, real, 3)
     fast, _, _ = min_loss_sids_prefix(recipe.u2t, recipe.index, memory, mask, targets, real, 3, precision="bfloat16")
@@ -288,12 +286,10 @@ def test_bfloat16_selection_picks_a_near_minimum_candidate(tmp_path):
     rows, cols = torch.nonzero(real, as_tuple=True)
     m = items.shape[1]
     for k in torch.nonzero((fast != exact).any(1)).flatten().tolist():
-        r, c = rows[k], cols[k]
-        hist = items[r:r + 1, :m - w.n_last + c]
+        hist = items[rows[k]:rows[k] + 1, :m - w.n_last + cols[k]]
         one = recipe.u2t.encode(recipe.history_codes[hist.clamp(min=0)], hist == PAD)
         pair = torch.stack([exact[k], fast[k]])[None]
-        cost = recipe.u2t.candidate_nll(one, pair, torch.ones(1, 2, dtype=torch.bool))[0]
-        cost = cost + _charge(recipe.index, pair[0].numpy(), cost.device)
+        cost = selection_cost(recipe.u2t, recipe.index, one, pair, torch.ones(1, 2, dtype=torch.bool))[0]
         assert cost[1] - cost[0] <= 0.1, (k, cost.tolist())
     with pytest.raises(ValueError, match="bfloat16"):
         min_loss_sids_prefix(recipe.u2t, recipe.index, memory, mask, targets, real, 3, precision="half")

@@ -34,6 +34,21 @@ def _charge(index: BeamIndex, cand_np: np.ndarray, device) -> torch.Tensor:
 
 
 @torch.no_grad()
+def selection_cost(u2t: UserToToken, index: BeamIndex, memory: Memory, cand: torch.Tensor, mask: torch.Tensor,
+                   collision_penalty: bool = True, precision: str = "float32") -> torch.Tensor:
+    """What the selection minimises: the U2T loss (dropout off) of each candidate SID (B, C, L)
+    given its row's history, plus the collision charge; (B, C), +inf where ``mask`` is False."""
+    was_training = u2t.training
+    u2t.eval()
+    with _scoring(memory.states.device, precision):
+        cost = u2t.candidate_nll(memory, cand, mask).float()
+    u2t.train(was_training)
+    if collision_penalty:
+        cost = cost + _charge(index, cand.cpu().numpy(), cost.device)
+    return cost
+
+
+@torch.no_grad()
 def min_loss_sids(u2t: UserToToken, index: BeamIndex, memory: Memory, target: torch.Tensor, n_candidates: int,
                   collision_penalty: bool = True, precision: str = "float32"
                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -46,14 +61,8 @@ def min_loss_sids(u2t: UserToToken, index: BeamIndex, memory: Memory, target: to
     pick = torch.zeros(len(target), dtype=torch.long, device=device)
     multi = mask.sum(1) > 1
     if multi.any():
-        was_training = u2t.training
-        u2t.eval()
         sub = Memory(memory.states[multi], memory.valid[multi])
-        with _scoring(device, precision):
-            cost = u2t.candidate_nll(sub, cand[multi], mask[multi]).float()
-        u2t.train(was_training)
-        if collision_penalty:
-            cost = cost + _charge(index, cand_np[multi.cpu().numpy()], device)
+        cost = selection_cost(u2t, index, sub, cand[multi], mask[multi], collision_penalty, precision)
         pick[multi] = cost.argmin(1)
     return cand[torch.arange(len(target), device=device), pick], pick, multi
 
