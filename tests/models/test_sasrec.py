@@ -14,11 +14,19 @@ from pitrec.train.recipes.sasrec import length_bucketed_batches, training_window
 N_ITEMS = 30
 
 
-@pytest.fixture(params=[True, False], ids=["tied", "untied"])
+VARIANTS = {
+    "tied": {"tie_output": True},
+    "untied": {"tie_output": False},
+    # RecBole's layout: LayerNorm on the input, post-LN blocks, no sqrt(d) scale, tied output
+    "recbole": {"tie_output": True, "input_norm": True, "norm_first": False, "scale_embeddings": False},
+}
+
+
+@pytest.fixture(params=list(VARIANTS))
 def model(request) -> SASRec:
     torch.manual_seed(0)
     return SASRec(N_ITEMS, SASRecConfig(hidden=16, layers=2, heads=2, ffn=32, max_len=12, dropout=0.3,
-                                        attn_dropout=0.3, tie_output=request.param)).eval()
+                                        attn_dropout=0.3, **VARIANTS[request.param])).eval()
 
 
 def _histories(batch: int, length: int, seed: int = 1) -> torch.Tensor:

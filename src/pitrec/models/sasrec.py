@@ -33,6 +33,9 @@ class SASRecConfig(Section):
     scale_embeddings: bool = True  # multiply input item embeddings by sqrt(hidden) (original SASRec)
     tie_output: bool = True  # score items with the input embedding table (False: a separate table)
     input_skip_to_output: bool = True  # False: the output is only what the layers add to the input
+    # RecBole's variant: LayerNorm on (item + position) embeddings, and post-LN blocks (no final norm)
+    input_norm: bool = False
+    norm_first: bool = True  # pre-LN blocks plus a final LayerNorm (False: post-LN, RecBole's and the original's)
 
 
 class SASRec(nn.Module):
@@ -43,11 +46,12 @@ class SASRec(nn.Module):
         self.item_emb = nn.Embedding(n_items + 1, cfg.hidden, padding_idx=0)  # row 0 = PAD
         self.pos_emb = nn.Embedding(cfg.max_len, cfg.hidden)
         self.emb_dropout = nn.Dropout(cfg.dropout)
+        self.input_norm = nn.LayerNorm(cfg.hidden) if cfg.input_norm else nn.Identity()
         layer = nn.TransformerEncoderLayer(cfg.hidden, cfg.heads, cfg.ffn, dropout=cfg.dropout, activation="gelu",
-                                           batch_first=True, norm_first=True)
+                                           batch_first=True, norm_first=cfg.norm_first)
         layer.self_attn.dropout = cfg.attn_dropout
         self.encoder = nn.TransformerEncoder(layer, cfg.layers, enable_nested_tensor=False)
-        self.final_norm = nn.LayerNorm(cfg.hidden)
+        self.final_norm = nn.LayerNorm(cfg.hidden) if cfg.norm_first else nn.Identity()
         self.out_emb = None if cfg.tie_output else nn.Linear(cfg.hidden, n_items, bias=False)
         self.emb_scale = cfg.hidden ** 0.5 if cfg.scale_embeddings else 1.0
         self.input_skip_to_output = cfg.input_skip_to_output
@@ -63,7 +67,7 @@ class SASRec(nn.Module):
         x = self.item_emb(seq + 1) * self.emb_scale
         # positions counted back from the most recent item, so left padding does not shift them
         pos = torch.arange(T - 1, -1, -1, device=seq.device).clamp(max=self.max_len - 1)
-        x = self.emb_dropout(x + self.pos_emb(pos)) * valid.unsqueeze(-1)
+        x = self.emb_dropout(self.input_norm(x + self.pos_emb(pos))) * valid.unsqueeze(-1)
         causal = torch.ones(T, T, dtype=torch.bool, device=seq.device).triu(1)
         # a query may not attend to the future or to padding, but always to itself (no all-masked rows)
         mask = causal.unsqueeze(0) | ~valid.unsqueeze(1)
