@@ -36,6 +36,11 @@ def test_filters(write_bench):
     bench = load_bench(write_bench())
     runs, _ = plan_runs(bench, methods=["sasrec"])
     assert {r.method.method for r in runs} == {"sasrec"}
+    variants = load_bench(write_bench(methods=[{"method": "sasrec"}, {"method": "sasrec", "variant": "wide",
+                                                                      "overrides": {"sasrec": {"hidden": 32}}}]))
+    assert {r.method.label for r in plan_runs(variants, methods=["sasrec"])[0]} == {"sasrec", "sasrec/wide"}
+    assert {r.method.label for r in plan_runs(variants, methods=["sasrec/full"])[0]} == {"sasrec"}  # main alone
+    assert {r.method.label for r in plan_runs(variants, methods=["sasrec/wide"])[0]} == {"sasrec/wide"}
     with pytest.raises(BenchError, match="--method sasrek matches nothing.*popularity, sasrec"):
         plan_runs(bench, methods=["sasrek"])
     with pytest.raises(BenchError, match="--dataset beauty"):

@@ -80,10 +80,11 @@ def plan_runs(bench: BenchConfig, methods: list[str] | None = None,
               datasets: list[str] | None = None) -> tuple[list[RunSpec], list[str]]:
     """The runs to make, dataset by dataset, and a warning per method that is not registered.
 
-    ``methods`` filters by method name or ``method/variant`` label; ``datasets`` by name. A filter
-    that matches nothing is an error (it is a typo, not an empty benchmark).
+    ``methods`` filters by method name (all its variants), ``method/variant`` label, or
+    ``method/full`` (the main variant alone); ``datasets`` by name. A filter that matches nothing
+    is an error (it is a typo, not an empty benchmark).
     """
-    chosen_methods = _filter(bench.methods, methods, lambda m: {m.method, m.label}, "--method",
+    chosen_methods = _filter(bench.methods, methods, lambda m: {m.method, m.label, f"{m.method}/{m.variant}"}, "--method",
                              [m.label for m in bench.methods])
     chosen_datasets = _filter(list(bench.datasets), datasets, lambda d: {d}, "--dataset", list(bench.datasets))
     known = RECIPES.names()
