@@ -15,6 +15,8 @@ flip (the agreement with float32 is measured by ``benchmarks/tuning/selection_pr
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import torch
 
@@ -23,9 +25,13 @@ from pitrec.models.user_to_token import Memory, UserToToken
 
 
 def _scoring(device: torch.device, precision: str):
+    """bfloat16: autocast for the scoring. float32: the caller's context unchanged (an
+    ``autocast(enabled=False)`` here would switch off a ``train.precision=bfloat16`` step's autocast)."""
     if precision not in ("float32", "bfloat16"):
         raise ValueError(f"selection precision must be float32 or bfloat16, got {precision!r}")
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bfloat16")
+    if precision == "float32":
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=torch.bfloat16)
 
 
 def _charge(index: BeamIndex, cand_np: np.ndarray, device) -> torch.Tensor:
