@@ -138,7 +138,8 @@ def evaluate(ctx: typer.Context,
              part: str = typer.Option("test", help="test | valid"),
              json_out: Optional[Path] = typer.Option(None, "--json", help="also write the record to this JSON file")) -> None:
     """Evaluate a trained run again, e.g. with ``--eval.mask_history=true`` or ``--pit.aggregation=max``;
-    only evaluation, decoding, thread and data-path settings may be overridden."""
+    only evaluation, decoding, thread and data-path settings may be overridden. It reads the run's
+    dataset (its ``data.path``, or ``--data.path`` if the data moved) to rebuild the split."""
     from pitrec.train.evaluate_run import evaluate_run
     from pitrec.utils.io import atomic_write_json
 
