@@ -148,7 +148,8 @@ def main() -> None:
     record = {
         "label": args.label or f"{Path(args.data).name}-B{pit_cfg.pit.candidates}",
         "data": args.data, "steps_per_epoch": steps_per_epoch, "threads": args.threads,
-        "batch_size": tiger_cfg.train.batch_size, "precision": tiger_cfg.train.precision, "candidates": pit_cfg.pit.candidates, **out,
+        "batch_size": tiger_cfg.train.batch_size, "precision": tiger_cfg.train.precision,
+        "selection_precision": pit_cfg.pit.selection_precision, "candidates": pit_cfg.pit.candidates, **out,
         "tiger_epoch_s_est": tiger_epoch, "coevolution_epoch_s_est": coevo_epoch,
         "epoch_ratio": coevo_epoch / tiger_epoch, "hot_spots": hot,
         **provenance(),
@@ -169,7 +170,10 @@ def report(doc: dict) -> str:
              "| run | B | SIDs/item | threads | precision | TIGER samples/s | warm-up x | co-evolution x | refresh s | epoch ratio |",
              "|---|---:|---:|---:|---|---:|---:|---:|---:|---:|"]
     for r in doc["runs"]:
-        lines.append(f"| {r['label']} | {r['candidates']} | {r['sids_per_item']:.1f} | {r['threads']} | {r.get('precision', 'float32')} | {r['tiger']['samples_per_s']:.0f} | "
+        precision = r.get("precision", "float32")
+        if r.get("selection_precision", precision) != precision:
+            precision += f" (selection {r['selection_precision']})"
+        lines.append(f"| {r['label']} | {r['candidates']} | {r['sids_per_item']:.1f} | {r['threads']} | {precision} | {r['tiger']['samples_per_s']:.0f} | "
                      f"{r['pit_warmup']['step_ratio_vs_tiger']:.2f} | {r['pit_coevolution']['step_ratio_vs_tiger']:.2f} | "
                      f"{r['refresh']['wall_s']:.1f} | {r['epoch_ratio']:.2f} |")
     lines.append("")
