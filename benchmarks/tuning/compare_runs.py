@@ -21,31 +21,30 @@ from pathlib import Path
 from pitrec.utils.io import read_jsonl
 
 METRICS = ("recall@5", "recall@10", "recall@20", "ndcg@5", "ndcg@10", "ndcg@20")
+HEADS = " | ".join(m.replace("recall", "R").replace("ndcg", "N") for m in METRICS)
 
 
 def load(run: Path) -> tuple[list[dict], dict]:
     return read_jsonl(run / "metrics.jsonl"), json.loads((run / "test_metrics.json").read_text())
 
 
+def cell(values: list[float]) -> str:
+    return f"{statistics.mean(values):.4f} ± {statistics.stdev(values):.4f}" if len(values) > 1 else f"{values[0]:.4f}"
+
+
 def tables(runs: list[Path], labels: list[str], metric: str = "ndcg@10") -> str:
     loaded = [load(r) for r in runs]
-    head = "| run | epochs | best epoch | train s | " + " | ".join(m.replace("recall", "R").replace("ndcg", "N")
-                                                                  for m in METRICS) + " |"
+    head = f"| run | epochs | best epoch | train s | {HEADS} |"
     lines = ["## Test (best validation epoch)", "", head, "|---|" + "---:|" * (3 + len(METRICS))]
+    groups: dict[str, list[dict]] = {}  # label -> its runs' test records, for the mean ± std table
     for label, (_, test) in zip(labels, loaded):
         vals = " | ".join(f"{test['test'][m]:.4f}" for m in METRICS)
         lines.append(f"| {label} | {test['epochs_run']} | {test['best_epoch']} | {test['train_seconds']:.0f} | {vals} |")
-    groups: dict[str, list[dict]] = {}
-    for label, (_, test) in zip(labels, loaded):
         groups.setdefault(label, []).append(test)
     if any(len(g) > 1 for g in groups.values()):
         lines += ["", "## Mean ± std over the runs of each label", "",
-                  "| label | runs | epochs | " + " | ".join(m.replace("recall", "R").replace("ndcg", "N") for m in METRICS)
-                  + " |", "|---|---:|---:|" + "---:|" * len(METRICS)]
+                  f"| label | runs | epochs | {HEADS} |", "|---|---:|---:|" + "---:|" * len(METRICS)]
         for label, tests in groups.items():
-            def cell(values: list[float]) -> str:
-                return f"{statistics.mean(values):.4f} ± {statistics.stdev(values):.4f}" if len(values) > 1 \
-                    else f"{values[0]:.4f}"
             epochs = "/".join(str(t["epochs_run"]) for t in tests)
             lines.append(f"| {label} | {len(tests)} | {epochs} | "
                          + " | ".join(cell([t["test"][m] for t in tests]) for m in METRICS) + " |")

@@ -24,14 +24,20 @@ from pitrec.index.beam_index import BeamIndex
 from pitrec.models.user_to_token import Memory, UserToToken
 
 
-def _scoring(device: torch.device, precision: str):
-    """bfloat16: autocast for the scoring. float32: the caller's context unchanged (an
-    ``autocast(enabled=False)`` here would switch off a ``train.precision=bfloat16`` step's autocast)."""
+@contextlib.contextmanager
+def _scoring(u2t: UserToToken, device: torch.device, precision: str):
+    """Candidates are scored with dropout off, then ``u2t`` goes back to its mode. bfloat16: under
+    autocast. float32: the caller's context unchanged (an ``autocast(enabled=False)`` here would
+    switch off a ``train.precision=bfloat16`` step's autocast)."""
     if precision not in ("float32", "bfloat16"):
         raise ValueError(f"selection precision must be float32 or bfloat16, got {precision!r}")
-    if precision == "float32":
-        return contextlib.nullcontext()
-    return torch.autocast(device.type, dtype=torch.bfloat16)
+    was_training = u2t.training
+    u2t.eval()
+    try:
+        with torch.autocast(device.type, dtype=torch.bfloat16) if precision == "bfloat16" else contextlib.nullcontext():
+            yield
+    finally:
+        u2t.train(was_training)
 
 
 def _charge(index: BeamIndex, cand_np: np.ndarray, device) -> torch.Tensor:
@@ -44,11 +50,8 @@ def selection_cost(u2t: UserToToken, index: BeamIndex, memory: Memory, cand: tor
                    collision_penalty: bool = True, precision: str = "float32") -> torch.Tensor:
     """What the selection minimises: the U2T loss (dropout off) of each candidate SID (B, C, L)
     given its row's history, plus the collision charge; (B, C), +inf where ``mask`` is False."""
-    was_training = u2t.training
-    u2t.eval()
-    with _scoring(memory.states.device, precision):
+    with _scoring(u2t, memory.states.device, precision):
         cost = u2t.candidate_nll(memory, cand, mask).float()
-    u2t.train(was_training)
     if collision_penalty:
         cost = cost + _charge(index, cand.cpu().numpy(), cost.device)
     return cost
@@ -91,11 +94,8 @@ def min_loss_sids_prefix(u2t: UserToToken, index: BeamIndex, memory: Memory, pre
     if multi.any():
         window, column = real.nonzero(as_tuple=True)  # of each real target, in row-major order as ``flat``
         t, c = (mask & multi.unsqueeze(1)).nonzero(as_tuple=True)  # the (target, candidate) pairs to score
-        was_training = u2t.training
-        u2t.eval()
-        with _scoring(device, precision):
+        with _scoring(u2t, device, precision):
             nll = u2t.prefix_pair_nll(memory, prefix_mask, window[t], column[t], cand[t, c]).float()
-        u2t.train(was_training)
         cost = torch.full(mask.shape, float("inf"), device=device)
         cost[t, c] = nll
         if collision_penalty:
