@@ -75,7 +75,11 @@ class TrainConfig(Section):
     grad_clip: float = Field(1.0, ge=0)  # 0 = off
     patience: int = Field(5, ge=1)  # early stopping on eval.valid_metric, in evaluations
     eval_every: int = Field(1, ge=1)  # epochs between validations
-    max_minutes: float = Field(0, ge=0)  # wall-clock budget for training (0 = none)
+    max_minutes: float = Field(0, ge=0)  # time budget for training (0 = none), on budget_clock
+    # wall: elapsed time. cpu: this process's CPU time, all its threads together, so a run's
+    # budget buys the same work when other jobs share the machine (with run.num_threads=1 it is
+    # about the wall time of an unloaded machine; with N busy threads about N x the wall time).
+    budget_clock: Literal["wall", "cpu"] = "wall"
     save_every_steps: int = Field(0, ge=0)  # extra mid-epoch checkpoints for resume (0 = per epoch)
     # bfloat16: forward passes under torch.autocast (weights, optimiser and backward stay float32).
     # Faster where the hardware has bfloat16 matrix units (GPUs, CPUs with AMX); slower on CPUs

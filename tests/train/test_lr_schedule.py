@@ -55,3 +55,26 @@ def test_a_cosine_run_decays_to_the_floor_over_its_epochs(tiny_cfg, tmp_path):
     # the last step of epoch e runs at progress (e * steps - 1) / (4 * steps), just below e / 4
     assert cos[1] == pytest.approx(0.004 * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * 2 / 4))), rel=0.15)
     assert cos[-1] == pytest.approx(0.004 * 0.05, rel=0.5)
+
+
+def test_the_cpu_budget_clock_ignores_time_spent_waiting(tiny_cfg):
+    """A neighbour's load shows up as waiting: it moves the wall clock, hardly the CPU clock."""
+    import time
+    clocks = {}
+    for clock in ("wall", "cpu"):
+        t = _trainer(tiny_cfg, f"train.budget_clock={clock}")
+        t.state.update(train_seconds=5.0, train_cpu_seconds=100.0)
+        t._segment_start = (time.perf_counter(), time.process_time())
+        time.sleep(0.3)
+        clocks[clock] = t._budget_clock()
+    assert clocks["wall"] == pytest.approx(5.3, abs=0.1)
+    assert 100.0 <= clocks["cpu"] < 100.1
+
+
+@pytest.mark.parametrize("clock", ["wall", "cpu"])
+def test_a_spent_budget_stops_training_after_the_step_that_spent_it(tiny_cfg, tmp_path, clock):
+    out = tmp_path / clock
+    result = train_run("sasrec", tiny_cfg(out, "train.epochs=20", "train.max_minutes=0.00001",
+                                          f"train.budget_clock={clock}"))
+    assert result["steps"] == 1 and result["epochs_run"] == 0
+    assert len(read_jsonl(out / "metrics.jsonl")) == 1  # the cut epoch is logged and validated once
