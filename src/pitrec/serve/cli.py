@@ -10,6 +10,60 @@ import typer
 
 def register(app: typer.Typer) -> None:
     app.command("serve")(serve)
+    app.command("recommend", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(recommend)
+
+
+# what ``pitrec recommend`` lets ``--data.KEY=VALUE`` set: how the input file is read
+INPUT_KEYS = ("format", "user_col", "item_col", "time_col")
+
+
+def recommend(ctx: typer.Context,
+              run_dir: Path = typer.Argument(..., help="a run directory written by `pitrec train`"),
+              input_path: Path = typer.Option(..., "--input", help="interactions: S3-Rec folder, .inter, CSV/TSV or Parquet"),
+              out: Path = typer.Option(..., help="output .csv | .tsv | .parquet | .jsonl (user_id, rank, item_id, score)"),
+              k: int = typer.Option(10, help="items per user"),
+              exclude_history: bool = typer.Option(False, help="never recommend an item of the history the model reads (the last data.max_history items)"),
+              ignore_unknown: bool = typer.Option(False, help="drop items the run does not know instead of stopping"),
+              explain: bool = typer.Option(False, help="add the SIDs behind each score (generative methods)"),
+              batch_size: int = typer.Option(256, min=1, help="users per model pass"),
+              device: str = typer.Option("cpu", help="cpu | cuda | auto"),
+              threads: Optional[int] = typer.Option(None, help="torch threads (default: the run's run.num_threads)"),
+              dtype: str = typer.Option("float32", help="float32 | bfloat16 (tiger, pit)"),
+              state_dir: Optional[Path] = typer.Option(None, help="a service's state (snapshot + update log) to answer "
+                                                                  "from; default: the trained run as it is")) -> None:
+    """Top-k recommendations for every user of an interaction file, from a trained run. The input is
+    read like training data (``--data.user_col``, ``--data.item_col``, ``--data.time_col``,
+    ``--data.format`` set how), without k-core filtering; the index is not updated."""
+    from pitrec.cli import console, fail
+    from pitrec.data.errors import DataError
+    from pitrec.data.readers import load_interactions
+    from pitrec.serve.loader import RunDirError
+    from pitrec.serve.offline import output_format, recommend_file
+    from pitrec.serve.recommender import Recommender
+
+    update: dict = {"path": str(input_path), "format": "auto", "kcore_users": 0, "kcore_items": 0, "items_file": None}
+    for arg in ctx.args:
+        key, sep, value = arg.removeprefix("--").partition("=")
+        if not sep or not key.startswith("data.") or key[5:] not in INPUT_KEYS:
+            fail(f"unknown option {arg!r}: besides the listed options only --data.KEY=VALUE with KEY in "
+                 f"{', '.join(INPUT_KEYS)} is accepted")
+        update[key[5:]] = value
+    try:
+        output_format(out)
+        recommender = Recommender.load(run_dir, state_dir=state_dir, persist=state_dir is not None, device=device,
+                                       threads=threads, dtype=dtype)
+        data_cfg = recommender.run.cfg.data.model_copy(update=update)
+        data = load_interactions(type(data_cfg).model_validate(data_cfg.model_dump()))
+        summary = recommend_file(recommender, data, out, k, exclude_history, ignore_unknown, explain, batch_size)
+    except (RunDirError, DataError, ValueError) as exc:
+        fail(str(exc))
+    s = summary.as_dict()
+    console.print(f"wrote {out}: top-{k} of {s['answered']:,} users ({s['rows']:,} rows), index version {s['index_version']}")
+    if s["unknown_items"]:
+        console.print(f"dropped {s['unknown_interactions']:,} interactions with {s['unknown_items']:,} unknown item ids")
+    if s["skipped_users"]:
+        console.print(f"[yellow]{s['skipped_users']:,} users had no known item and got no recommendations; "
+                      f"listed in {out}.skipped.txt[/]")
 
 
 def serve(run_dir: Path = typer.Argument(..., help="a run directory written by `pitrec train`"),
