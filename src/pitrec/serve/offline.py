@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Hashable, Iterator, Sequence
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
@@ -117,8 +118,12 @@ def _known_histories(recommender: Recommender, data: Interactions, ignore_unknow
     return histories, users
 
 
+def _plain(raw: Hashable) -> Hashable:
+    return int(raw) if isinstance(raw, np.integer) else raw
+
+
 def _needs_text_ids(ids: Sequence[Hashable]) -> bool:
-    return any(not isinstance(i, int) for i in ids)
+    return any(not isinstance(i, (int, np.integer)) for i in ids)
 
 
 class _Writer:
@@ -148,7 +153,7 @@ class _Writer:
     def write(self, rows: list[tuple]) -> None:
         if self.fmt == "jsonl":
             for user, rank, item, score, sids in rows:
-                record = {"user_id": user, "rank": rank, "item_id": item, "score": score}
+                record = {"user_id": _plain(user), "rank": rank, "item_id": _plain(item), "score": score}
                 if self.explain:
                     record["sids"] = sids
                 self._sink.write(json.dumps(record) + "\n")
