@@ -155,3 +155,25 @@ def test_columns_are_named_by_data_options_and_other_options_are_refused(trained
     assert refused.exit_code == 2 and "--train.epochs=3" in refused.output
     bad_suffix = _invoke(run, "--input", src, "--out", tmp_path / "recs.xlsx")
     assert bad_suffix.exit_code == 2 and ".parquet" in bad_suffix.output
+
+
+def test_a_services_state_dir_brings_the_items_it_added(trained_runs, tmp_path):
+    """--state-dir answers from a service's state: an item added online is known there, and the
+    trained run alone still refuses it."""
+    run = trained_runs("pit")
+    state = tmp_path / "serving"
+    live = Recommender.load(run, state_dir=state)
+    live.add_item("brand-new", title=live.catalog.texts[0])
+    live.close()
+    trained = Recommender.load(run, persist=False)
+    frame = _interactions(trained)
+    frame.loc[len(frame)] = ("u0", "brand-new", 99_999)
+    src = tmp_path / "inter.csv"
+    frame.to_csv(src, index=False)
+    out = tmp_path / "recs.jsonl"
+    refused = _invoke(run, "--input", src, "--out", out)
+    assert refused.exit_code == 2 and "brand-new" in refused.output
+    ok = _invoke(run, "--input", src, "--out", out, "--state-dir", state, "--k", "4")
+    assert ok.exit_code == 0, ok.output
+    assert f"index version {trained.version + 1}" in " ".join(ok.output.split())  # the added item's version
+    _same(_read(out), _expected(Recommender.load(run, state_dir=state), frame, 4))
