@@ -66,8 +66,7 @@ def test_every_users_rows_are_the_services_answer(trained_runs, tmp_path, method
     run = trained_runs(method)
     rec = Recommender.load(run, persist=False)
     frame = _interactions(rec)
-    src = tmp_path / "inter.csv"
-    frame.to_csv(src, index=False)
+    src = _csv(frame, tmp_path)
     out = tmp_path / f"recs{suffix}"
     result = _invoke(run, "--input", src, "--out", out, "--k", "5")
     assert result.exit_code == 0, result.output
@@ -97,10 +96,14 @@ def test_batches_exclusion_and_explanations(trained_runs, tmp_path):
     assert all(r["sids"] and all(len(s["sid"]) == len(rows[0]["sids"][0]["sid"]) for s in r["sids"]) for r in rows)
 
 
-def _load(frame: pd.DataFrame, tmp_path: Path):
-    src = tmp_path / "in.csv"
+def _csv(frame: pd.DataFrame, tmp_path: Path) -> Path:
+    src = tmp_path / "inter.csv"
     frame.to_csv(src, index=False)
-    return load_interactions(DataConfig(path=str(src)))
+    return src
+
+
+def _load(frame: pd.DataFrame, tmp_path: Path):
+    return load_interactions(DataConfig(path=str(_csv(frame, tmp_path))))
 
 
 def test_unknown_items_stop_before_anything_is_written(trained_runs, tmp_path):
@@ -108,8 +111,7 @@ def test_unknown_items_stop_before_anything_is_written(trained_runs, tmp_path):
     rec = Recommender.load(run, persist=False)
     frame = _interactions(rec)
     frame.loc[len(frame)] = ("u3", "no-such-item", 5)
-    src = tmp_path / "inter.csv"
-    frame.to_csv(src, index=False)
+    src = _csv(frame, tmp_path)
     out = tmp_path / "recs.csv"
     result = _invoke(run, "--input", src, "--out", out)
     assert result.exit_code == 2
@@ -126,8 +128,7 @@ def test_ignore_unknown_drops_them_and_lists_users_left_with_nothing(trained_run
     frame.loc[len(frame)] = ("u3", "no-such-item", 5)
     frame.loc[len(frame)] = ("lost", "no-such-item", 6)
     frame.loc[len(frame)] = ("lost", "gone-too", 7)
-    src = tmp_path / "inter.csv"
-    frame.to_csv(src, index=False)
+    src = _csv(frame, tmp_path)
     out = tmp_path / "recs.parquet"
     result = _invoke(run, "--input", src, "--out", out, "--ignore-unknown", "--k", "3")
     assert result.exit_code == 0, result.output
@@ -168,8 +169,7 @@ def test_a_services_state_dir_brings_the_items_it_added(trained_runs, tmp_path):
     trained = Recommender.load(run, persist=False)
     frame = _interactions(trained)
     frame.loc[len(frame)] = ("u0", "brand-new", 99_999)
-    src = tmp_path / "inter.csv"
-    frame.to_csv(src, index=False)
+    src = _csv(frame, tmp_path)
     out = tmp_path / "recs.jsonl"
     refused = _invoke(run, "--input", src, "--out", out)
     assert refused.exit_code == 2 and "brand-new" in refused.output

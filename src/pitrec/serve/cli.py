@@ -52,8 +52,8 @@ def recommend(ctx: typer.Context,
         output_format(out)
         recommender = Recommender.load(run_dir, state_dir=state_dir, persist=state_dir is not None, device=device,
                                        threads=threads, dtype=dtype)
-        data_cfg = recommender.run.cfg.data.model_copy(update=update)
-        data = load_interactions(type(data_cfg).model_validate(data_cfg.model_dump()))
+        run_data = recommender.run.cfg.data  # validated again with the input's settings
+        data = load_interactions(type(run_data).model_validate({**run_data.model_dump(), **update}))
         summary = recommend_file(recommender, data, out, k, exclude_history, ignore_unknown, explain, batch_size)
     except (RunDirError, DataError, ValueError) as exc:
         fail(str(exc))
