@@ -47,7 +47,7 @@ class Trainer:
     def _build_optimizer(self) -> None:
         groups = self.recipe.param_groups()
         if groups:
-            self.optimizer = torch.optim.AdamW(groups, lr=self.cfg.train.lr, betas=(0.9, 0.98))
+            self.optimizer = build_adamw(groups, self.cfg.train.lr, self.cfg.train.optimizer_impl)
 
     def _lr_at(self, step: int, progress: float = 0.0) -> float:
         """The rate for ``step``: linear warm-up, then constant or a cosine decay over
@@ -325,3 +325,10 @@ def clip_per_module(modules, max_norm: float) -> None:
         if params:
             torch.nn.utils.clip_grad_norm_(params, max_norm)
 
+
+def build_adamw(groups: list[dict], lr: float, impl: str = "fused") -> torch.optim.AdamW:
+    """AdamW as every recipe trains with it; ``impl`` picks the implementation (train.optimizer_impl)."""
+    kind = {"fused": {"fused": True}, "foreach": {"foreach": True}, "loop": {"foreach": False}}
+    if impl not in kind:
+        raise ValueError(f"train.optimizer_impl must be one of {sorted(kind)}, got {impl!r}")
+    return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.98), **kind[impl])
