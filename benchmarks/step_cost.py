@@ -24,7 +24,7 @@ import torch
 
 from pitrec.config import load_config
 from pitrec.train.api import build_recipe, prepare_data
-from pitrec.train.trainer import clip_per_module, training_autocast
+from pitrec.train.trainer import build_adamw, clip_per_module, training_autocast
 from pitrec.bench.results import provenance, save_labelled_record
 from pitrec.utils.runtime import seed_everything, set_threads
 
@@ -128,7 +128,7 @@ def main() -> None:
         return lambda: setattr(pit, "epoch", epoch)  # the recipe's phase is its current epoch
 
     def adamw(recipe, lr: float):
-        return torch.optim.AdamW(recipe.param_groups(), lr=lr, betas=(0.9, 0.98))
+        return build_adamw(recipe.param_groups(), lr, recipe.cfg.train.optimizer_impl)
 
     pit_opt, clip = adamw(pit, pit_cfg.train.lr), pit_cfg.train.grad_clip
     timers = {"tiger": StepTimer(tiger, adamw(tiger, tiger_cfg.train.lr), tiger_cfg.train.grad_clip),
@@ -149,7 +149,9 @@ def main() -> None:
         "label": args.label or f"{Path(args.data).name}-B{pit_cfg.pit.candidates}",
         "data": args.data, "steps_per_epoch": steps_per_epoch, "threads": args.threads,
         "batch_size": tiger_cfg.train.batch_size, "precision": tiger_cfg.train.precision,
-        "selection_precision": pit_cfg.pit.selection_precision, "candidates": pit_cfg.pit.candidates, **out,
+        "selection_precision": pit_cfg.pit.selection_precision,
+        "selection_share": pit_cfg.pit.selection_share, "optimizer_impl": pit_cfg.train.optimizer_impl,
+        "candidates": pit_cfg.pit.candidates, **out,
         "tiger_epoch_s_est": tiger_epoch, "coevolution_epoch_s_est": coevo_epoch,
         "epoch_ratio": coevo_epoch / tiger_epoch, "hot_spots": hot,
         **provenance(),
@@ -167,13 +169,16 @@ def report(doc: dict) -> str:
              "forward + backward + clipping + AdamW per step (median of the timed steps beside the "
              "throughput). Epoch ratio = co-evolution steps of one epoch plus one index refresh, over "
              "TIGER's steps of one epoch. Target (issues 4, 6): <= 1.5.", "",
-             "| run | B | SIDs/item | threads | precision | TIGER samples/s | warm-up x | co-evolution x | refresh s | epoch ratio |",
-             "|---|---:|---:|---:|---|---:|---:|---:|---:|---:|"]
+             "Selection share: the share of targets with a choice whose candidates are scored "
+             "(`pit.selection_share`). AdamW: `train.optimizer_impl` (runs before it existed used the loop).", "",
+             "| run | B | SIDs/item | selection share | AdamW | threads | precision | TIGER samples/s | warm-up x | co-evolution x | refresh s | epoch ratio |",
+             "|---|---:|---:|---:|---|---:|---|---:|---:|---:|---:|---:|"]
     for r in doc["runs"]:
         precision = r.get("precision", "float32")
         if r.get("selection_precision", precision) != precision:
             precision += f" (selection {r['selection_precision']})"
-        lines.append(f"| {r['label']} | {r['candidates']} | {r['sids_per_item']:.1f} | {r['threads']} | {precision} | {r['tiger']['samples_per_s']:.0f} | "
+        lines.append(f"| {r['label']} | {r['candidates']} | {r['sids_per_item']:.1f} | {r.get('selection_share', 1.0):g} | "
+                     f"{r.get('optimizer_impl', 'loop')} | {r['threads']} | {precision} | {r['tiger']['samples_per_s']:.0f} | "
                      f"{r['pit_warmup']['step_ratio_vs_tiger']:.2f} | {r['pit_coevolution']['step_ratio_vs_tiger']:.2f} | "
                      f"{r['refresh']['wall_s']:.1f} | {r['epoch_ratio']:.2f} |")
     lines.append("")

@@ -49,7 +49,7 @@ def main() -> None:
                 picks[precision] = min_loss_sids_prefix(recipe.u2t, recipe.index, memory, mask, targets, real, B,
                                                         cfg.pit.collision_penalty, precision)
                 totals[f"{precision}_s"] += time.perf_counter() - start
-            exact, _, multi = picks["float32"]
+            exact, _, multi, _ = picks["float32"]
             fast = picks["bfloat16"][0]
             differ = (fast != exact).any(1)
             totals["targets"] += len(exact)

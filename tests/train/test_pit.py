@@ -103,7 +103,7 @@ def test_selection_picks_the_minimum_loss_candidate(tmp_path):
     each = torch.stack([recipe.u2t.sid_nll(memory, torch.from_numpy(c)[None]) for c in cand[0]]).squeeze(1)
     counts = recipe.index.sid_item_counts(cand[0])
     expected = int((each + torch.log(torch.from_numpy(np.maximum(counts, 1)).float())).argmin())
-    chosen = recipe.select_sids(memory, torch.tensor([target]))
+    chosen = recipe.select_sids(memory, torch.tensor([target])).chosen
     assert chosen[0].tolist() == cand[0, expected].tolist()
 
     # make the cheapest candidate a SID shared by many items: the charge log(n) must move the choice
@@ -112,7 +112,7 @@ def test_selection_picks_the_minimum_loss_candidate(tmp_path):
     recipe.index.refresh(others, np.repeat(cand[0, best][None, None], len(others), 0), np.zeros((len(others), 1)))
     gap = float((each.sort().values[1] - each.min()).detach())
     if np.log(41) > gap + 1e-6:
-        chosen = recipe.select_sids(memory, torch.tensor([target]))
+        chosen = recipe.select_sids(memory, torch.tensor([target])).chosen
         assert chosen[0].tolist() != cand[0, best].tolist()
 
 
@@ -200,14 +200,14 @@ def test_windowed_selection_equals_per_pair_selection(tmp_path):
     recipe, w, memory, mask = _window_case(tmp_path, sids_per_item=2)
     items, real = w.items, w.targets
     targets = items[:, -w.n_last:]
-    chosen, _, multi = min_loss_sids_prefix(recipe.u2t, recipe.index, memory, mask, targets, real, 3)
+    chosen, _, multi, _ = min_loss_sids_prefix(recipe.u2t, recipe.index, memory, mask, targets, real, 3)
     assert multi.any()
     rows, cols = torch.nonzero(real, as_tuple=True)
     m = items.shape[1]
     for k, (r, c) in enumerate(zip(rows.tolist(), cols.tolist())):
         hist = items[r:r + 1, :m - w.n_last + c]
         one = recipe.u2t.encode(recipe.history_codes[hist.clamp(min=0)], hist == PAD)
-        expected, _, _ = min_loss_sids(recipe.u2t, recipe.index, one, targets[r:r + 1, c], 3)
+        expected, *_ = min_loss_sids(recipe.u2t, recipe.index, one, targets[r:r + 1, c], 3)
         assert chosen[k].tolist() == expected[0].tolist(), (r, c)
 
 
@@ -280,8 +280,8 @@ def test_bfloat16_selection_picks_a_near_minimum_candidate(tmp_path):
     recipe, w, memory, mask = _window_case(tmp_path, sids_per_item=3)
     items, real = w.items, w.targets
     targets = items[:, -w.n_last:]
-    exact, _, multi = min_loss_sids_prefix(recipe.u2t, recipe.index, memory, mask, targets, real, 3)
-    fast, _, _ = min_loss_sids_prefix(recipe.u2t, recipe.index, memory, mask, targets, real, 3, precision="bfloat16")
+    exact, _, multi, _ = min_loss_sids_prefix(recipe.u2t, recipe.index, memory, mask, targets, real, 3)
+    fast, *_ = min_loss_sids_prefix(recipe.u2t, recipe.index, memory, mask, targets, real, 3, precision="bfloat16")
     assert multi.sum() >= 20 and fast.shape == exact.shape
     rows, cols = torch.nonzero(real, as_tuple=True)
     m = items.shape[1]
@@ -293,3 +293,58 @@ def test_bfloat16_selection_picks_a_near_minimum_candidate(tmp_path):
         assert cost[1] - cost[0] <= 0.1, (k, cost.tolist())
     with pytest.raises(ValueError, match="bfloat16"):
         min_loss_sids_prefix(recipe.u2t, recipe.index, memory, mask, targets, real, 3, precision="half")
+
+
+def test_selection_share_scores_a_drawn_subset_and_leaves_the_rest_on_their_strongest_sid(tmp_path):
+    """share < 1: the scored targets are a subset of those with a choice, each chosen exactly as
+    with share 1; the others are skipped and train on their strongest SID (column 0); the same
+    generator seed draws the same subset."""
+    from pitrec.train.selection import min_loss_sids_prefix
+
+    recipe, w, memory, mask = _window_case(tmp_path, sids_per_item=3)
+    targets = w.items[:, -w.n_last:]
+    full = min_loss_sids_prefix(recipe.u2t, recipe.index, memory, mask, targets, w.targets, 3)
+    assert full.scored.sum() >= 40 and not full.skipped.any()
+    half = min_loss_sids_prefix(recipe.u2t, recipe.index, memory, mask, targets, w.targets, 3,
+                                share=0.5, rng=np.random.default_rng(5))
+    choice = full.scored
+    assert torch.equal(half.scored | half.skipped, choice) and not (half.scored & half.skipped).any()
+    assert 0.2 < half.scored.sum().item() / choice.sum().item() < 0.8
+    assert torch.equal(half.chosen[half.scored], full.chosen[half.scored])
+    assert (half.pick[~half.scored] == 0).all()
+    again = min_loss_sids_prefix(recipe.u2t, recipe.index, memory, mask, targets, w.targets, 3,
+                                 share=0.5, rng=np.random.default_rng(5))
+    assert torch.equal(again.scored, half.scored)
+    with pytest.raises(ValueError, match="random generator"):
+        min_loss_sids_prefix(recipe.u2t, recipe.index, memory, mask, targets, w.targets, 3, share=0.5)
+    with pytest.raises(ValueError, match=r"\(0, 1\]"):
+        min_loss_sids_prefix(recipe.u2t, recipe.index, memory, mask, targets, w.targets, 3, share=0.0,
+                             rng=np.random.default_rng(5))
+
+
+def test_selection_share_in_training_records_only_the_scored_and_unchosen_targets(tmp_path):
+    """A co-evolution step with pit.selection_share=0.5 adds to the index one unit of weight per
+    target it did not skip (skipped targets were chosen by no loss), and reports the skipped share;
+    the step's draw depends on (seed, step) only."""
+    cfg = tiny_cfg(tmp_path, "pit.warmup_epochs=0", "pit.candidates=3", "u2t.encoder_attention=causal",
+                   "pit.selection_share=0.5")
+    recipe = build_recipe("pit", cfg, *prepare_data(cfg))
+    rng = np.random.default_rng(0)
+    recipe.index.refresh(np.arange(50), rng.integers(0, 4, size=(50, 3, 3)), np.zeros((50, 3)))
+    batch = recipe.train_batches(0, np.random.default_rng(1))[0]
+    n_targets = recipe.batch_size_of(batch)
+    draws = []
+    for _ in range(2):
+        before = recipe.index.edges()[2].sum()
+        recipe.training_step(batch, 3)
+        counters = recipe._counters
+        added = recipe.index.edges()[2].sum() - before
+        assert counters.skipped > 0 and counters.scored > 0
+        assert added == pytest.approx(n_targets - counters.skipped)
+        draws.append((counters.scored, counters.skipped))
+        recipe._counters = type(counters)()
+    assert draws[0] == draws[1]
+    report = recipe.on_epoch_end(0)
+    assert "selection_skipped_share" in report
+    with pytest.raises(Exception, match="selection_share"):
+        tiny_cfg(tmp_path, "pit.selection_share=0")

@@ -8,6 +8,12 @@ should follow the model, not the noise), in one decoder pass against the user's 
 with a single candidate skip scoring. Training and the service's online feedback apply the same
 rule.
 
+``share`` < 1 scores a random share of the targets that have a choice (drawn by ``rng``); the
+others train on their strongest SID and are reported as ``skipped``, so that the caller does not
+record them as selections (they were not chosen by any loss). Scoring is the cost of
+co-evolution: it grows with the share of items the index gives several SIDs, and the share caps
+it (``benchmarks/step_cost.py`` measures both).
+
 ``precision="bfloat16"`` scores under ``torch.autocast``: the scoring is forward-only and only its
 argmin is used, so the matrix products can run on AMX / AVX512-BF16 units; a near-tie may then
 flip (the agreement with float32 is measured by ``benchmarks/tuning/selection_precision.py``).
@@ -16,12 +22,34 @@ flip (the agreement with float32 is measured by ``benchmarks/tuning/selection_pr
 from __future__ import annotations
 
 import contextlib
+from typing import NamedTuple
 
 import numpy as np
 import torch
 
 from pitrec.index.beam_index import BeamIndex
 from pitrec.models.user_to_token import Memory, UserToToken
+
+
+class Selection(NamedTuple):
+    """Per target: the SID to train on (N, L), its candidate column (N,), whether it was scored
+    (N,), and whether it had a choice but was left unscored by ``share`` (N,)."""
+
+    chosen: torch.Tensor
+    pick: torch.Tensor
+    scored: torch.Tensor
+    skipped: torch.Tensor
+
+
+def _draw(choice: torch.Tensor, share: float, rng: np.random.Generator | None) -> torch.Tensor:
+    """Which of the targets with a choice are scored: all, or each with probability ``share``."""
+    if not 0 < share <= 1:
+        raise ValueError(f"selection share must lie in (0, 1], got {share}")
+    if share >= 1:
+        return choice
+    if rng is None:
+        raise ValueError("a selection share below 1 needs a random generator (rng)")
+    return choice & torch.from_numpy(rng.random(len(choice)) < share).to(choice.device)
 
 
 @contextlib.contextmanager
@@ -59,38 +87,38 @@ def selection_cost(u2t: UserToToken, index: BeamIndex, memory: Memory, cand: tor
 
 @torch.no_grad()
 def min_loss_sids(u2t: UserToToken, index: BeamIndex, memory: Memory, target: torch.Tensor, n_candidates: int,
-                  collision_penalty: bool = True, precision: str = "float32"
-                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """One history per row: returns the chosen codes (B, L), the picked candidate column (B,) and
-    which rows had more than one candidate (B,)."""
+                  collision_penalty: bool = True, precision: str = "float32", share: float = 1.0,
+                  rng: np.random.Generator | None = None) -> Selection:
+    """One history per row (B rows)."""
     cand_np, mask_np, _ = index.candidates(target.cpu().numpy(), n_candidates)
     device = memory.states.device
     cand = torch.from_numpy(cand_np).to(device)
     mask = torch.from_numpy(mask_np).to(device)
     pick = torch.zeros(len(target), dtype=torch.long, device=device)
-    multi = mask.sum(1) > 1
+    choice = mask.sum(1) > 1
+    multi = _draw(choice, share, rng)
     if multi.any():
         sub = Memory(memory.states[multi], memory.valid[multi])
         cost = selection_cost(u2t, index, sub, cand[multi], mask[multi], collision_penalty, precision)
         pick[multi] = cost.argmin(1)
-    return cand[torch.arange(len(target), device=device), pick], pick, multi
+    return Selection(cand[torch.arange(len(target), device=device), pick], pick, multi, choice & ~multi)
 
 
 @torch.no_grad()
 def min_loss_sids_prefix(u2t: UserToToken, index: BeamIndex, memory: Memory, prefix_mask: torch.Tensor,
                          targets: torch.Tensor, real: torch.Tensor, n_candidates: int,
-                         collision_penalty: bool = True, precision: str = "float32"
-                         ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                         collision_penalty: bool = True, precision: str = "float32", share: float = 1.0,
+                         rng: np.random.Generator | None = None) -> Selection:
     """Windows (``UserToToken.encode_windows``): ``targets`` (B, n_last) items, ``real`` (B, n_last)
-    which of them are training targets. Returns, for the real ones in row-major order, the chosen
-    codes (N, L), the picked column (N,) and which had more than one candidate (N,)."""
+    which of them are training targets. Returns the selection of the real ones, in row-major order."""
     device = memory.states.device
     flat = targets[real]
     cand_np, mask_np, _ = index.candidates(flat.cpu().numpy(), n_candidates)
     cand = torch.from_numpy(cand_np).to(device)
     mask = torch.from_numpy(mask_np).to(device)
     pick = torch.zeros(len(flat), dtype=torch.long, device=device)
-    multi = mask.sum(1) > 1
+    choice = mask.sum(1) > 1
+    multi = _draw(choice, share, rng)
     if multi.any():
         window, column = real.nonzero(as_tuple=True)  # of each real target, in row-major order as ``flat``
         t, c = (mask & multi.unsqueeze(1)).nonzero(as_tuple=True)  # the (target, candidate) pairs to score
@@ -101,4 +129,4 @@ def min_loss_sids_prefix(u2t: UserToToken, index: BeamIndex, memory: Memory, pre
         if collision_penalty:
             cost = cost + _charge(index, cand_np, device)
         pick[multi] = cost[multi].argmin(1)
-    return cand[torch.arange(len(flat), device=device), pick], pick, multi
+    return Selection(cand[torch.arange(len(flat), device=device), pick], pick, multi, choice & ~multi)

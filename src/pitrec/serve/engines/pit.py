@@ -215,9 +215,10 @@ class PITEngine(Engine):
         history = history.to(m.device)
         memory = m.u2t.encode(self.history_codes[history.clamp(min=0)], history == PAD)
         target = torch.tensor([item], device=m.device)
-        chosen, pick, _ = min_loss_sids(m.u2t, self.index, memory, target, pc.candidates, pc.collision_penalty,
-                                        pc.selection_precision)
-        codes = chosen.cpu().numpy()
+        # online feedback always scores (a share below 1 is a training-cost lever)
+        sel = min_loss_sids(m.u2t, self.index, memory, target, pc.candidates, pc.collision_penalty,
+                            pc.selection_precision)
+        pick, codes = sel.pick, sel.chosen.cpu().numpy()
         index = copy.deepcopy(self.index)
         index.record_selections(np.array([item]), codes)
         return PITEngine(m, index), {"op": "feedback", "item": item, "codes": codes[0].tolist()}, int(pick[0])

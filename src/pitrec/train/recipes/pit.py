@@ -49,7 +49,7 @@ from pitrec.tokenizers.sid_table import SidTable
 from pitrec.train import distributed as dist
 from pitrec.train.prefix_windows import PrefixWindows
 from pitrec.train.recipe import Recipe
-from pitrec.train.selection import min_loss_sids, min_loss_sids_prefix  # noqa: F401 (serving imports it here)
+from pitrec.train.selection import Selection, min_loss_sids, min_loss_sids_prefix  # noqa: F401 (serving imports min_loss_sids here)
 
 
 @SECTIONS.register("pit")
@@ -73,6 +73,11 @@ class PITConfig(Section):
     # with probability 1/n. Without it the cheapest SID is the one every item shares (collapse).
     collision_penalty: bool = True
     selection_precision: Literal["float32", "bfloat16"] = "float32"  # see pitrec.train.selection
+    # co-evolution scores the candidates of this share of the targets that have a choice, drawn
+    # anew each step; the rest train on their strongest SID and are not recorded as selections.
+    # Scoring is what a co-evolution step adds and it grows as the index gives more items several
+    # SIDs: the share caps it (benchmarks/step_cost.py)
+    selection_share: float = Field(1.0, gt=0, le=1)
     max_items_per_sid: int = Field(8, ge=1)  # I2T proposals made for more items than this are dropped
     # every SID names one item: a proposal colliding with another item's SID gets a free
     # disambiguation token, or is dropped (see pitrec.index.proposals); off: collisions allowed
@@ -191,9 +196,9 @@ class PITRecipe(Recipe):
             return self._window_step(batch)
         b = self.samples.batch(batch).to(self.device)
         memory = self.u2t.encode(self.history_codes[b.history.clamp(min=0)], b.history == PAD)
-        chosen = self.select_sids(memory, b.target)
-        u2t_loss = self.u2t.sid_nll(memory, chosen).mean() / len(self.sizes)
-        return self._losses(u2t_loss, b.target, chosen, memory)
+        sel = self.select_sids(memory, b.target)
+        u2t_loss = self.u2t.sid_nll(memory, sel.chosen).mean() / len(self.sizes)
+        return self._losses(u2t_loss, b.target, sel, memory)
 
     def _window_step(self, batch: np.ndarray) -> dict[str, torch.Tensor]:
         """Every prefix of each window is one (history, target) pair: one encoder pass, the
@@ -205,26 +210,26 @@ class PITRecipe(Recipe):
         mask, allowed = self.u2t.prefix_mask(valid, w.n_last)
         targets = items[:, -w.n_last:]
         flat = targets[real]
-        if self.coevolving and self.cfg.pit.sid_selection:
-            chosen, pick, multi = min_loss_sids_prefix(self.u2t, self.index, memory, mask, targets, real,
-                                                       self.cfg.pit.candidates, self.cfg.pit.collision_penalty,
-                                                       self.cfg.pit.selection_precision)
-            self._counters.add(len(flat), int(multi.sum()), int((pick != 0).sum()))
+        if self.selecting:
+            pc = self.cfg.pit
+            sel = self._count(min_loss_sids_prefix(self.u2t, self.index, memory, mask, targets, real, pc.candidates,
+                                                   pc.collision_penalty, pc.selection_precision,
+                                                   pc.selection_share, self._selection_rng()))
         else:
-            chosen = self.initial_codes[flat]
-            self._counters.add(len(flat), 0, 0)
+            sel = self._unselected(flat)
         grid = self.initial_codes[targets.clamp(min=0)].clone()
-        grid[real] = chosen
+        grid[real] = sel.chosen
         L = len(self.sizes)
         nll = self.u2t._nll(memory, grid, mask.repeat_interleave(L, dim=2))
         # each target's CSA history: the memory positions its prefix covers
         history = Memory(memory.states.unsqueeze(1).expand(-1, w.n_last, -1, -1)[real], allowed[real])
-        return self._losses(nll[real].mean() / L, flat, chosen, history)
+        return self._losses(nll[real].mean() / L, flat, sel, history)
 
-    def _losses(self, u2t_loss: torch.Tensor, target: torch.Tensor, chosen: torch.Tensor,
+    def _losses(self, u2t_loss: torch.Tensor, target: torch.Tensor, sel: Selection,
                 memory: Memory) -> dict[str, torch.Tensor]:
         """U2T + I2T (on the chosen SIDs) + CSA (on sg(H_u)); the selection is recorded."""
         pc = self.cfg.pit
+        chosen = sel.chosen
         losses = {"u2t": u2t_loss}
         loss = u2t_loss
         if self._train_i2t():
@@ -239,13 +244,15 @@ class PITRecipe(Recipe):
         if self.csa is not None:
             losses["csa"] = self.csa.loss(memory.states, memory.valid, target)
             loss = loss + pc.csa_weight * losses["csa"]
-        self._record(target, chosen)
+        self._record(target[~sel.skipped], chosen[~sel.skipped])
         losses["loss"] = loss
         return losses
 
     def _record(self, target: torch.Tensor, chosen: torch.Tensor) -> None:
-        """Record the step's selections in the index: under torchrun all ranks' selections, in
-        rank order, on every rank, so the indexes (and the next step's candidates) stay identical."""
+        """Record the step's selections in the index (targets left unscored by
+        ``pit.selection_share`` are not selections and are left out): under torchrun all ranks'
+        selections, in rank order, on every rank, so the indexes (and the next step's candidates)
+        stay identical."""
         items, codes = target.cpu().numpy(), chosen.cpu().numpy()
         if dist.is_distributed():
             rows = dist.all_gather_rows(np.concatenate([items[:, None], codes], axis=1))
@@ -261,20 +268,36 @@ class PITRecipe(Recipe):
         self._compiled = None
         return 1
 
-    @torch.no_grad()
-    def select_sids(self, memory: Memory, target: torch.Tensor) -> torch.Tensor:
-        """The user-guided minimum-loss choice among each target's candidate SIDs (B, L).
+    @property
+    def selecting(self) -> bool:
+        """Warm-up, and the no-selection ablation, train on the warm-up SID."""
+        return self.coevolving and self.cfg.pit.sid_selection
 
-        Warm-up, and the no-selection ablation, train on the warm-up SID; co-evolution uses
-        ``min_loss_sids`` (also what the service's online feedback applies).
-        """
-        if not (self.coevolving and self.cfg.pit.sid_selection):
-            self._counters.add(len(target), 0, 0)
-            return self.initial_codes[target]
-        chosen, pick, multi = min_loss_sids(self.u2t, self.index, memory, target, self.cfg.pit.candidates,
-                                            self.cfg.pit.collision_penalty, self.cfg.pit.selection_precision)
-        self._counters.add(len(target), int(multi.sum()), int((pick != 0).sum()))
-        return chosen
+    @torch.no_grad()
+    def select_sids(self, memory: Memory, target: torch.Tensor) -> Selection:
+        """The user-guided minimum-loss choice among each target's candidate SIDs: in
+        co-evolution ``min_loss_sids`` (also what the service's online feedback applies)."""
+        if not self.selecting:
+            return self._unselected(target)
+        pc = self.cfg.pit
+        return self._count(min_loss_sids(self.u2t, self.index, memory, target, pc.candidates, pc.collision_penalty,
+                                         pc.selection_precision, pc.selection_share, self._selection_rng()))
+
+    def _unselected(self, target: torch.Tensor) -> Selection:
+        none = torch.zeros(len(target), dtype=torch.bool, device=target.device)
+        self._counters.add(len(target), 0, 0)
+        return Selection(self.initial_codes[target], torch.zeros_like(target), none, none)
+
+    def _count(self, sel: Selection) -> Selection:
+        self._counters.add(len(sel.pick), int(sel.scored.sum()), int((sel.pick != 0).sum()), int(sel.skipped.sum()))
+        return sel
+
+    def _selection_rng(self) -> np.random.Generator | None:
+        """Which targets ``pit.selection_share`` scores: drawn from (seed, step), reproducible and
+        the same after a resume (and apart from the catalogue batch's draws)."""
+        if self.cfg.pit.selection_share >= 1:
+            return None
+        return np.random.default_rng([self.cfg.run.seed, getattr(self, "_step", 0), 1])
 
     def on_epoch_end(self, epoch: int) -> dict[str, Any]:
         pc = self.cfg.pit
@@ -383,18 +406,21 @@ class _SelectionCounters:
     """How often co-evolution picked a SID other than the item's strongest one."""
 
     def __init__(self) -> None:
-        self.samples = self.scored = self.switched = 0
+        self.samples = self.scored = self.switched = self.skipped = 0
 
-    def add(self, samples: int, scored: int, switched: int) -> None:
+    def add(self, samples: int, scored: int, switched: int, skipped: int = 0) -> None:
         self.samples += samples
         self.scored += scored
         self.switched += switched
+        self.skipped += skipped
 
     def all_reduce(self) -> None:
         """Counts over all ranks (each counted only its own batches)."""
-        total = dist.all_reduce_sum(torch.tensor([self.samples, self.scored, self.switched], dtype=torch.int64))
-        self.samples, self.scored, self.switched = (int(v) for v in total.tolist())
+        total = dist.all_reduce_sum(torch.tensor([self.samples, self.scored, self.switched, self.skipped],
+                                                 dtype=torch.int64))
+        self.samples, self.scored, self.switched, self.skipped = (int(v) for v in total.tolist())
 
     def report(self) -> dict[str, float]:
         n = max(self.samples, 1)
-        return {"selection_scored_share": self.scored / n, "selection_switched_share": self.switched / n}
+        return {"selection_scored_share": self.scored / n, "selection_switched_share": self.switched / n,
+                "selection_skipped_share": self.skipped / n}
