@@ -101,6 +101,27 @@ def test_changed_config_reruns(swept, tmp_path):
     assert doc["runs"][1] == old["runs"][1]  # sasrec kept as it was
 
 
+def test_a_run_is_credited_to_the_commit_it_started_from(swept, tmp_path, monkeypatch):
+    """A commit made while a run trains must not be recorded as the run's code."""
+    head = {"sha": "sha-at-start"}
+    monkeypatch.setattr(runner_module, "git_sha", lambda *a, **k: head["sha"])
+    spawn = runner_module._spawn
+
+    def commit_during_the_run(*args, **kwargs):
+        result = spawn(*args, **kwargs)
+        head["sha"] = "sha-committed-meanwhile"
+        return result
+
+    monkeypatch.setattr(runner_module, "_spawn", commit_during_the_run)
+    copy_of(swept, tmp_path)
+    result = smoke(tmp_path, "--method", "popularity", "--overrides.train.lr=0.02")
+    assert result.exit_code == 0, result.output
+    meta = json.loads((tmp_path / "runs" / "tiny" / "popularity-full" / "seed0" / "bench.json").read_text())
+    assert meta["git_sha"] == "sha-at-start"
+    record = load_results(tmp_path / "results" / "tiny.json")["runs"][0]
+    assert (record["method"], record["git_sha"]) == ("popularity", "sha-at-start")
+
+
 def test_crashing_run_does_not_stop_the_sweep(swept, tmp_path, monkeypatch):
     """A child that dies (here a stand-in worker, to spare a torch import) fails its run only."""
     monkeypatch.setattr(runner_module, "WORKER", [sys.executable, "-c", CRASHING_WORKER])

@@ -97,7 +97,9 @@ def run_one(spec: RunSpec, desc: str, progress: bool, say: Callable[[str], None]
         shutil.rmtree(spec.run_dir)
     elif state.kind == "partial":
         say(f"{desc}: {state.detail}")
-    started = now_iso()
+    # the code the worker imports is the code checked out now: a commit made while it trains
+    # must not be credited with its results
+    started, sha = now_iso(), git_sha()
     returncode, wall = _spawn(spec, resume=state.kind == "partial", desc=desc, progress=progress, poll_s=poll_s)
     run = RunDir(spec.run_dir)
     if returncode != 0 or not run.test_metrics_path.is_file():
@@ -105,7 +107,7 @@ def run_one(spec: RunSpec, desc: str, progress: bool, say: Callable[[str], None]
         say(f"{desc}: FAILED ({message})")
         return Outcome(spec, "failed", None, message)
     meta = {"config_hash": spec.config_hash, "wall_seconds": wall, "started": started, "finished": now_iso(),
-            "resumed": state.kind == "partial", "git_sha": git_sha(), "machine": machine_summary()}
+            "resumed": state.kind == "partial", "git_sha": sha, "machine": machine_summary()}
     atomic_write_json(run.path / BENCH_META, meta)
     record = _record(spec)
     say(f"{desc}: {action} in {wall:.1f} s, test ndcg@10 {record['metrics'].get('ndcg@10', float('nan')):.4f}")
