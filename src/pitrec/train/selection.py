@@ -29,6 +29,7 @@ import torch
 
 from pitrec.index.beam_index import BeamIndex
 from pitrec.models.user_to_token import Memory, UserToToken
+from pitrec.train import distributed as dist
 
 
 class Selection(NamedTuple):
@@ -130,3 +131,27 @@ def min_loss_sids_prefix(u2t: UserToToken, index: BeamIndex, memory: Memory, pre
             cost = cost + _charge(index, cand_np, device)
         pick[multi] = cost[multi].argmin(1)
     return Selection(cand[torch.arange(len(flat), device=device), pick], pick, multi, choice & ~multi)
+
+
+class SelectionCounters:
+    """How often co-evolution picked a SID other than the item's strongest one."""
+
+    def __init__(self) -> None:
+        self.samples = self.scored = self.switched = self.skipped = 0
+
+    def add(self, samples: int, scored: int, switched: int, skipped: int = 0) -> None:
+        self.samples += samples
+        self.scored += scored
+        self.switched += switched
+        self.skipped += skipped
+
+    def all_reduce(self) -> None:
+        """Counts over all ranks (each counted only its own batches)."""
+        total = dist.all_reduce_sum(torch.tensor([self.samples, self.scored, self.switched, self.skipped],
+                                                 dtype=torch.int64))
+        self.samples, self.scored, self.switched, self.skipped = (int(v) for v in total.tolist())
+
+    def report(self) -> dict[str, float]:
+        n = max(self.samples, 1)
+        return {"selection_scored_share": self.scored / n, "selection_switched_share": self.switched / n,
+                "selection_skipped_share": self.skipped / n}

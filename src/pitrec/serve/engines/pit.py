@@ -27,7 +27,7 @@ from pitrec.serve.engines.base import Engine, Ranked
 from pitrec.serve.errors import NotSupported, finite_or_none
 from pitrec.serve.loader import RunDirError, ServedRun
 from pitrec.serve.schemas import SidInfo
-from pitrec.train.recipes.pit import min_loss_sids
+from pitrec.train.selection import min_loss_sids
 
 
 @dataclass

@@ -12,7 +12,9 @@ co-evolution: for every (history, target) pair the target's candidate SIDs come 
 U2T scores all of them for this user in one batched pass (the encoder runs once), the SID with the
 lowest loss is selected, and U2T and I2T train on it while the selection is recorded as an edge
 weight. Every ``refresh_every`` epochs, I2T beam search over all items proposes fresh candidates
-(weights decay, weak edges are pruned, no item is ever orphaned).
+(weights decay, weak edges are pruned, no item is ever orphaned). Scoring the candidates is what
+a co-evolution step adds to a warm-up step; ``selection_share`` < 1 scores a drawn share of the
+targets that have a choice and caps that cost as the index fills.
 
 Under torchrun every rank trains its own batches but all keep one index: the selections of each
 step are gathered from all ranks and recorded everywhere in rank order (``_record``), the
@@ -49,7 +51,7 @@ from pitrec.tokenizers.sid_table import SidTable
 from pitrec.train import distributed as dist
 from pitrec.train.prefix_windows import PrefixWindows
 from pitrec.train.recipe import Recipe
-from pitrec.train.selection import Selection, min_loss_sids, min_loss_sids_prefix  # noqa: F401 (serving imports min_loss_sids here)
+from pitrec.train.selection import Selection, SelectionCounters, min_loss_sids, min_loss_sids_prefix
 
 
 @SECTIONS.register("pit")
@@ -134,7 +136,7 @@ class PITRecipe(Recipe):
             raise ValueError("no training pairs: every training sequence has fewer than 2 items")
         self.epoch = 0
         self._compiled: tuple[int, Any] | None = None
-        self._counters = _SelectionCounters()
+        self._counters = SelectionCounters()
         self.last_ranker: PITRanker | None = None
         self._sync_history_codes()
 
@@ -303,7 +305,7 @@ class PITRecipe(Recipe):
         pc = self.cfg.pit
         self._counters.all_reduce()
         stats: dict[str, Any] = {"phase": "co-evolution" if self.coevolving else "warm-up", **self._counters.report()}
-        self._counters = _SelectionCounters()
+        self._counters = SelectionCounters()
         resyncs = self._agree_index()
         done = epoch + 1
         if done >= pc.warmup_epochs and (done - pc.warmup_epochs) % pc.refresh_every == 0:
@@ -401,26 +403,3 @@ class PITRecipe(Recipe):
             "test_widened_users": ranker.widened if ranker else 0,
         })
 
-
-class _SelectionCounters:
-    """How often co-evolution picked a SID other than the item's strongest one."""
-
-    def __init__(self) -> None:
-        self.samples = self.scored = self.switched = self.skipped = 0
-
-    def add(self, samples: int, scored: int, switched: int, skipped: int = 0) -> None:
-        self.samples += samples
-        self.scored += scored
-        self.switched += switched
-        self.skipped += skipped
-
-    def all_reduce(self) -> None:
-        """Counts over all ranks (each counted only its own batches)."""
-        total = dist.all_reduce_sum(torch.tensor([self.samples, self.scored, self.switched, self.skipped],
-                                                 dtype=torch.int64))
-        self.samples, self.scored, self.switched, self.skipped = (int(v) for v in total.tolist())
-
-    def report(self) -> dict[str, float]:
-        n = max(self.samples, 1)
-        return {"selection_scored_share": self.scored / n, "selection_switched_share": self.switched / n,
-                "selection_skipped_share": self.skipped / n}
