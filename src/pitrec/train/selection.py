@@ -127,9 +127,10 @@ def min_loss_sids_prefix(u2t: UserToToken, index: BeamIndex, memory: Memory, pre
             nll = u2t.prefix_pair_nll(memory, prefix_mask, window[t], column[t], cand[t, c]).float()
         cost = torch.full(mask.shape, float("inf"), device=device)
         cost[t, c] = nll
-        if collision_penalty:
-            cost = cost + _charge(index, cand_np, device)
-        pick[multi] = cost[multi].argmin(1)
+        cost = cost[multi]
+        if collision_penalty:  # charged on the scored rows only: the index lookup grows with its edges
+            cost = cost + _charge(index, cand_np[multi.cpu().numpy()], device)
+        pick[multi] = cost.argmin(1)
     return Selection(cand[torch.arange(len(flat), device=device), pick], pick, multi, choice & ~multi)
 
 
