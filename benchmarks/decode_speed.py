@@ -42,9 +42,10 @@ def main() -> None:
                     help="skip PIT's scoring of every SID of multi-SID items (explain=false in the API)")
     ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"],
                     help="the generator's precision; bfloat16 is also compared with float32 on the same users")
+    ap.add_argument("--device", default="cpu", help="cpu | cuda | auto")
     args = ap.parse_args()
 
-    rec = Recommender.load(args.run_dir, persist=False, threads=args.threads, dtype=args.dtype)
+    rec = Recommender.load(args.run_dir, persist=False, threads=args.threads, dtype=args.dtype, device=args.device)
     engine = rec.engine
     _, split = prepare_data(rec.run.cfg)
     rng = np.random.default_rng(0)
@@ -58,7 +59,7 @@ def main() -> None:
     targets = split.test_target[users]
     quality = {"recall@k": _recall(ranked, targets)}
     if args.dtype != "float32":  # what the speed costs: the same users ranked in float32
-        ranked32 = _rank_all(Recommender.load(args.run_dir, persist=False, threads=args.threads).engine, histories, args)
+        ranked32 = _rank_all(Recommender.load(args.run_dir, persist=False, threads=args.threads, device=args.device).engine, histories, args)
         quality["float32_recall@k"] = _recall(ranked32, targets)
         quality["slots_equal_to_float32"] = float(np.mean(
             [a.item == b.item for r, r32 in zip(ranked, ranked32) for a, b in zip(r, r32)]))
@@ -80,7 +81,8 @@ def main() -> None:
     record = {
         "label": args.label or Path(args.run_dir).name, "run_dir": str(args.run_dir), "method": engine.method,
         "n_items": int(engine.n_items), "k": args.k, "users": len(histories), "batch": args.batch,
-        "threads": args.threads, "beam_width": _beam_width(rec), "dtype": args.dtype, "explain": args.explain, "quality": quality,
+        "threads": args.threads, "device": args.device,
+        "beam_width": _beam_width(rec), "dtype": args.dtype, "explain": args.explain, "quality": quality,
         "batch_users_per_s": len(histories) / batch_s,
         "single_ms": {"p50": float(np.percentile(lat_np, 50)), "p90": float(np.percentile(lat_np, 90)),
                       "p99": float(np.percentile(lat_np, 99)), "n": len(lat)},
@@ -105,6 +107,12 @@ def _recall(ranked, targets) -> float:
     return float(np.mean([any(r.item == t for r in row) for row, t in zip(ranked, targets)]))
 
 
+def _device_note(record: dict) -> str:
+    """Runs on a GPU are marked where the thread count is shown (CPU is the default)."""
+    device = record.get("device", "cpu")
+    return "" if device == "cpu" else f" + {device}"
+
+
 def _beam_width(rec: Recommender) -> int | None:
     cfg = rec.run.cfg
     return {"tiger": cfg.tiger.beam_width, "pit": cfg.pit.beam_width}.get(rec.engine.method)
@@ -126,7 +134,7 @@ def report(doc: dict) -> str:
               f"{q['sets_overlap_with_float32']:.0%} of items shared") if "float32_recall@k" in q else "-"
         rk = f"{q['recall@k']:.4f}" if "recall@k" in q else "-"
         lines.append(f"| {r['label']} | {r['method']} | {r.get('dtype', 'float32')} | {r.get('explain', True)} | {r['n_items']:,} | "
-                     f"{r['beam_width']} | {r['threads']} | {r['batch']} | {r['batch_users_per_s']:.0f} | "
+                     f"{r['beam_width']} | {r['threads']}{_device_note(r)} | {r['batch']} | {r['batch_users_per_s']:.0f} | "
                      f"{s['p50']:.1f} | {s['p99']:.1f} | {rk} | {vs} | {r['peak_rss_mb']:.0f} |")
     lines.append("")
     for r in doc["runs"]:

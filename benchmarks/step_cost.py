@@ -51,6 +51,8 @@ class StepTimer:
         loss.backward()
         clip_per_module(self.recipe.modules().values(), self.clip)
         self.opt.step()
+        if self.recipe.device.type == "cuda":  # the clock must wait for the queued kernels
+            torch.cuda.synchronize(self.recipe.device)
         if timed:
             self.walls.append(time.perf_counter() - w0)
             self.cpus.append(time.process_time() - c0)

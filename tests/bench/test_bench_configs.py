@@ -62,3 +62,21 @@ def test_smoke_is_synthetic_and_tiny():
     assert all(ds.is_synthetic for ds in bench.datasets.values())
     runs, _ = plan_runs(bench)
     assert all(r.cfg.train.epochs <= 2 for r in runs if r.method.method == "sasrec")
+
+
+def test_gpu_runs_the_main_recipes_with_only_device_and_budget_changed():
+    """GPU rows are only comparable with the CPU ones if nothing but the device and the clock differ."""
+    gpu_runs, notes = plan_runs(load_bench(BENCHMARKS / "gpu.yaml"), datasets=["beauty"])
+    main_runs, _ = plan_runs(load_bench(BENCHMARKS / "main.yaml"), datasets=["beauty"])
+    assert not notes
+    main_by_key = {(r.method.label, r.cfg.run.seed): r.cfg for r in main_runs}
+    assert {r.method.label for r in gpu_runs} == {"tiger/cf-sids", "pit/cf-sids", "pit/cf-fast-selection"}
+    for run in gpu_runs:
+        gpu, cpu = run.cfg.to_dict(), main_by_key[(run.method.label, run.cfg.run.seed)].to_dict()
+        assert (gpu["run"]["device"], gpu["train"]["budget_clock"]) == ("cuda", "wall")
+        assert gpu["run"]["out"] != cpu["run"]["out"]  # its own run directories
+        for section, keys in {"run": ("device", "num_threads", "out", "progress"),
+                              "train": ("max_minutes", "budget_clock")}.items():
+            for key in keys:
+                gpu[section].pop(key), cpu[section].pop(key)
+        assert gpu == cpu

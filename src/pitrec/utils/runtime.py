@@ -44,6 +44,11 @@ def resolve_device(name: str) -> "torch.device":  # noqa: F821
 
 
 def git_sha(cwd: str | os.PathLike | None = None) -> str:
+    """The checkout's commit (``-dirty`` with uncommitted changes). ``PITREC_GIT_SHA`` names it
+    instead, for a copy of the tree without ``.git`` (a container, a lent GPU machine), whose
+    results would otherwise say ``unknown``."""
+    if os.environ.get("PITREC_GIT_SHA"):
+        return os.environ["PITREC_GIT_SHA"]
     cwd = Path(cwd or Path(__file__).resolve().parent)
     try:
         sha = subprocess.run(

@@ -1,0 +1,27 @@
+"""Provenance of results: which commit produced them, also from a copy of the tree without .git."""
+
+import re
+import subprocess
+
+from pitrec.utils.runtime import git_sha
+
+
+def test_git_sha_reads_the_checkout(tmp_path, monkeypatch):
+    monkeypatch.delenv("PITREC_GIT_SHA", raising=False)
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    (tmp_path / "f.txt").write_text("a\n")
+    env = ["-c", "user.email=t@t", "-c", "user.name=t"]
+    subprocess.run(["git", *env, "-C", str(tmp_path), "add", "f.txt"], check=True)
+    subprocess.run(["git", *env, "-C", str(tmp_path), "commit", "-q", "-m", "x"], check=True)
+    sha = git_sha(tmp_path)
+    assert re.fullmatch(r"[0-9a-f]{40}", sha)
+    (tmp_path / "f.txt").write_text("b\n")
+    assert git_sha(tmp_path) == sha + "-dirty"
+
+
+def test_a_copy_without_git_says_unknown_unless_told(tmp_path, monkeypatch):
+    monkeypatch.delenv("PITREC_GIT_SHA", raising=False)
+    monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path.parent))  # no repository above it either
+    assert git_sha(tmp_path) == "unknown"
+    monkeypatch.setenv("PITREC_GIT_SHA", "0123abc")
+    assert git_sha(tmp_path) == "0123abc"
