@@ -9,7 +9,8 @@
 #   4. benchmarks/decode_speed.py on seed 0 of each, alone on the GPU.
 # Usage: benchmarks/device_gpu.sh OUT_DIR
 # Environment: DEVICE (default cuda; cpu rehearses the script on a machine without one), SEEDS
-# (default "0 1 2"), MINUTES (training budget per run, default 4), PITREC (how to call the CLI, default
+# (default "0 1 2"), DEADLINE (seconds: the decoding step is skipped when under 100 s of it are
+# left, so that a lease's limit does not cut the script before its caller collects), BEAUTY (the dataset's folder, default ../shared/data/amazon2014/beauty), MINUTES (training budget per run, default 4), PITREC (how to call the CLI, default
 # `pitrec`), EMBED_NPY (content embeddings as .npy, for a machine without the MiniLM package: the
 # vectors the sentence-transformers stage cached, so the SID cache keys and recipes are unchanged).
 set -uo pipefail
@@ -17,6 +18,8 @@ OUT=${1:?usage: benchmarks/device_gpu.sh OUT_DIR}
 MINUTES=${MINUTES:-4}
 DEVICE=${DEVICE:-cuda}
 SEEDS=${SEEDS:-0 1 2}
+BEAUTY=${BEAUTY:-../shared/data/amazon2014/beauty}
+DEADLINE=${DEADLINE:-0}
 PITREC=${PITREC:-pitrec}
 PY=${PYTHON:-python3}
 mkdir -p "$OUT/logs"
@@ -37,7 +40,7 @@ smoke() {  # method, extra overrides...
 }
 smoke tiger --train.epochs=2 & p1=$!
 smoke pit --train.epochs=3 --pit.warmup_epochs=1 & p2=$!
-timeout 300 $PY benchmarks/step_cost.py --steps 40 --threads 2 --label "beauty-B4-$DEVICE" -- "--run.device=$DEVICE" \
+timeout 300 $PY benchmarks/step_cost.py --data "$BEAUTY" --steps 40 --threads 2 --label "beauty-B4-$DEVICE" -- "--run.device=$DEVICE" \
   --tokenizer.collaborative_dim=64 "${EMBED[@]}" >"$OUT/logs/step_cost.log" 2>&1 & p3=$!
 ok=1
 for p in $p1 $p2; do wait $p || ok=0; done
@@ -50,7 +53,8 @@ pids=()
 for method in tiger/cf-sids pit/cf-sids; do
   for seed in $SEEDS; do
     log="$OUT/logs/bench-${method/\//-}-seed$seed.log"
-    timeout $(( MINUTES * 60 + 240 )) $PITREC bench run benchmarks/gpu.yaml --method "$method" --dataset beauty \
+    timeout "$(awk "BEGIN { print int($MINUTES * 60 + 200) }")" $PITREC bench run benchmarks/gpu.yaml --method "$method" --dataset beauty \
+      --datasets.beauty="$BEAUTY" \
       --seeds="[$seed]" --overrides.train.max_minutes="$MINUTES" \
       --overrides.run.device="$DEVICE" "${BENCH_EMBED[@]}" >"$log" 2>&1 &
     pids+=($!)
@@ -58,12 +62,14 @@ for method in tiger/cf-sids pit/cf-sids; do
 done
 for p in "${pids[@]}"; do wait "$p"; done
 stamp "bench done"
-for f in "$OUT"/logs/bench-*.log; do echo "== $f"; grep -E "finished|Error|error" "$f" | tail -n 3; done
+for f in "$OUT"/logs/bench-*.log; do echo "== $f"; tr '\r' '\n' <"$f" | grep -v -e "s/epoch" -e "^\s*$" | tail -n 4; done
+for f in runs/bench-gpu/beauty/*/seed*/bench.log; do echo "== $f"; tail -n 2 "$f"; done
 
 # 4. decoding speed, alone on the GPU
 for run in tiger-cf-sids pit-cf-sids; do
   dir=runs/bench-gpu/beauty/$run/seed0
   [ -f "$dir/test_metrics.json" ] || continue
+  if [ "$DEADLINE" -gt 0 ] && [ $(( $(date +%s) - start + 100 )) -gt "$DEADLINE" ]; then stamp "no time left to time decoding"; break; fi
   timeout 120 $PY benchmarks/decode_speed.py "$dir" --device "$DEVICE" --threads 2 --label "beauty-$run-$DEVICE" \
     --no-explain >"$OUT/logs/decode-$run.log" 2>&1
   stamp "decode $run (rc $?): $(tail -n 1 "$OUT/logs/decode-$run.log")"
