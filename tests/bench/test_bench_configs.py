@@ -64,19 +64,32 @@ def test_smoke_is_synthetic_and_tiny():
     assert all(r.cfg.train.epochs <= 2 for r in runs if r.method.method == "sasrec")
 
 
-def test_gpu_runs_the_main_recipes_with_only_device_and_budget_changed():
-    """GPU rows are only comparable with the CPU ones if nothing but the device and the clock differ."""
-    gpu_runs, notes = plan_runs(load_bench(BENCHMARKS / "gpu.yaml"), datasets=["beauty"])
+def _differences_from_main(name: str, labels: set[str], allowed: dict[str, tuple[str, ...]]) -> list:
+    """Plan ``name`` on beauty; every run's config must equal main.yaml's run of the same method
+    and seed except for the ``allowed`` keys (and its run directory). Returns the planned runs."""
+    runs, notes = plan_runs(load_bench(BENCHMARKS / name), datasets=["beauty"])
     main_runs, _ = plan_runs(load_bench(BENCHMARKS / "main.yaml"), datasets=["beauty"])
     assert not notes
+    assert {r.method.label for r in runs} == labels
     main_by_key = {(r.method.label, r.cfg.run.seed): r.cfg for r in main_runs}
-    assert {r.method.label for r in gpu_runs} == {"tiger/cf-sids", "pit/cf-sids", "pit/cf-fast-selection"}
-    for run in gpu_runs:
-        gpu, cpu = run.cfg.to_dict(), main_by_key[(run.method.label, run.cfg.run.seed)].to_dict()
-        assert (gpu["run"]["device"], gpu["train"]["budget_clock"]) == ("cuda", "wall")
-        assert gpu["run"]["out"] != cpu["run"]["out"]  # its own run directories
-        for section, keys in {"run": ("device", "num_threads", "out", "progress"),
-                              "train": ("max_minutes", "budget_clock")}.items():
+    for run in runs:
+        mine, main = run.cfg.to_dict(), main_by_key[(run.method.label, run.cfg.run.seed)].to_dict()
+        assert mine["run"]["out"] != main["run"]["out"]  # its own run directories
+        for section, keys in {**allowed, "run": (*allowed.get("run", ()), "out", "progress")}.items():
             for key in keys:
-                gpu[section].pop(key), cpu[section].pop(key)
-        assert gpu == cpu
+                mine[section].pop(key), main[section].pop(key)
+        assert mine == main
+    return runs
+
+
+def test_gpu_runs_the_main_recipes_with_only_device_and_budget_changed():
+    """GPU rows are only comparable with the CPU ones if nothing but the device and the clock differ."""
+    runs = _differences_from_main("gpu.yaml", {"tiger/cf-sids", "pit/cf-sids", "pit/cf-fast-selection"},
+                                  {"run": ("device", "num_threads"), "train": ("max_minutes", "budget_clock")})
+    assert {(r.cfg.run.device, r.cfg.train.budget_clock) for r in runs} == {("cuda", "wall")}
+
+
+def test_epoch_matched_trains_the_main_recipes_for_a_fixed_number_of_epochs():
+    runs = _differences_from_main("epoch_matched.yaml", {"tiger/cf-sids", "pit/cf-sids"},
+                                  {"train": ("epochs", "max_minutes")})
+    assert {(r.cfg.train.epochs, r.cfg.train.max_minutes) for r in runs} == {(6, 0)}
