@@ -1,14 +1,18 @@
 """Co-evolution overhead: the cost of a PIT training step against a TIGER step, same batches.
 
     python benchmarks/step_cost.py [--data ../shared/data/amazon2014/beauty] [--steps 40] [--threads 2]
-        [--candidates 4] [-- extra --section.key=value overrides for both recipes]
+        [--candidates 4] [--from-run RUN_DIR] [-- extra --section.key=value overrides for both recipes]
 
 Full-run epoch times on a shared machine mostly measure the neighbours' load, so this compares the
 three kinds of step in one process, on the same batches, interleaved step by step: TIGER, PIT warm-up (static
 SIDs + CSA + Item-to-Token) and PIT co-evolution (candidate SIDs from the index scored by U2T, the
 argmin trained). Each step is what the Trainer does: forward, backward, per-model clipping,
 AdamW. The index refresh PIT runs once per epoch (Item-to-Token beam search over every item) is
-timed separately and spread over an epoch's steps. A profiler table of one co-evolution step shows
+timed separately and spread over an epoch's steps. By default the index is filled with random
+SIDs (every item holding ``candidates``: the worst case); ``--from-run`` takes instead the config,
+weights and beam index of a PIT run's latest checkpoint, so the steps are those of that run where
+it stopped (its index, its learned Item-to-Token), beside TIGER's steps under the same config.
+A profiler table of one co-evolution step shows
 where the extra time goes. Writes benchmarks/results/step_cost.{json,md} (git sha, machine,
 command line).
 """
@@ -22,8 +26,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pitrec.config import load_config
+from pitrec.config import config_from_dict, load_config
 from pitrec.train.api import build_recipe, prepare_data
+from pitrec.train.checkpoint import load_checkpoint
+from pitrec.train.run_dir import RunDir
 from pitrec.train.trainer import build_adamw, clip_per_module, training_autocast
 from pitrec.bench.results import provenance, save_labelled_record
 from pitrec.utils.runtime import seed_everything, set_threads
@@ -76,6 +82,16 @@ def interleaved(timers: dict[str, StepTimer], batches, steps: int, warmup: int =
     return {name: t.summary() for name, t in timers.items()}
 
 
+def _fill_index_at_random(pit, n_sids: int, max_sids_per_item: int) -> None:
+    """An untrained Item-to-Token proposes the same few SIDs for every item, which the refresh
+    drops, leaving one SID per item and nothing to select from. A trained one proposes up to
+    ``n_sids`` distinct SIDs per item: give every item that many random extra SIDs, so each
+    co-evolution step scores as many candidates as it would in a real run."""
+    n, gen = pit.split.n_items, np.random.default_rng(0)
+    random_codes = np.stack([gen.integers(0, s, size=(n, n_sids)) for s in pit.sizes], axis=-1)
+    pit.index.refresh(np.arange(n), random_codes, max_sids_per_item=max(n_sids, max_sids_per_item))
+
+
 def profile_step(recipe, batch) -> str:
     with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
         with training_autocast(recipe.cfg.train.precision, recipe.device):
@@ -91,14 +107,20 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--candidates", type=int, default=None, help="PIT candidate SIDs per target (default: pit.yaml)")
     ap.add_argument("--label", default=None)
+    ap.add_argument("--from-run", default=None, help="a PIT run directory: its config, weights and index")
     ap.add_argument("overrides", nargs="*", help="--section.key=value for both recipes (after --)")
     args = ap.parse_args()
     set_threads(args.threads)
     common = [f"data.path={args.data}", "run.progress=false", *[o.lstrip("-") for o in args.overrides]]
 
-    tiger_cfg = load_config("tiger", overrides=common)
     pit_over = common + ([f"pit.candidates={args.candidates}"] if args.candidates else [])
-    pit_cfg = load_config("pit", overrides=pit_over)
+    if args.from_run:  # one config for both: the run's (same backbone, SIDs and training settings)
+        base, source = RunDir(args.from_run).read_config_dict(), f"{args.from_run}/config.yaml"
+        tiger_cfg = config_from_dict(base, source).with_overrides(common)
+        pit_cfg = config_from_dict(base, source).with_overrides(pit_over)
+    else:
+        tiger_cfg = load_config("tiger", overrides=common)
+        pit_cfg = load_config("pit", overrides=pit_over)
     data = prepare_data(tiger_cfg)
     out: dict = {}
 
@@ -110,19 +132,18 @@ def main() -> None:
     pit = build_recipe("pit", pit_cfg, *data)
     if len(pit.train_batches(0, np.random.default_rng(0))) != steps_per_epoch:
         raise SystemExit("PIT and TIGER batch the epoch differently: their steps are not comparable")
+    if args.from_run:
+        state, extra = load_checkpoint(RunDir(args.from_run).latest, pit.modules())
+        pit.load_extra_state(extra, state.get("recipe_state", {}))
+        out["from_run"] = {"path": args.from_run, "epoch": state["epoch"], "step": state["step"],
+                           "index_edges": int(len(pit.index.edges()[0]))}
     # the index refresh that starts co-evolution (repeated every refresh_every epochs)
     w0, c0 = time.perf_counter(), time.process_time()
     refresh = pit.refresh_index()
     out["refresh"] = {"wall_s": time.perf_counter() - w0, "cpu_s": time.process_time() - c0,
                       "stats": {k: float(v) for k, v in refresh.items()}}
-    # An untrained Item-to-Token proposes the same few SIDs for every item, which the refresh drops,
-    # leaving one SID per item and nothing to select from. A trained one proposes up to
-    # `candidates` distinct SIDs per item: give every item that many random extra SIDs, so each
-    # co-evolution step scores as many candidates as it would in a real run.
-    n, B, sizes = pit.split.n_items, pit_cfg.pit.candidates, pit.sizes
-    gen = np.random.default_rng(0)
-    random_codes = np.stack([gen.integers(0, s, size=(n, B)) for s in sizes], axis=-1)
-    pit.index.refresh(np.arange(n), random_codes, max_sids_per_item=max(B, pit_cfg.pit.max_sids_per_item))
+    if not args.from_run:
+        _fill_index_at_random(pit, pit_cfg.pit.candidates, pit_cfg.pit.max_sids_per_item)
     out["sids_per_item"] = float(pit.index.sids_per_item().mean())
     warm_epoch = pit_cfg.pit.warmup_epochs
 
@@ -187,6 +208,9 @@ def report(doc: dict) -> str:
     for r in doc["runs"]:
         lines += [f"## {r['label']}", "", f"`{r['command']}` at {r['git_sha']} on {r['machine']}, {r['created']}; "
                   f"{r['steps_per_epoch']} steps per epoch of batch {r['batch_size']}.", "",
+                  *([f"State of `{r['from_run']['path']}` after epoch {r['from_run']['epoch']} (step "
+                     f"{r['from_run']['step']}, {r['from_run']['index_edges']:,} index edges), refreshed once.", ""]
+                    if "from_run" in r else []),
                   "Hot spots of one co-evolution step, forward + backward (torch profiler, self CPU time):", "",
                   "```", r["hot_spots"].rstrip(), "```", ""]
     return "\n".join(lines)
