@@ -1,0 +1,99 @@
+"""How close does the minimum-loss selection come to switching? A probe on PIT runs' checkpoints.
+
+    python benchmarks/tuning/selection_margin.py RUN_DIR [RUN_DIR ...] [--batches 8] [--threads 1]
+
+For the training targets of the first ``--batches`` batches of an epoch (the run's own windows),
+every target whose item holds several SIDs in the run's beam index has its candidates scored
+exactly as co-evolution scores them: U2T's -log P(SID | history) with dropout off, plus the
+collision charge. The gap is the best alternative's cost minus the primary SID's (the strongest,
+the one the item trains on unless an alternative wins). A gap above 0 keeps the primary; its size
+says how far the alternatives are from ever winning. Also: how many of the best alternatives share
+the primary's first code, and its first two. Prints one Markdown row per run.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+import torch
+
+from pitrec.config import config_from_dict
+from pitrec.data.batches import PAD
+from pitrec.train.api import build_recipe, prepare_data
+from pitrec.train.checkpoint import load_checkpoint
+from pitrec.train.run_dir import RunDir
+from pitrec.train.selection import _charge
+from pitrec.utils.runtime import seed_everything, set_threads
+
+
+@torch.no_grad()
+def margins(run_dir: str, n_batches: int) -> dict[str, float]:
+    run = RunDir(run_dir)
+    cfg = config_from_dict(run.read_config_dict(), f"{run_dir}/config.yaml").with_overrides(["run.progress=false"])
+    data = prepare_data(cfg)
+    seed_everything(0)
+    pit = build_recipe("pit", cfg, *data)
+    state, extra = load_checkpoint(run.latest, pit.modules())
+    pit.load_extra_state(extra, state.get("recipe_state", {}))
+    pit.train(False)
+    if pit.windows is None:
+        raise SystemExit(f"{run_dir}: the probe reads window batches (a causal U2T encoder)")
+    gaps, first, first_two, n_targets, n_choice = [], [], [], 0, 0
+    for batch in pit.train_batches(0, np.random.default_rng(0))[:n_batches]:
+        w = pit.windows.batch(batch)
+        items, real = w.items.to(pit.device), w.targets.to(pit.device)
+        valid = items != PAD
+        memory = pit.u2t.encode_windows(pit.history_codes[items.clamp(min=0)], valid)
+        mask, _ = pit.u2t.prefix_mask(valid, w.n_last)
+        flat = items[:, -w.n_last:][real]
+        cand_np, mask_np, _ = pit.index.candidates(flat.cpu().numpy(), cfg.pit.candidates)
+        cand, cand_mask = torch.from_numpy(cand_np), torch.from_numpy(mask_np)
+        choice = cand_mask.sum(1) > 1
+        n_targets, n_choice = n_targets + len(flat), n_choice + int(choice.sum())
+        if not choice.any():
+            continue
+        window, column = real.nonzero(as_tuple=True)
+        t, c = (cand_mask & choice.unsqueeze(1)).nonzero(as_tuple=True)
+        nll = pit.u2t.prefix_pair_nll(memory, mask, window[t], column[t], cand[t, c]).float().cpu()
+        cost = torch.full(cand_mask.shape, float("inf"))
+        cost[t, c] = nll
+        cost = cost[choice]
+        if cfg.pit.collision_penalty:
+            cost = cost + _charge(pit.index, cand_np[choice.numpy()], "cpu")
+        gaps.append((cost[:, 1:].min(1).values - cost[:, 0]).numpy())
+        codes = cand_np[choice.numpy()]
+        best = codes[np.arange(len(codes)), 1 + cost[:, 1:].argmin(1).numpy()]
+        first.append(best[:, 0] == codes[:, 0, 0])
+        first_two.append((best[:, :2] == codes[:, 0, :2]).all(1))
+    if not gaps:  # one SID per item (the single-SID ablation): nothing to select between
+        return {"epoch": state["epoch"], "targets": n_targets, "choice_share": 0.0}
+    g = np.concatenate(gaps)
+    p5, p25, p50, p75, p95 = np.percentile(g, [5, 25, 50, 75, 95])
+    return {"epoch": state["epoch"], "targets": n_targets, "choice_share": n_choice / max(n_targets, 1),
+            "switch_share": float((g < 0).mean()), "p5": p5, "p25": p25, "p50": p50, "p75": p75, "p95": p95,
+            "same_first": float(np.concatenate(first).mean()), "same_first_two": float(np.concatenate(first_two).mean())}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("run_dirs", nargs="+")
+    ap.add_argument("--batches", type=int, default=8)
+    ap.add_argument("--threads", type=int, default=1)
+    args = ap.parse_args()
+    set_threads(args.threads)
+    print("| run | epoch | targets | with a choice | alternative wins | gap p5 | p25 | median | p75 | p95 | "
+          "best alternative shares code 1 | codes 1-2 |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for run_dir in args.run_dirs:
+        m = margins(run_dir, args.batches)
+        if "p50" not in m:
+            print(f"| `{run_dir}` | {m['epoch']} | {m['targets']:,} | 0% | - | - | - | - | - | - | - | - |")
+            continue
+        print(f"| `{run_dir}` | {m['epoch']} | {m['targets']:,} | {m['choice_share']:.0%} | {m['switch_share']:.2%} | "
+              f"{m['p5']:.2f} | {m['p25']:.2f} | {m['p50']:.2f} | {m['p75']:.2f} | {m['p95']:.2f} | "
+              f"{m['same_first']:.0%} | {m['same_first_two']:.0%} |")
+
+
+if __name__ == "__main__":
+    main()
