@@ -27,8 +27,7 @@ import numpy as np
 import torch
 
 from pitrec.config import config_from_dict, load_config
-from pitrec.train.api import build_recipe, prepare_data
-from pitrec.train.checkpoint import load_checkpoint
+from pitrec.train.api import build_recipe, prepare_data, recipe_at_checkpoint
 from pitrec.train.run_dir import RunDir
 from pitrec.train.trainer import build_adamw, clip_per_module, training_autocast
 from pitrec.bench.results import provenance, save_labelled_record
@@ -129,14 +128,14 @@ def main() -> None:
     batches = tiger.train_batches(0, np.random.default_rng(0))
     steps_per_epoch = len(batches)
     seed_everything(0)
-    pit = build_recipe("pit", pit_cfg, *data)
-    if len(pit.train_batches(0, np.random.default_rng(0))) != steps_per_epoch:
-        raise SystemExit("PIT and TIGER batch the epoch differently: their steps are not comparable")
     if args.from_run:
-        state, extra = load_checkpoint(RunDir(args.from_run).latest, pit.modules())
-        pit.load_extra_state(extra, state.get("recipe_state", {}))
+        pit, state = recipe_at_checkpoint("pit", args.from_run, overrides=pit_over)
         out["from_run"] = {"path": args.from_run, "epoch": state["epoch"], "step": state["step"],
                            "index_edges": int(len(pit.index.edges()[0]))}
+    else:
+        pit = build_recipe("pit", pit_cfg, *data)
+    if len(pit.train_batches(0, np.random.default_rng(0))) != steps_per_epoch:
+        raise SystemExit("PIT and TIGER batch the epoch differently: their steps are not comparable")
     # the index refresh that starts co-evolution (repeated every refresh_every epochs)
     w0, c0 = time.perf_counter(), time.process_time()
     refresh = pit.refresh_index()

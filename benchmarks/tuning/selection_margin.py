@@ -18,24 +18,16 @@ import argparse
 import numpy as np
 import torch
 
-from pitrec.config import config_from_dict
 from pitrec.data.batches import PAD
-from pitrec.train.api import build_recipe, prepare_data
-from pitrec.train.checkpoint import load_checkpoint
-from pitrec.train.run_dir import RunDir
+from pitrec.train.api import recipe_at_checkpoint
 from pitrec.train.selection import _charge
-from pitrec.utils.runtime import seed_everything, set_threads
+from pitrec.utils.runtime import set_threads
 
 
 @torch.no_grad()
 def margins(run_dir: str, n_batches: int) -> dict[str, float]:
-    run = RunDir(run_dir)
-    cfg = config_from_dict(run.read_config_dict(), f"{run_dir}/config.yaml").with_overrides(["run.progress=false"])
-    data = prepare_data(cfg)
-    seed_everything(0)
-    pit = build_recipe("pit", cfg, *data)
-    state, extra = load_checkpoint(run.latest, pit.modules())
-    pit.load_extra_state(extra, state.get("recipe_state", {}))
+    pit, state = recipe_at_checkpoint("pit", run_dir)
+    cfg = pit.cfg
     pit.train(False)
     if pit.windows is None:
         raise SystemExit(f"{run_dir}: the probe reads window batches (a causal U2T encoder)")

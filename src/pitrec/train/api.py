@@ -8,12 +8,14 @@ import json
 from pathlib import Path
 from typing import Any
 
+from pitrec.config import config_from_dict
 from pitrec.data.interactions import Interactions
 from pitrec.data.readers import load_interactions
 from pitrec.data.split import Split, leave_one_out
 from pitrec.eval.evaluator import Evaluator
 from pitrec.registry import RECIPES
 from pitrec.train import distributed as dist
+from pitrec.train.checkpoint import load_checkpoint
 from pitrec.train.run_dir import RunDir
 from pitrec.train.trainer import Trainer
 from pitrec.utils.io import atomic_path
@@ -117,3 +119,21 @@ def _train_run(name: str, cfg, resume: bool, data: tuple[Interactions, Split] | 
             raise ValueError("--resume needs a run directory (run.out)")
         trainer.resume()
     return trainer.fit()
+
+
+def recipe_at_checkpoint(name: str, run_dir: str | Path, which: str = "latest", overrides: list[str] | tuple = ()):
+    """A trained run's recipe rebuilt from its directory, with the weights and recipe state (PIT's
+    beam index) of its ``latest`` or ``best`` checkpoint: analyses of a run where it stopped
+    (``benchmarks/step_cost.py --from-run``, ``benchmarks/tuning/selection_margin.py``) start from
+    exactly what it trained, not from a re-created index. Returns (recipe, checkpoint state)."""
+    if which not in ("latest", "best"):
+        raise ValueError(f"checkpoint must be 'latest' or 'best', got {which!r}")
+    run = RunDir(run_dir)
+    cfg = config_from_dict(run.read_config_dict(), source=str(run.config_path))
+    cfg = cfg.with_overrides(["run.progress=false", *overrides])
+    data, split = prepare_data(cfg)
+    seed_everything(cfg.run.seed)
+    recipe = build_recipe(name, cfg, data, split)
+    state, extra = load_checkpoint(run.latest if which == "latest" else run.best, recipe.modules())
+    recipe.load_extra_state(extra, state.get("recipe_state", {}))
+    return recipe, state
