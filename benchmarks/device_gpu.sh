@@ -7,7 +7,7 @@
 #   3. benchmarks/gpu.yaml on beauty: tiger/cf-sids and pit/cf-sids, seeds 0-2, all six side by
 #      side on the one GPU, MINUTES of wall-clock training each (results: benchmarks/results/gpu/);
 #   4. benchmarks/decode_speed.py on seed 0 of each, alone on the GPU.
-# Usage: benchmarks/device_gpu.sh OUT_DIR
+# Usage: benchmarks/device_gpu.sh OUT_DIR   (on a machine without network: benchmarks/device_carry.sh)
 # Environment: DEVICE (default cuda; cpu rehearses the script on a machine without one), SEEDS
 # (default "0 1 2"), DEADLINE (seconds: the decoding step is skipped when under 100 s of it are
 # left, so that a lease's limit does not cut the script before its caller collects), BEAUTY (the dataset's folder, default ../shared/data/amazon2014/beauty), MINUTES (training budget per run, default 4), PITREC (how to call the CLI, default
