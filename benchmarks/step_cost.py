@@ -26,9 +26,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pitrec.config import config_from_dict, load_config
+from pitrec.config import load_config
 from pitrec.train.api import build_recipe, prepare_data, recipe_at_checkpoint
-from pitrec.train.run_dir import RunDir
 from pitrec.train.trainer import build_adamw, clip_per_module, training_autocast
 from pitrec.bench.results import provenance, save_labelled_record
 from pitrec.utils.runtime import seed_everything, set_threads
@@ -113,26 +112,23 @@ def main() -> None:
     common = [f"data.path={args.data}", "run.progress=false", *[o.lstrip("-") for o in args.overrides]]
 
     pit_over = common + ([f"pit.candidates={args.candidates}"] if args.candidates else [])
+    out: dict = {}
     if args.from_run:  # one config for both: the run's (same backbone, SIDs and training settings)
-        base, source = RunDir(args.from_run).read_config_dict(), f"{args.from_run}/config.yaml"
-        tiger_cfg = config_from_dict(base, source).with_overrides(common)
-        pit_cfg = config_from_dict(base, source).with_overrides(pit_over)
+        pit, state = recipe_at_checkpoint("pit", args.from_run, overrides=pit_over)
+        out["from_run"] = {"path": args.from_run, "epoch": state["epoch"], "step": state["step"],
+                           "index_edges": int(len(pit.index.edges()[0]))}
+        tiger_cfg, pit_cfg, data = pit.cfg, pit.cfg, (pit.data, pit.split)
     else:
         tiger_cfg = load_config("tiger", overrides=common)
         pit_cfg = load_config("pit", overrides=pit_over)
-    data = prepare_data(tiger_cfg)
-    out: dict = {}
+        data = prepare_data(tiger_cfg)
 
     seed_everything(0)
     tiger = build_recipe("tiger", tiger_cfg, *data)
     batches = tiger.train_batches(0, np.random.default_rng(0))
     steps_per_epoch = len(batches)
-    seed_everything(0)
-    if args.from_run:
-        pit, state = recipe_at_checkpoint("pit", args.from_run, overrides=pit_over)
-        out["from_run"] = {"path": args.from_run, "epoch": state["epoch"], "step": state["step"],
-                           "index_edges": int(len(pit.index.edges()[0]))}
-    else:
+    if not args.from_run:
+        seed_everything(0)
         pit = build_recipe("pit", pit_cfg, *data)
     if len(pit.train_batches(0, np.random.default_rng(0))) != steps_per_epoch:
         raise SystemExit("PIT and TIGER batch the epoch differently: their steps are not comparable")

@@ -4,8 +4,8 @@
 
 For the training targets of the first ``--batches`` batches of an epoch (the run's own windows),
 every target whose item holds several SIDs in the run's beam index has its candidates scored
-exactly as co-evolution scores them: U2T's -log P(SID | history) with dropout off, plus the
-collision charge. The gap is the best alternative's cost minus the primary SID's (the strongest,
+by co-evolution's own function (``prefix_selection_cost``): U2T's -log P(SID | history) with
+dropout off, in float32, plus the collision charge. The gap is the best alternative's cost minus the primary SID's (the strongest,
 the one the item trains on unless an alternative wins). A gap above 0 keeps the primary; its size
 says how far the alternatives are from ever winning. Also: how many of the best alternatives share
 the primary's first code, and its first two. Prints one Markdown row per run.
@@ -20,7 +20,7 @@ import torch
 
 from pitrec.data.batches import PAD
 from pitrec.train.api import recipe_at_checkpoint
-from pitrec.train.selection import _charge
+from pitrec.train.selection import prefix_selection_cost
 from pitrec.utils.runtime import set_threads
 
 
@@ -40,19 +40,14 @@ def margins(run_dir: str, n_batches: int) -> dict[str, float]:
         mask, _ = pit.u2t.prefix_mask(valid, w.n_last)
         flat = items[:, -w.n_last:][real]
         cand_np, mask_np, _ = pit.index.candidates(flat.cpu().numpy(), cfg.pit.candidates)
-        cand, cand_mask = torch.from_numpy(cand_np), torch.from_numpy(mask_np)
+        cand_mask = torch.from_numpy(mask_np).to(pit.device)
         choice = cand_mask.sum(1) > 1
         n_targets, n_choice = n_targets + len(flat), n_choice + int(choice.sum())
         if not choice.any():
             continue
-        window, column = real.nonzero(as_tuple=True)
-        t, c = (cand_mask & choice.unsqueeze(1)).nonzero(as_tuple=True)
-        nll = pit.u2t.prefix_pair_nll(memory, mask, window[t], column[t], cand[t, c]).float().cpu()
-        cost = torch.full(cand_mask.shape, float("inf"))
-        cost[t, c] = nll
-        cost = cost[choice]
-        if cfg.pit.collision_penalty:
-            cost = cost + _charge(pit.index, cand_np[choice.numpy()], "cpu")
+        cost = prefix_selection_cost(pit.u2t, pit.index, memory, mask, real, cand_np, cand_mask, choice,
+                                     cfg.pit.collision_penalty, "float32").cpu()
+        choice = choice.cpu()
         gaps.append((cost[:, 1:].min(1).values - cost[:, 0]).numpy())
         codes = cand_np[choice.numpy()]
         best = codes[np.arange(len(codes)), 1 + cost[:, 1:].argmin(1).numpy()]

@@ -121,17 +121,33 @@ def min_loss_sids_prefix(u2t: UserToToken, index: BeamIndex, memory: Memory, pre
     choice = mask.sum(1) > 1
     multi = _draw(choice, share, rng)
     if multi.any():
-        window, column = real.nonzero(as_tuple=True)  # of each real target, in row-major order as ``flat``
-        t, c = (mask & multi.unsqueeze(1)).nonzero(as_tuple=True)  # the (target, candidate) pairs to score
-        with _scoring(u2t, device, precision):
-            nll = u2t.prefix_pair_nll(memory, prefix_mask, window[t], column[t], cand[t, c]).float()
-        cost = torch.full(mask.shape, float("inf"), device=device)
-        cost[t, c] = nll
-        cost = cost[multi]
-        if collision_penalty:  # charged on the scored rows only: the index lookup grows with its edges
-            cost = cost + _charge(index, cand_np[multi.cpu().numpy()], device)
+        cost = prefix_selection_cost(u2t, index, memory, prefix_mask, real, cand_np, mask, multi,
+                                     collision_penalty, precision)
         pick[multi] = cost.argmin(1)
     return Selection(cand[torch.arange(len(flat), device=device), pick], pick, multi, choice & ~multi)
+
+
+@torch.no_grad()
+def prefix_selection_cost(u2t: UserToToken, index: BeamIndex, memory: Memory, prefix_mask: torch.Tensor,
+                          real: torch.Tensor, cand_np: np.ndarray, mask: torch.Tensor, rows: torch.Tensor,
+                          collision_penalty: bool = True, precision: str = "float32") -> torch.Tensor:
+    """``selection_cost`` for windows: the cost of each candidate (``cand_np`` (N, C, L) of the N
+    real targets in row-major order, ``mask`` (N, C)) for the targets in ``rows`` (N,) bool,
+    (rows.sum(), C), +inf where ``mask`` is False. Only the listed (target, candidate) pairs are
+    decoded, and the collision charge is looked up for those rows only (its cost grows with the
+    index's edges)."""
+    device = memory.states.device
+    cand = torch.from_numpy(cand_np).to(device)
+    window, column = real.nonzero(as_tuple=True)  # of each real target, in row-major order
+    t, c = (mask & rows.unsqueeze(1)).nonzero(as_tuple=True)  # the (target, candidate) pairs to score
+    with _scoring(u2t, device, precision):
+        nll = u2t.prefix_pair_nll(memory, prefix_mask, window[t], column[t], cand[t, c]).float()
+    cost = torch.full(mask.shape, float("inf"), device=device)
+    cost[t, c] = nll
+    cost = cost[rows]
+    if collision_penalty:
+        cost = cost + _charge(index, cand_np[rows.cpu().numpy()], device)
+    return cost
 
 
 class SelectionCounters:
