@@ -64,16 +64,19 @@ def test_smoke_is_synthetic_and_tiny():
     assert all(r.cfg.train.epochs <= 2 for r in runs if r.method.method == "sasrec")
 
 
-def _differences_from_main(name: str, labels: set[str], allowed: dict[str, tuple[str, ...]]) -> list:
+def _differences_from_main(name: str, labels: set[str], allowed: dict[str, tuple[str, ...]],
+                           main_label: dict[str, str] | None = None) -> list:
     """Plan ``name`` on beauty; every run's config must equal main.yaml's run of the same method
-    and seed except for the ``allowed`` keys (and its run directory). Returns the planned runs."""
+    (or of ``main_label[label]``) and seed except for the ``allowed`` keys (and its run
+    directory). Returns the planned runs."""
     runs, notes = plan_runs(load_bench(BENCHMARKS / name), datasets=["beauty"])
     main_runs, _ = plan_runs(load_bench(BENCHMARKS / "main.yaml"), datasets=["beauty"])
     assert not notes
     assert {r.method.label for r in runs} == labels
     main_by_key = {(r.method.label, r.cfg.run.seed): r.cfg for r in main_runs}
     for run in runs:
-        mine, main = run.cfg.to_dict(), main_by_key[(run.method.label, run.cfg.run.seed)].to_dict()
+        label = (main_label or {}).get(run.method.label, run.method.label)
+        mine, main = run.cfg.to_dict(), main_by_key[(label, run.cfg.run.seed)].to_dict()
         assert mine["run"]["out"] != main["run"]["out"]  # its own run directories
         for section, keys in {**allowed, "run": (*allowed.get("run", ()), "out", "progress")}.items():
             for key in keys:
@@ -93,3 +96,17 @@ def test_epoch_matched_trains_the_main_recipes_for_a_fixed_number_of_epochs():
     runs = _differences_from_main("epoch_matched.yaml", {"tiger/cf-sids", "pit/cf-sids"},
                                   {"train": ("epochs", "max_minutes")})
     assert {(r.cfg.train.epochs, r.cfg.train.max_minutes) for r in runs} == {(6, 0)}
+
+
+def test_long_runs_differ_from_main_only_in_budget_patience_and_the_imported_table():
+    """The long runs answer "how much is training time": the recipe must be main.yaml's."""
+    budget = {"train": ("max_minutes", "patience")}
+    runs = _differences_from_main("long.yaml", {"tiger/cf-sids", "tiger/letter"},
+                                  {**budget, "tokenizer": ("name", "import_path")},
+                                  main_label={"tiger/letter": "tiger"})
+    assert {(r.cfg.train.max_minutes, r.cfg.train.patience) for r in runs} == {(80, 100)}
+    letter = [r for r in runs if r.method.label == "tiger/letter"]
+    assert letter and all(r.cfg.tokenizer.name == "import" and
+                          r.cfg.tokenizer.import_path.endswith("beauty/letter_semantic_ids.json.gz")
+                          for r in letter)
+    assert all(r.cfg.tokenizer.collaborative_dim == 64 for r in runs if r.method.label == "tiger/cf-sids")
