@@ -136,3 +136,58 @@ def test_in_batch_softmax_masks_copies_of_the_positive():
     assert same.item() == 0.0  # every other candidate is the positive itself: nothing to contrast
     mixed = csa.loss(states, valid, torch.tensor([7, 7, 1, 2, 3]))
     assert mixed.item() > 0.0
+
+
+def _reference_din(din, history, valid, x):
+    """DIN as first written: nn.MultiheadAttention over each user's own copy of the states."""
+    keys = din.history_proj(history)
+    keys = torch.cat([din.null_slot.expand(keys.shape[0], -1, -1), keys], dim=1)
+    pad = torch.cat([valid.new_zeros(valid.shape[0], 1), ~valid], dim=1)
+    a, _ = din.attn(x, keys, keys, key_padding_mask=pad, need_weights=False)
+    return din.mlp(torch.cat([x, a, x * a, x - a], dim=-1)).squeeze(-1)
+
+
+def test_din_on_shared_sequences_equals_attention_over_per_user_copies():
+    """Prefix users share their window's states (``rows``); the scores must be those of the
+    plain per-user attention, empty prefixes (only the null slot) included."""
+    csa = make_csa().eval()
+    g = torch.Generator().manual_seed(3)
+    windows = torch.randn(3, 5, H_DIM, generator=g)
+    rows = torch.tensor([0, 0, 0, 1, 2, 2])
+    valid = torch.rand(6, 5, generator=g) < 0.6
+    valid[1] = False  # a user who may attend to nothing but the null slot
+    x = csa.item_vectors(torch.randint(0, N_ITEMS, (6, 4), generator=g))
+    fast = csa.din(windows, valid, x, rows)
+    slow = _reference_din(csa.din, windows[rows], valid, x)
+    torch.testing.assert_close(fast, slow, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(csa.din(windows[rows], valid, x), slow, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="disagree"):
+        csa.din(windows, valid, x)  # 6 users, 3 sequences and no rows
+
+
+def test_item_vectors_of_repeated_items_equal_those_computed_one_by_one():
+    csa = make_csa().eval()
+    items = torch.tensor([[3, 3, 7], [0, 3, 23]])
+    together = csa.item_vectors(items)
+    for pos in np.ndindex(*items.shape):
+        torch.testing.assert_close(together[pos], csa.item_vectors(items[pos].view(1))[0], rtol=1e-5, atol=1e-6)
+    assert torch.equal(together[0, 0], together[1, 1])
+
+
+def test_csa_loss_gradients_on_shared_sequences_equal_those_on_per_user_copies():
+    """The loss the window step computes (rows) trains X_i and the head exactly as the loss on
+    expanded per-target copies of the states would."""
+    states = torch.randn(2, 4, H_DIM, generator=torch.Generator().manual_seed(5))
+    rows, positives = torch.tensor([0, 0, 1]), torch.tensor([2, 9, 17])
+    valid = torch.tensor([[True, False, False, False], [True, True, False, False], [True, True, True, True]])
+    grads = []
+    for shared in (True, False):
+        csa = make_csa(id_dropout=0.0)
+        gen = torch.Generator().manual_seed(0)
+        loss = (csa.loss(states, valid, positives, generator=gen, rows=rows) if shared
+                else csa.loss(states[rows], valid, positives, generator=gen))
+        loss.backward()
+        grads.append({n: p.grad.clone() for n, p in csa.named_parameters() if p.grad is not None})
+    assert grads[0].keys() == grads[1].keys() and len(grads[0]) > 5
+    for name in grads[0]:
+        torch.testing.assert_close(grads[0][name], grads[1][name], rtol=1e-4, atol=1e-6)

@@ -348,3 +348,52 @@ def test_selection_share_in_training_records_only_the_scored_and_unchosen_target
     assert "selection_skipped_share" in report
     with pytest.raises(Exception, match="selection_share"):
         tiny_cfg(tmp_path, "pit.selection_share=0")
+
+
+@pytest.mark.parametrize("encoder", ["causal", "bidirectional"])
+def test_aux_share_gives_csa_and_i2t_a_drawn_subset_of_the_targets_and_leaves_u2t_alone(tmp_path, encoder):
+    """pit.aux_share=0.5: CSA and I2T see half of the step's targets (CSA with each target's own
+    history rows), drawn from (seed, step); U2T's loss and the index's record are those of share 1."""
+    seen = {}
+
+    def run(share: float, step: int):
+        cfg = tiny_cfg(tmp_path, "pit.warmup_epochs=0", f"u2t.encoder_attention={encoder}", f"pit.aux_share={share}")
+        seed_everything(0)
+        recipe = build_recipe("pit", cfg, *prepare_data(cfg))
+        csa_loss, i2t_loss = recipe.csa.loss, recipe.i2t.loss
+
+        def csa_spy(states, valid, positives, generator=None, rows=None):
+            seen["csa"] = (positives.clone(), None if rows is None else rows.clone(), states.shape[0], valid.shape[0])
+            return csa_loss(states, valid, positives, generator, rows=rows)
+
+        def i2t_spy(x, codes):
+            seen["i2t"] = codes.shape[0]
+            return i2t_loss(x, codes)
+
+        recipe.csa.loss, recipe.i2t.loss = csa_spy, i2t_spy
+        batch = recipe.train_batches(0, np.random.default_rng(1))[0]
+        before = recipe.index.edges()[2].sum()
+        torch.manual_seed(7)
+        out = recipe.training_step(batch, step)
+        return out, recipe.batch_size_of(batch), recipe.index.edges()[2].sum() - before, dict(seen)
+
+    full, n, added_full, seen_full = run(1.0, 3)
+    half, n_half, added_half, seen_half = run(0.5, 3)
+    again = run(0.5, 3)[3]
+    other = run(0.5, 4)[3]
+    assert n == n_half and n >= 20
+    assert torch.equal(full["u2t"], half["u2t"]) and added_full == added_half
+    positives, rows, n_states, n_valid = seen_half["csa"]
+    assert len(positives) == round(0.5 * n) == seen_half["i2t"] and seen_full["i2t"] == n == len(seen_full["csa"][0])
+    assert n_valid == len(positives)
+    if rows is not None:  # prefix windows: the states stay per window, rows pick each target's
+        assert n_states < n and rows.max() < n_states and len(rows) == len(positives)
+        full_pos, full_rows = seen_full["csa"][0], seen_full["csa"][1]
+        pairs = set(zip(full_pos.tolist(), full_rows.tolist()))
+        assert set(zip(positives.tolist(), rows.tolist())) <= pairs
+    else:
+        assert n_states == len(positives)
+    assert torch.equal(again["csa"][0], positives)
+    assert not torch.equal(other["csa"][0], positives)
+    with pytest.raises(Exception, match="aux_share"):
+        tiny_cfg(tmp_path, "pit.aux_share=0")

@@ -80,6 +80,10 @@ class PITConfig(Section):
     # Scoring is what a co-evolution step adds and it grows as the index gives more items several
     # SIDs: the share caps it (benchmarks/step_cost.py)
     selection_share: float = Field(1.0, gt=0, le=1)
+    # the auxiliary losses (CSA, I2T) are computed on this share of each step's targets, drawn
+    # anew each step: an unbiased estimate of their full-batch mean. They do not touch U2T's
+    # gradient, and together they are the floor of a PIT step's extra cost (step_cost.py)
+    aux_share: float = Field(1.0, gt=0, le=1)
     max_items_per_sid: int = Field(8, ge=1)  # I2T proposals made for more items than this are dropped
     # every SID names one item: a proposal colliding with another item's SID gets a free
     # disambiguation token, or is dropped (see pitrec.index.proposals); off: collisions allowed
@@ -223,32 +227,46 @@ class PITRecipe(Recipe):
         grid[real] = sel.chosen
         L = len(self.sizes)
         nll = self.u2t._nll(memory, grid, mask.repeat_interleave(L, dim=2))
-        # each target's CSA history: the memory positions its prefix covers
-        history = Memory(memory.states.unsqueeze(1).expand(-1, w.n_last, -1, -1)[real], allowed[real])
-        return self._losses(nll[real].mean() / L, flat, sel, history)
+        # each target's CSA history: its window's states, masked to the positions its prefix covers
+        rows = real.nonzero(as_tuple=True)[0]  # the window of each target, in targets[real]'s order
+        return self._losses(nll[real].mean() / L, flat, sel, Memory(memory.states, allowed[real]), rows)
 
-    def _losses(self, u2t_loss: torch.Tensor, target: torch.Tensor, sel: Selection,
-                memory: Memory) -> dict[str, torch.Tensor]:
-        """U2T + I2T (on the chosen SIDs) + CSA (on sg(H_u)); the selection is recorded."""
+    def _losses(self, u2t_loss: torch.Tensor, target: torch.Tensor, sel: Selection, memory: Memory,
+                rows: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """U2T + I2T (on the chosen SIDs) + CSA (on sg(H_u)); the selection is recorded. ``rows``:
+        the memory row of each target when several targets share one (prefix windows)."""
         pc = self.cfg.pit
-        chosen = sel.chosen
         losses = {"u2t": u2t_loss}
         loss = u2t_loss
+        aux_target, chosen, memory, rows = self._aux_subset(target, sel.chosen, memory, rows)
         if self._train_i2t():
-            items, codes = target, chosen
+            items, codes = aux_target, chosen
             if pc.i2t_catalogue_batch:
                 # drawn from (seed, step): reproducible, and the same after a resume
                 rng = np.random.default_rng([self.cfg.run.seed, getattr(self, "_step", 0)])
                 extra = torch.from_numpy(rng.integers(0, self.split.n_items, pc.i2t_catalogue_batch)).to(self.device)
-                items, codes = torch.cat([target, extra]), torch.cat([chosen, self.primary_codes[extra]])
+                items, codes = torch.cat([aux_target, extra]), torch.cat([chosen, self.primary_codes[extra]])
             losses["i2t"] = self.i2t.loss(self.tokenizer_inputs(items), codes)
             loss = loss + pc.i2t_weight * losses["i2t"]
         if self.csa is not None:
-            losses["csa"] = self.csa.loss(memory.states, memory.valid, target)
+            losses["csa"] = self.csa.loss(memory.states, memory.valid, aux_target, rows=rows)
             loss = loss + pc.csa_weight * losses["csa"]
-        self._record(target[~sel.skipped], chosen[~sel.skipped])
+        self._record(target[~sel.skipped], sel.chosen[~sel.skipped])
         losses["loss"] = loss
         return losses
+
+    def _aux_subset(self, target: torch.Tensor, chosen: torch.Tensor, memory: Memory, rows: torch.Tensor | None):
+        """The ``pit.aux_share`` of the targets that the CSA and I2T losses see this step, drawn
+        from (seed, step): reproducible, the same after a resume, apart from the other draws."""
+        share = self.cfg.pit.aux_share
+        if share >= 1 or len(target) < 2:
+            return target, chosen, memory, rows
+        rng = np.random.default_rng([self.cfg.run.seed, getattr(self, "_step", 0), 2])
+        keep = torch.from_numpy(np.sort(rng.choice(len(target), max(1, round(share * len(target))), replace=False)))
+        keep = keep.to(target.device)
+        if rows is None:  # one memory row per target
+            return target[keep], chosen[keep], Memory(memory.states[keep], memory.valid[keep]), None
+        return target[keep], chosen[keep], Memory(memory.states, memory.valid[keep]), rows[keep]
 
     def _record(self, target: torch.Tensor, chosen: torch.Tensor) -> None:
         """Record the step's selections in the index (targets left unscored by
