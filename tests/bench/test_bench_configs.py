@@ -26,7 +26,8 @@ def test_main_lists_every_method_and_the_pit_ablations():
     bench = load_bench(BENCHMARKS / "main.yaml")
     labels = [m.label for m in bench.methods]
     assert labels == ["popularity", "sasrec", "tiger", "tiger/cf-sids", "pit", "pit/cf-sids", "pit/cf-no-csa",
-                      "pit/cf-no-selection", "pit/cf-single-sid", "pit/cf-frozen-i2t", "pit/cf-fast-selection"]
+                      "pit/cf-no-selection", "pit/cf-single-sid", "pit/cf-frozen-i2t", "pit/cf-fast-selection",
+                      "pit/cf-lean"]
     runs, notes = plan_runs(bench, datasets=["beauty"])
     cf = [r for r in runs if r.method.variant.startswith("cf-")]
     assert cf and all(r.cfg.tokenizer.collaborative_dim == 64 for r in cf)
@@ -36,7 +37,9 @@ def test_main_lists_every_method_and_the_pit_ablations():
     assert ablations["cf-single-sid"].max_sids_per_item == 1 and ablations["cf-frozen-i2t"].freeze_i2t
     fast = ablations["cf-fast-selection"]
     assert (fast.selection_share, fast.selection_precision, fast.sid_selection) == (0.25, "bfloat16", True)
-    assert all(p.selection_share == 1 for v, p in ablations.items() if v != "cf-fast-selection")
+    lean = ablations["cf-lean"]
+    assert lean.model_dump() == {**fast.model_dump(), "aux_share": 0.25} and fast.aux_share == 1
+    assert all(p.selection_share == 1 for v, p in ablations.items() if v not in ("cf-fast-selection", "cf-lean"))
     assert {(r.cfg.train.max_minutes, r.cfg.train.budget_clock, r.cfg.run.num_threads) for r in runs
             if r.method.method in ("tiger", "pit")} == {(30, "cpu", 1)}
     planned = {r.method.label for r in runs}
