@@ -1,0 +1,62 @@
+"""The ``pit`` config section: PIT's switches and their reasons, read by the PIT recipe
+(``pitrec.train.recipes.pit``). Each field's comment says why it exists and what measured it."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from pitrec.config import Section
+from pitrec.registry import SECTIONS
+
+
+@SECTIONS.register("pit")
+class PITConfig(Section):
+    warmup_epochs: int = Field(2, ge=0)  # epochs on the static tokenizer's SIDs before co-evolution
+    candidates: int = Field(4, ge=1)  # B: candidate SIDs per target (and I2T beam width at refresh)
+    max_sids_per_item: int = Field(4, ge=1)  # index capacity per item
+    refresh_every: int = Field(1, ge=1)  # epochs between I2T refreshes of the index
+    decay: float = Field(0.5, gt=0, le=1)  # edge weights are multiplied by this at each refresh
+    new_edge_weight: float = Field(1.0, ge=0)  # weight of a SID newly proposed by I2T
+    csa: bool = True
+    sid_selection: bool = True
+    one_to_many: bool = True
+    freeze_i2t: bool = False  # after warm-up
+    i2t_weight: float = Field(1.0, ge=0)
+    csa_weight: float = Field(1.0, ge=0)
+    beam_width: int = Field(20, ge=1)  # U2T decoding width (widened per user when too few items)
+    aggregation: Literal["max", "sum", "weighted"] = "weighted"
+    history_sids: Literal["primary", "initial"] = "primary"  # which SID encodes history items
+    # selection pays log(items holding the SID): a SID shared by n items names the target only
+    # with probability 1/n. Without it the cheapest SID is the one every item shares (collapse).
+    collision_penalty: bool = True
+    selection_precision: Literal["float32", "bfloat16"] = "float32"  # see pitrec.train.selection
+    # co-evolution scores the candidates of this share of the targets that have a choice, drawn
+    # anew each step; the rest train on their strongest SID and are not recorded as selections.
+    # Scoring is what a co-evolution step adds and it grows as the index gives more items several
+    # SIDs: the share caps it (benchmarks/step_cost.py)
+    selection_share: float = Field(1.0, gt=0, le=1)
+    # the auxiliary losses (CSA, I2T) are computed on this share of each step's targets, drawn
+    # anew each step: an unbiased estimate of their full-batch mean. They do not touch U2T's
+    # gradient, and together they are the floor of a PIT step's extra cost (step_cost.py)
+    aux_share: float = Field(1.0, gt=0, le=1)
+    max_items_per_sid: int = Field(8, ge=1)  # I2T proposals made for more items than this are dropped
+    # every SID names one item: a proposal colliding with another item's SID gets a free
+    # disambiguation token, or is dropped (see pitrec.index.proposals); off: collisions allowed
+    unique_sids: bool = True
+    refresh_batch_size: int = Field(2048, ge=1)
+    # I2T also trains, every step, on this many items drawn uniformly from the catalogue (on each
+    # item's strongest SID). Interaction targets follow popularity, so the long tail is rarely
+    # seen by I2T and its beams propose the same generic SIDs for it (on beauty after warm-up,
+    # ~97% of proposals were dropped as generic). 0: targets only (the paper's setting).
+    i2t_catalogue_batch: int = Field(0, ge=0)
+    # I2T reads [sg(X_i); content_i] instead of sg(X_i) alone (with CSA on). X_i is shaped by the
+    # CSA loss only and can drop what the content-derived warm-up SIDs encode: on beauty a fresh
+    # I2T trained 40 catalogue epochs on a trained X_i got 1.2% of items' SIDs right (top-1), on
+    # the content embedding 39%; an I2T that cannot reproduce SIDs proposes generic ones.
+    i2t_content: bool = False
+    # X_i's content view (and I2T's, with i2t_content): the text embedding, or what the warm-up
+    # tokenizer read (with tokenizer.collaborative_dim > 0: [unit text embedding ; collaborative
+    # vector], so I2T can see what the warm-up SIDs encode). Identical when collaborative_dim = 0.
+    item_content: Literal["content", "tokenizer_input"] = "content"
