@@ -113,3 +113,9 @@ def test_long_runs_differ_from_main_only_in_budget_patience_and_the_imported_tab
                           r.cfg.tokenizer.import_path.endswith("beauty/letter_semantic_ids.json.gz")
                           for r in letter)
     assert all(r.cfg.tokenizer.collaborative_dim == 64 for r in runs if r.method.label == "tiger/cf-sids")
+
+
+def test_two_cores_is_main_tiger_alone_on_both_cores_within_45_wall_minutes():
+    runs = _differences_from_main("two_cores.yaml", {"tiger/cf-sids"},
+                                  {"train": ("max_minutes", "budget_clock", "patience"), "run": ("num_threads",)})
+    assert {(r.cfg.train.max_minutes, r.cfg.train.budget_clock, r.cfg.run.num_threads) for r in runs} == {(38, "wall", 2)}
