@@ -135,7 +135,7 @@ class DINHead(nn.Module):
         is a user, and the prefix mask in ``valid`` tells them apart. The history projection and
         the attention's keys and values are therefore computed once per sequence and gathered
         per user: the same attention as nn.MultiheadAttention over each user's own copy of the
-        states (tested), without the copies. The saving is small (4% of a CSA step on beauty,
+        states (tested), without the copies. The saving is small (5% of a CSA step on beauty,
         where the MLP dominates; benchmarks/tuning/aux_share_beauty.md)."""
         n_users = history.shape[0] if rows is None else rows.shape[0]
         if history.shape[1] != valid.shape[1] or valid.shape[0] != n_users or x.shape[0] != n_users:
