@@ -68,12 +68,12 @@ def test_smoke_is_synthetic_and_tiny():
 
 
 def _differences_from_main(name: str, labels: set[str], allowed: dict[str, tuple[str, ...]],
-                           main_label: dict[str, str] | None = None) -> list:
-    """Plan ``name`` on beauty; every run's config must equal main.yaml's run of the same method
+                           main_label: dict[str, str] | None = None, dataset: str = "beauty") -> list:
+    """Plan ``name`` on ``dataset``; every run's config must equal main.yaml's run of the same method
     (or of ``main_label[label]``) and seed except for the ``allowed`` keys (and its run
     directory). Returns the planned runs."""
-    runs, notes = plan_runs(load_bench(BENCHMARKS / name), datasets=["beauty"])
-    main_runs, _ = plan_runs(load_bench(BENCHMARKS / "main.yaml"), datasets=["beauty"])
+    runs, notes = plan_runs(load_bench(BENCHMARKS / name), datasets=[dataset])
+    main_runs, _ = plan_runs(load_bench(BENCHMARKS / "main.yaml"), datasets=[dataset])
     assert not notes
     assert {r.method.label for r in runs} == labels
     main_by_key = {(r.method.label, r.cfg.run.seed): r.cfg for r in main_runs}
@@ -113,6 +113,9 @@ def test_long_runs_differ_from_main_only_in_budget_patience_and_the_imported_tab
                           r.cfg.tokenizer.import_path.endswith("beauty/letter_semantic_ids.json.gz")
                           for r in letter)
     assert all(r.cfg.tokenizer.collaborative_dim == 64 for r in runs if r.method.label == "tiger/cf-sids")
+    # sports: CF SIDs only (LETTER's table is beauty's), same recipe as main.yaml's sports run
+    sports = _differences_from_main("long.yaml", {"tiger/cf-sids"}, budget, dataset="sports")
+    assert {(r.cfg.train.max_minutes, r.cfg.train.patience) for r in sports} == {(80, 100)}
 
 
 def test_two_cores_is_main_tiger_alone_on_both_cores_within_45_wall_minutes():

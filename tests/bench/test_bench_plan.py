@@ -47,6 +47,17 @@ def test_filters(write_bench):
         plan_runs(bench, datasets=["beauty"])
 
 
+def test_method_limited_to_some_datasets(write_bench):
+    tiny = {"path": "synthetic", "data": {"synthetic_users": 120, "synthetic_items": 50, "synthetic_clusters": 4}}
+    bench = load_bench(write_bench(datasets={"tiny": tiny, "other": tiny},
+                                   methods=[{"method": "popularity"},
+                                            {"method": "popularity", "variant": "only-other", "datasets": ["other"]}]))
+    runs, _ = plan_runs(bench)
+    assert [(r.dataset, r.method.label) for r in runs] == [
+        ("tiny", "popularity"), ("other", "popularity"), ("other", "popularity/only-other")]
+    assert [r.method.label for r in plan_runs(bench, datasets=["tiny"])[0]] == ["popularity"]
+
+
 def test_bad_override_names_run_and_key(write_bench):
     bench = load_bench(write_bench(methods=[{"method": "sasrec", "overrides": {"train": {"lrr": 0.1}}}]))
     with pytest.raises(BenchError, match=r"dataset tiny, method sasrec, seed 0.*train\.lrr"):

@@ -39,6 +39,8 @@ def test_override_values_are_yaml():
     ({"datasets": {"tiny": {"path": "synthetic", "data": {"max_history": 5}}}}, "datasets.tiny.data"),
     ({"datasets": {}}, "datasets"),
     ({"progres": True}, "progres"),
+    ({"methods": [{"method": "sasrec", "datasets": ["beauty"]}]}, "methods.0.datasets (sasrec): ['beauty'] not in"),
+    ({"methods": [{"method": "sasrec", "datasets": []}]}, "methods.0.datasets (sasrec) is empty"),
 ])
 def test_errors_name_the_key(write_bench, change, key):
     with pytest.raises(BenchError, match="bench.yaml") as err:

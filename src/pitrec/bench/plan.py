@@ -97,7 +97,7 @@ def plan_runs(bench: BenchConfig, methods: list[str] | None = None,
     for ds_name in chosen_datasets:
         dataset = bench.datasets[ds_name]
         for method in chosen_methods:
-            if method in missing:
+            if method in missing or not method.runs_on(ds_name):
                 continue
             for seed in bench.seeds:
                 run_dir = Path(bench.runs_dir) / ds_name / method.folder / f"seed{seed}"

@@ -89,12 +89,18 @@ class MethodSpec(_Strict):
     method: str = Field(pattern=NAME_PATTERN)
     variant: str = Field(MAIN_VARIANT, pattern=NAME_PATTERN)
     overrides: dict[str, Any] = Field(default_factory=dict)
+    # Only these datasets (None: all). For a variant that cannot run everywhere, e.g. an imported
+    # SID table made for one catalogue: without it the benchmark would fail on the other datasets.
+    datasets: list[str] | None = None
 
     @field_validator("overrides")
     @classmethod
     def _per_run_keys(cls, v: dict[str, Any]) -> dict[str, Any]:
         _reject_keys(v, _PER_RUN_KEYS)
         return v
+
+    def runs_on(self, dataset: str) -> bool:
+        return self.datasets is None or dataset in self.datasets
 
     @property
     def label(self) -> str:
@@ -144,6 +150,17 @@ class BenchConfig(_Strict):
         if dupes:
             raise ValueError(f"method/variant listed twice: {dupes}")
         return v
+
+    @model_validator(mode="after")
+    def _method_datasets_exist(self) -> "BenchConfig":
+        for i, method in enumerate(self.methods):
+            unknown = sorted(set(method.datasets or []) - set(self.datasets))
+            if unknown:
+                raise ValueError(f"methods.{i}.datasets ({method.label}): {unknown} not in `datasets` "
+                                 f"({', '.join(self.datasets)})")
+            if method.datasets == []:
+                raise ValueError(f"methods.{i}.datasets ({method.label}) is empty: drop the method instead")
+        return self
 
     @field_validator("seeds")
     @classmethod
