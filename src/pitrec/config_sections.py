@@ -85,6 +85,10 @@ class TrainConfig(Section):
     # about the wall time of an unloaded machine; with N busy threads about N x the wall time).
     budget_clock: Literal["wall", "cpu"] = "wall"
     save_every_steps: int = Field(0, ge=0)  # extra mid-epoch checkpoints for resume (0 = per epoch)
+    # causal generators (TIGER, PIT): k consecutive targets of a long user share one training
+    # window, so the earlier ones see k - 1 fewer history items at most; 1 = every history exactly
+    # data.max_history items (see pitrec.train.prefix_windows for what it saves)
+    long_history_stride: int = Field(1, ge=1)
     # bfloat16: forward passes under torch.autocast (weights, optimiser and backward stay float32).
     # Faster where the hardware has bfloat16 matrix units (GPUs, CPUs with AMX); slower on CPUs
     # without them. See docs/precision.md for what was measured.

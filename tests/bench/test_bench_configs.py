@@ -27,7 +27,7 @@ def test_main_lists_every_method_and_the_pit_ablations():
     labels = [m.label for m in bench.methods]
     assert labels == ["popularity", "sasrec", "tiger", "tiger/cf-sids", "pit", "pit/cf-sids", "pit/cf-no-csa",
                       "pit/cf-no-selection", "pit/cf-single-sid", "pit/cf-frozen-i2t", "pit/cf-fast-selection",
-                      "pit/cf-lean"]
+                      "pit/cf-lean", "tiger/cf-stride", "pit/cf-lean-stride"]
     runs, notes = plan_runs(bench, datasets=["beauty"])
     cf = [r for r in runs if r.method.variant.startswith("cf-")]
     assert cf and all(r.cfg.tokenizer.collaborative_dim == 64 for r in cf)
@@ -39,7 +39,8 @@ def test_main_lists_every_method_and_the_pit_ablations():
     assert (fast.selection_share, fast.selection_precision, fast.sid_selection) == (0.25, "bfloat16", True)
     lean = ablations["cf-lean"]
     assert lean.model_dump() == {**fast.model_dump(), "aux_share": 0.25} and fast.aux_share == 1
-    assert all(p.selection_share == 1 for v, p in ablations.items() if v not in ("cf-fast-selection", "cf-lean"))
+    assert all(p.selection_share == 1 for v, p in ablations.items()
+               if v not in ("cf-fast-selection", "cf-lean", "cf-lean-stride"))
     assert {(r.cfg.train.max_minutes, r.cfg.train.budget_clock, r.cfg.run.num_threads) for r in runs
             if r.method.method in ("tiger", "pit")} == {(30, "cpu", 1)}
     planned = {r.method.label for r in runs}
@@ -116,6 +117,18 @@ def test_long_runs_differ_from_main_only_in_budget_patience_and_the_imported_tab
     # sports: CF SIDs only (LETTER's table is beauty's), same recipe as main.yaml's sports run
     sports = _differences_from_main("long.yaml", {"tiger/cf-sids"}, budget, dataset="sports")
     assert {(r.cfg.train.max_minutes, r.cfg.train.patience) for r in sports} == {(80, 100)}
+
+
+def test_stride_variants_differ_from_their_base_only_in_the_window_stride():
+    runs, _ = plan_runs(load_bench(BENCHMARKS / "main.yaml"), datasets=["beauty"])
+    by_label = {(r.method.label, r.seed): r.cfg.to_dict() for r in runs}
+    for variant, base in {"tiger/cf-stride": "tiger/cf-sids", "pit/cf-lean-stride": "pit/cf-lean"}.items():
+        for seed in (0, 1, 2):
+            mine, theirs = by_label[(variant, seed)], by_label[(base, seed)]
+            assert (mine["train"].pop("long_history_stride"), theirs["train"].pop("long_history_stride")) == (10, 1)
+            for cfg in (mine, theirs):
+                cfg["run"].pop("out")
+            assert mine == theirs
 
 
 def test_two_cores_is_main_tiger_alone_on_both_cores_within_45_wall_minutes():

@@ -116,13 +116,14 @@ def test_selection_picks_the_minimum_loss_candidate(tmp_path):
         assert chosen[0].tolist() != cand[0, best].tolist()
 
 
-@pytest.mark.parametrize("attention", ["bidirectional", "causal"])
-def test_degenerate_pit_step_equals_tiger_step(tmp_path, attention):
+@pytest.mark.parametrize("attention, stride", [("bidirectional", 1), ("causal", 1), ("causal", 3)])
+def test_degenerate_pit_step_equals_tiger_step(tmp_path, attention, stride):
     """CSA off, one candidate, a frozen tokenizer: a PIT step must be a TIGER step, same seed, same
     parameters after (the co-evolution machinery adds nothing when it has nothing to choose).
 
-    Bidirectional: both train per (history, target) pair; causal: both train on prefix windows."""
-    same = [f"u2t.encoder_attention={attention}"]
+    Bidirectional: both train per (history, target) pair; causal: both train on prefix windows
+    (with ``train.long_history_stride`` the same shared windows)."""
+    same = [f"u2t.encoder_attention={attention}", f"train.long_history_stride={stride}"]
     pit_cfg = tiny_cfg(tmp_path, "pit.csa=false", "pit.candidates=1", "pit.freeze_i2t=true", "pit.warmup_epochs=0", *same)
     tiger_cfg = load_config("tiger", overrides=TINY[:16] + same + ["train.batch_size=64", "train.lr=0.005", "train.warmup_steps=0",
                                                             "run.seed=3", "run.num_threads=1", "run.progress=false",
@@ -142,6 +143,9 @@ def test_degenerate_pit_step_equals_tiger_step(tmp_path, attention):
         torch.nn.utils.clip_grad_norm_([p for g in opt.param_groups for p in g["params"]], 1.0)
         opt.step()
         model = recipe.model if name == "tiger" else recipe.u2t
+        if stride > 1:  # long users' targets do share windows here
+            from pitrec.train.prefix_windows import PrefixWindows
+            assert len(recipe.windows) < len(PrefixWindows(split.train, cfg.data.max_history))
         return loss.item(), {k: v.detach().clone() for k, v in model.state_dict().items()}
 
     tiger_loss, tiger_params = one_step("tiger", tiger_cfg)

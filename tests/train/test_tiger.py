@@ -125,15 +125,66 @@ def test_prefix_windows_hold_exactly_the_prefix_samples_pairs():
     expected = sorted((tuple(h[h != PAD].tolist()), t) for h, t in zip(samples.history, samples.target.tolist()))
     windows = PrefixWindows(train, max_history)
     assert windows.total_targets() == len(samples)
-    got = []
     batches = windows.batch_indices(5, np.random.default_rng(1))
     assert sorted(np.concatenate(batches).tolist()) == list(range(len(windows)))  # each window once
-    for idx in batches:
+    assert sorted(_window_pairs(windows)) == expected
+
+
+def _window_pairs(windows, batch_targets: int = 5) -> list[tuple[tuple[int, ...], int, int]]:
+    """(history, target, position of the target in its user's sequence) of every training pair."""
+    import numpy as np
+
+    got = []
+    for idx in windows.batch_indices(batch_targets, np.random.default_rng(1)):
         b = windows.batch(idx)
         m = b.items.shape[1]
         for row, mask in zip(b.items.tolist(), b.targets.tolist()):
-            got += [(tuple(i for i in row[:j] if i != PAD), row[j]) for j in range(m - b.n_last, m) if mask[j - (m - b.n_last)]]
-    assert sorted(got) == expected
+            got += [(tuple(i for i in row[:j] if i != PAD), row[j]) for j in range(m - b.n_last, m)
+                    if mask[j - (m - b.n_last)]]
+    return got
+
+
+@pytest.mark.parametrize("stride", [2, 3, 4])
+def test_long_history_stride_trains_every_target_once_on_a_suffix_of_its_history(stride):
+    """Stride k: the same (target) multiset as the exact windows; each history is the exact
+    one's last items, at least max_history - k + 1 of them, and only long users' change."""
+    import collections
+
+    import numpy as np
+
+    from pitrec.train.prefix_windows import PrefixWindows
+
+    rng = np.random.default_rng(0)
+    # distinct items per user, so a (history, target) pair names its position in the sequence
+    train = [rng.permutation(100)[:n] + 100 * u for u, n in enumerate((0, 1, 2, 5, 7, 12, 13, 3, 30))]
+    max_history = 4
+    exact = PrefixWindows(train, max_history)
+    strided = PrefixWindows(train, max_history, stride)
+    assert strided.total_targets() == exact.total_targets()
+    assert len(strided) < len(exact)
+    exact_pairs, got = _window_pairs(exact), _window_pairs(strided)
+    want = {t: h for h, t in exact_pairs}  # a target's exact history (items are distinct)
+    assert collections.Counter(t for _, t in got) == collections.Counter(t for _, t in exact_pairs)
+    for history, target in got:
+        full = want[target]
+        assert full[len(full) - len(history):] == history  # a suffix of the exact history
+        if len(full) < max_history:  # short histories (users' first windows) are exact
+            assert history == full
+        else:
+            assert len(history) >= max_history - stride + 1
+    assert sum(len(h) < len(want[t]) for h, t in got) > 0  # it did shorten some
+    with pytest.raises(ValueError, match="long_history_stride must lie in"):
+        PrefixWindows(train, max_history, max_history + 1)
+
+
+def test_long_history_stride_needs_a_causal_encoder(tmp_path):
+    from pitrec.train.api import build_recipe
+
+    cfg = load_config("tiger", overrides=TINY + [f"embed.cache_dir={tmp_path / 'cache'}", "u2t.encoder_attention=bidirectional",
+                                                 "train.long_history_stride=2"])
+    data, split = prepare_data(cfg)
+    with pytest.raises(ValueError, match="long_history_stride needs a causal encoder"):
+        build_recipe("tiger", cfg, data, split)
 
 
 @pytest.mark.parametrize("attention", ["causal", "bidirectional"])

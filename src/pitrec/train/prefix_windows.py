@@ -8,6 +8,13 @@ last columns of a batch. The first window of a user spans its first ``max_histor
 covers every target whose history fits in ``max_history``; each later target (a longer history,
 cut to the last ``max_history`` items) gets its own window, so every pair sees exactly the
 history ``PrefixSamples`` would give it.
+
+Those one-target windows are few targets but most of the encoder's work (on beauty 11% of the
+targets, 68% of the encoded positions), and a batch of them costs several times a batch of
+first windows. ``long_stride`` k > 1 lets k consecutive later targets share one window of
+``max_history + 1`` items ending at the last of them: the earlier ones then see the last
+``max_history - k + 1`` to ``max_history - 1`` items instead of ``max_history``. Every target is
+still trained once; only long users' histories shorten, by at most k - 1 items.
 """
 
 from __future__ import annotations
@@ -36,7 +43,10 @@ class WindowBatch:
 
 
 class PrefixWindows:
-    def __init__(self, train: Sequence[np.ndarray], max_history: int):
+    def __init__(self, train: Sequence[np.ndarray], max_history: int, long_stride: int = 1):
+        if not 1 <= long_stride <= max_history:
+            raise ValueError(f"train.long_history_stride must lie in [1, max_history = {max_history}], "
+                             f"got {long_stride}")
         width = max_history + 1
         rows, n_targets = [], []
         for s in train:
@@ -45,9 +55,11 @@ class PrefixWindows:
                 continue
             rows.append(s[:width])
             n_targets.append(min(n, width) - 1)
-            for t in range(width, n):  # histories longer than max_history: one window each
-                rows.append(s[t - max_history:t + 1])
-                n_targets.append(1)
+            # histories longer than max_history: a window per ``long_stride`` targets (1: exact)
+            for first in range(width, n, long_stride):
+                last = min(first + long_stride, n) - 1
+                rows.append(s[last - max_history:last + 1])
+                n_targets.append(last - first + 1)
         self.items = np.full((len(rows), width), PAD, dtype=np.int64)
         for r, s in enumerate(rows):
             self.items[r, width - len(s):] = s
@@ -82,3 +94,14 @@ class PrefixWindows:
         cuts = np.searchsorted(ends, np.arange(targets_per_batch, ends[-1], targets_per_batch), side="left") + 1
         batches = [b for b in np.split(order, np.unique(cuts)) if len(b)]
         return [batches[i] for i in rng.permutation(len(batches))]
+
+
+def training_windows(train: Sequence[np.ndarray], cfg, causal: bool) -> PrefixWindows | None:
+    """The windows of a causal generator's training pairs; None for a bidirectional encoder, which
+    encodes each pair's history on its own (then a ``long_history_stride`` would go unused)."""
+    if causal:
+        return PrefixWindows(train, cfg.data.max_history, cfg.train.long_history_stride)
+    if cfg.train.long_history_stride != 1:
+        raise ValueError("train.long_history_stride needs a causal encoder (u2t.encoder_attention=causal): "
+                         "a bidirectional one encodes every pair's history separately")
+    return None

@@ -47,7 +47,7 @@ from pitrec.models.user_to_token import Memory, UserToToken
 from pitrec.registry import RECIPES
 from pitrec.tokenizers.sid_table import SidTable
 from pitrec.train import distributed as dist
-from pitrec.train.prefix_windows import PrefixWindows
+from pitrec.train.prefix_windows import training_windows
 from pitrec.train.recipe import Recipe
 from pitrec.train.recipes.pit_config import PITConfig  # noqa: F401  (registers the `pit` section)
 from pitrec.train.selection import Selection, SelectionCounters, min_loss_sids, min_loss_sids_prefix
@@ -81,7 +81,7 @@ class PITRecipe(Recipe):
         self.index = BeamIndex.from_sid_table(table, max_sids_per_item=pc.max_sids_per_item,
                                               new_edge_weight=pc.new_edge_weight)
         # a causal U2T encoder scores all prefixes of a window in one pass, as in TIGER's recipe
-        self.windows = PrefixWindows(self.split.train, cfg.data.max_history) if self.u2t.causal else None
+        self.windows = training_windows(self.split.train, cfg, self.u2t.causal)
         self.samples = None if self.u2t.causal else PrefixSamples(self.split.train, cfg.data.max_history)
         n_pairs = self.windows.total_targets() if self.windows is not None else len(self.samples)
         if n_pairs == 0:

@@ -22,7 +22,7 @@ from pitrec.decoding.ranker import GenerativeRanker
 from pitrec.index.trie import Trie
 from pitrec.models.user_to_token import UserToToken
 from pitrec.registry import RECIPES, SECTIONS, TOKENIZERS
-from pitrec.train.prefix_windows import PrefixWindows
+from pitrec.train.prefix_windows import training_windows
 from pitrec.train.recipe import Recipe
 
 
@@ -53,7 +53,7 @@ class TigerRecipe(Recipe):
         self.trie = Trie.from_sid_table(table).to(self.device)
         self.model = UserToToken(table.codebook_sizes, self.cfg.u2t).to(self.device)
         # a causal encoder scores all prefixes of a window in one pass (same pairs, less compute)
-        self.windows = PrefixWindows(self.split.train, self.cfg.data.max_history) if self.model.causal else None
+        self.windows = training_windows(self.split.train, self.cfg, self.model.causal)
         self.samples = None if self.model.causal else PrefixSamples(self.split.train, self.cfg.data.max_history)
         n_pairs = self.windows.total_targets() if self.windows is not None else len(self.samples)
         if n_pairs == 0:
