@@ -3,7 +3,7 @@ samples are summed by the step's parts (U2T forward, selection, CSA, I2T, index 
 optimizer).
 
     python benchmarks/tuning/profile_run.py record RUN_DIR --seconds 180 [--out FILE]
-    python benchmarks/tuning/profile_run.py summary FILE [FILE...]
+    python benchmarks/tuning/profile_run.py summary FILE [FILE...]   # py-spy raw output, or .gz of it
 
 ``step_cost.py`` times interleaved steps built from a run's final state; that measured the
 auxiliary losses as the floor of PIT's extra cost, yet real warm-up epochs cost less than it said
@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import gzip
 import subprocess
 import sys
 from pathlib import Path
@@ -68,7 +69,8 @@ def summarise(path: Path) -> tuple[int, collections.Counter]:
     """Samples per part from py-spy's collapsed stacks (``frame;frame;... COUNT``)."""
     parts: collections.Counter = collections.Counter()
     total = 0
-    for line in path.read_text().splitlines():
+    text = gzip.decompress(path.read_bytes()).decode() if path.suffix == ".gz" else path.read_text()
+    for line in text.splitlines():
         stack, _, count = line.rpartition(" ")
         if not stack:
             continue
