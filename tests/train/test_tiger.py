@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 
 import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 import torch
 
 from pitrec.config import load_config
@@ -144,37 +146,47 @@ def _window_pairs(windows, batch_targets: int = 5) -> list[tuple[tuple[int, ...]
     return got
 
 
-@pytest.mark.parametrize("stride", [2, 3, 4])
-def test_long_history_stride_trains_every_target_once_on_a_suffix_of_its_history(stride):
-    """Stride k: the same (target) multiset as the exact windows; each history is the exact
-    one's last items, at least max_history - k + 1 of them, and only long users' change."""
+@settings(max_examples=60, deadline=None)
+@given(lengths=st.lists(st.integers(0, 25), min_size=1, max_size=8), max_history=st.integers(1, 6), data=st.data())
+def test_long_history_stride_trains_every_target_once_on_a_suffix_of_its_history(lengths, max_history, data):
+    """Stride k: the same targets as the exact windows, each once; each history is the exact
+    one's last items, at least max_history - k + 1 of them; stride 1 is exact."""
     import collections
 
     import numpy as np
 
     from pitrec.train.prefix_windows import PrefixWindows
 
-    rng = np.random.default_rng(0)
-    # distinct items per user, so a (history, target) pair names its position in the sequence
-    train = [rng.permutation(100)[:n] + 100 * u for u, n in enumerate((0, 1, 2, 5, 7, 12, 13, 3, 30))]
-    max_history = 4
+    stride = data.draw(st.integers(1, max_history), label="stride")
+    # distinct items, so a (history, target) pair names its position in its user's sequence
+    train = [np.arange(n) + 100 * u for u, n in enumerate(lengths)]
     exact = PrefixWindows(train, max_history)
+    assume(exact.total_targets() > 0)  # (recipes refuse data without a training pair)
     strided = PrefixWindows(train, max_history, stride)
-    assert strided.total_targets() == exact.total_targets()
-    assert len(strided) < len(exact)
+    assert strided.total_targets() == exact.total_targets() and len(strided) <= len(exact)
     exact_pairs, got = _window_pairs(exact), _window_pairs(strided)
-    want = {t: h for h, t in exact_pairs}  # a target's exact history (items are distinct)
+    want = {t: h for h, t in exact_pairs}
     assert collections.Counter(t for _, t in got) == collections.Counter(t for _, t in exact_pairs)
     for history, target in got:
         full = want[target]
         assert full[len(full) - len(history):] == history  # a suffix of the exact history
-        if len(full) < max_history:  # short histories (users' first windows) are exact
+        assert len(history) >= min(len(full), max_history - stride + 1)
+        if stride == 1 or len(full) < max_history:  # exact, and short users' histories always are
             assert history == full
-        else:
-            assert len(history) >= max_history - stride + 1
-    assert sum(len(h) < len(want[t]) for h, t in got) > 0  # it did shorten some
+
+
+def test_long_history_stride_shortens_long_users_histories_and_checks_its_range():
+    import numpy as np
+
+    from pitrec.train.prefix_windows import PrefixWindows
+
+    train = [np.arange(30), np.arange(3) + 100]
+    pairs = _window_pairs(PrefixWindows(train, 4, 3))
+    # targets 5..28 in threes see 2, 3, 4 items; target 29 alone sees 4; the short user is exact
+    assert sorted(len(h) for h, t in pairs if 5 <= t < 100) == [2] * 8 + [3] * 8 + [4] * 9
+    assert sorted(len(h) for h, t in pairs if t >= 100) == [1, 2]
     with pytest.raises(ValueError, match="long_history_stride must lie in"):
-        PrefixWindows(train, max_history, max_history + 1)
+        PrefixWindows(train, 4, 5)
 
 
 def test_long_history_stride_needs_a_causal_encoder(tmp_path):
