@@ -58,6 +58,9 @@ class SASRecRecipe(Recipe):
 
     def prepare(self) -> None:
         mc = self.cfg.sasrec
+        if self.cfg.train.long_history_stride != 1:
+            raise ValueError("train.long_history_stride applies to TIGER's and PIT's prefix windows; SASRec "
+                             "trains on whole sequences of sasrec.max_len items (leave it at 1)")
         self.model = SASRec(self.split.n_items, mc).to(self.device)
         windows = training_windows(self.split.train, mc.max_len)
         if not windows:
