@@ -45,4 +45,3 @@ def test_the_trainer_builds_the_configured_implementation(tiny_cfg):
         tiny_cfg(None, "train.optimizer_impl=sgd")
     with pytest.raises(ValueError, match="optimizer_impl"):
         build_adamw([{"params": [torch.nn.Parameter(torch.zeros(2))]}], 0.1, "sgd")
-
