@@ -15,7 +15,6 @@ counts the subnormal values in the weights and the optimiser's moments. One thre
 from __future__ import annotations
 
 import argparse
-import time
 
 import numpy as np
 import torch
@@ -23,8 +22,9 @@ import torch
 from pitrec.train.api import build_recipe, recipe_at_checkpoint
 from pitrec.train.checkpoint import load_checkpoint
 from pitrec.train.run_dir import RunDir
-from pitrec.train.trainer import build_adamw, clip_per_module
+from pitrec.train.trainer import build_adamw
 from pitrec.utils.runtime import seed_everything, set_threads
+from window_stride import timed_step  # this folder's; the Trainer's step, timed
 
 TINY = torch.finfo(torch.float32).tiny  # the smallest normal float32
 
@@ -77,15 +77,9 @@ def main() -> None:
         for i, batch in enumerate(batches[rnd * per_round: (rnd + 1) * per_round]):
             for (name, flush), (recipe, opt) in kinds.items():
                 torch.set_flush_denormal(flush)
-                recipe.train(True)
-                c0 = time.process_time()
-                loss = recipe.training_step(batch, i)["loss"]
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                clip_per_module(recipe.modules().values(), cfg.train.grad_clip)
-                opt.step()
+                spent = timed_step(recipe, opt, batch, i)
                 if i >= 3:  # the first steps of a shape build kernels
-                    cpu[(name, flush)].append(time.process_time() - c0)
+                    cpu[(name, flush)].append(spent)
     torch.set_flush_denormal(False)
     base = np.median(cpu[("fresh", False)])
     print(f"\n{args.run_dir}, {args.recipe}, {len(cpu[('fresh', False)])} steps per kind, one thread\n")

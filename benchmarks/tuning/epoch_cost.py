@@ -44,15 +44,15 @@ def main() -> None:
     args = ap.parse_args()
     tiger, pit = epochs(args.tiger), epochs(args.pit)
     full = steps_per_epoch(tiger)
-    complete = [r["cpu_s"] for i, r in enumerate(tiger) if r["step"] - (tiger[i - 1]["step"] if i else 0) == full]
+    # TIGER's own epochs drift up over a run (benchmarks/tuning/epoch_profile_beauty.md), so the
+    # same-numbered TIGER epoch is a second reference beside the median
+    same = {r["epoch"]: r["cpu_s"] for i, r in enumerate(tiger)
+            if r["step"] - (tiger[i - 1]["step"] if i else 0) == full}
+    complete = list(same.values())
     base = statistics.median(complete)
     print(f"## {args.label or args.pit.name}\n")
     print(f"TIGER `{args.tiger}`: median {base:.1f} CPU s over {len(complete)} complete epochs "
           f"(range {min(complete):.1f}-{max(complete):.1f}).  PIT `{args.pit}`:\n")
-    # TIGER's own epochs drift up over a run too (benchmarks/tuning/epoch_profile_beauty.md), so
-    # the same-numbered TIGER epoch is a second reference beside the median
-    same = {r["epoch"]: r["cpu_s"] for i, r in enumerate(tiger)
-            if r["step"] - (tiger[i - 1]["step"] if i else 0) == full}
     print("| PIT epoch | phase | targets scored | CPU s | x TIGER epoch | x same-numbered TIGER epoch |")
     print("|---:|---|---:|---:|---:|---:|")
     pit_full = steps_per_epoch(pit)
