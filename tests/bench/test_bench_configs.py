@@ -27,7 +27,7 @@ def test_main_lists_every_method_and_the_pit_ablations():
     labels = [m.label for m in bench.methods]
     assert labels == ["popularity", "sasrec", "tiger", "tiger/cf-sids", "pit", "pit/cf-sids", "pit/cf-no-csa",
                       "pit/cf-no-selection", "pit/cf-single-sid", "pit/cf-frozen-i2t", "pit/cf-fast-selection",
-                      "pit/cf-lean", "tiger/cf-stride", "pit/cf-lean-stride"]
+                      "pit/cf-lean", "tiger/cf-stride", "pit/cf-lean-stride", "pit/cf-lean-stride-relative"]
     runs, notes = plan_runs(bench, datasets=["beauty"])
     cf = [r for r in runs if r.method.variant.startswith("cf-")]
     assert cf and all(r.cfg.tokenizer.collaborative_dim == 64 for r in cf)
@@ -40,7 +40,7 @@ def test_main_lists_every_method_and_the_pit_ablations():
     lean = ablations["cf-lean"]
     assert lean.model_dump() == {**fast.model_dump(), "aux_share": 0.25} and fast.aux_share == 1
     assert all(p.selection_share == 1 for v, p in ablations.items()
-               if v not in ("cf-fast-selection", "cf-lean", "cf-lean-stride"))
+               if v not in ("cf-fast-selection", "cf-lean", "cf-lean-stride", "cf-lean-stride-relative"))
     assert {(r.cfg.train.max_minutes, r.cfg.train.budget_clock, r.cfg.run.num_threads) for r in runs
             if r.method.method in ("tiger", "pit")} == {(30, "cpu", 1)}
     planned = {r.method.label for r in runs}
@@ -129,6 +129,17 @@ def test_stride_variants_differ_from_their_base_only_in_the_window_stride():
             for cfg in (mine, theirs):
                 cfg["run"].pop("out")
             assert mine == theirs
+
+
+def test_relative_variant_differs_from_cf_lean_stride_only_in_the_selection_rule():
+    runs, _ = plan_runs(load_bench(BENCHMARKS / "main.yaml"), datasets=["beauty"])
+    by_label = {(r.method.label, r.seed): r.cfg.to_dict() for r in runs}
+    for seed in (0, 1, 2):
+        mine, theirs = by_label[("pit/cf-lean-stride-relative", seed)], by_label[("pit/cf-lean-stride", seed)]
+        assert (mine["pit"].pop("selection_rule"), theirs["pit"].pop("selection_rule")) == ("relative", "min_loss")
+        for cfg in (mine, theirs):
+            cfg["run"].pop("out")
+        assert mine == theirs
 
 
 def test_two_cores_is_main_tiger_alone_on_both_cores_within_45_wall_minutes():

@@ -6,7 +6,9 @@ User-to-Token loss for this user, plus log(items holding the SID) when ``collisi
 cheapest SID is the one every item shares). Candidates are scored with dropout off (the choice
 should follow the model, not the noise), in one decoder pass against the user's memory; targets
 with a single candidate skip scoring. Training and the service's online feedback apply the same
-rule.
+rule. With a ``baseline`` (``pit.selection_rule="relative"``, see
+``pitrec.train.selection_baseline``) the choice is made on the cost relative to the item's other
+users instead, and the scored costs update the baseline.
 
 ``share`` < 1 scores a random share of the targets that have a choice (drawn by ``rng``); the
 others train on their strongest SID and are reported as ``skipped``, so that the caller does not
@@ -30,6 +32,7 @@ import torch
 from pitrec.index.beam_index import BeamIndex
 from pitrec.models.user_to_token import Memory, UserToToken
 from pitrec.train import distributed as dist
+from pitrec.train.selection_baseline import SelectionBaseline
 
 
 class Selection(NamedTuple):
@@ -86,10 +89,22 @@ def selection_cost(u2t: UserToToken, index: BeamIndex, memory: Memory, cand: tor
     return cost
 
 
+def _choose(cost: torch.Tensor, items: np.ndarray, cand_np: np.ndarray, rows: torch.Tensor,
+            baseline: SelectionBaseline | None) -> torch.Tensor:
+    """The column each scored row trains on: the lowest cost, or with a baseline the relative
+    rule's choice (then the costs join the baseline)."""
+    if baseline is None:
+        return cost.argmin(1)
+    keep = rows.cpu().numpy()
+    pick = baseline.choose(items[keep], cand_np[keep], cost)
+    baseline.update(items[keep], cand_np[keep], cost)
+    return pick
+
+
 @torch.no_grad()
 def min_loss_sids(u2t: UserToToken, index: BeamIndex, memory: Memory, target: torch.Tensor, n_candidates: int,
                   collision_penalty: bool = True, precision: str = "float32", share: float = 1.0,
-                  rng: np.random.Generator | None = None) -> Selection:
+                  rng: np.random.Generator | None = None, baseline: SelectionBaseline | None = None) -> Selection:
     """One history per row (B rows)."""
     cand_np, mask_np, _ = index.candidates(target.cpu().numpy(), n_candidates)
     device = memory.states.device
@@ -101,7 +116,7 @@ def min_loss_sids(u2t: UserToToken, index: BeamIndex, memory: Memory, target: to
     if multi.any():
         sub = Memory(memory.states[multi], memory.valid[multi])
         cost = selection_cost(u2t, index, sub, cand[multi], mask[multi], collision_penalty, precision)
-        pick[multi] = cost.argmin(1)
+        pick[multi] = _choose(cost, target.cpu().numpy(), cand_np, multi, baseline)
     return Selection(cand[torch.arange(len(target), device=device), pick], pick, multi, choice & ~multi)
 
 
@@ -109,7 +124,8 @@ def min_loss_sids(u2t: UserToToken, index: BeamIndex, memory: Memory, target: to
 def min_loss_sids_prefix(u2t: UserToToken, index: BeamIndex, memory: Memory, prefix_mask: torch.Tensor,
                          targets: torch.Tensor, real: torch.Tensor, n_candidates: int,
                          collision_penalty: bool = True, precision: str = "float32", share: float = 1.0,
-                         rng: np.random.Generator | None = None) -> Selection:
+                         rng: np.random.Generator | None = None,
+                         baseline: SelectionBaseline | None = None) -> Selection:
     """Windows (``UserToToken.encode_windows``): ``targets`` (B, n_last) items, ``real`` (B, n_last)
     which of them are training targets. Returns the selection of the real ones, in row-major order."""
     device = memory.states.device
@@ -123,7 +139,7 @@ def min_loss_sids_prefix(u2t: UserToToken, index: BeamIndex, memory: Memory, pre
     if multi.any():
         cost = prefix_selection_cost(u2t, index, memory, prefix_mask, real, cand_np, mask, multi,
                                      collision_penalty, precision)
-        pick[multi] = cost.argmin(1)
+        pick[multi] = _choose(cost, flat.cpu().numpy(), cand_np, multi, baseline)
     return Selection(cand[torch.arange(len(flat), device=device), pick], pick, multi, choice & ~multi)
 
 

@@ -51,6 +51,7 @@ from pitrec.train.prefix_windows import training_windows
 from pitrec.train.recipe import Recipe
 from pitrec.train.recipes.pit_config import PITConfig  # noqa: F401  (registers the `pit` section)
 from pitrec.train.selection import Selection, SelectionCounters, min_loss_sids, min_loss_sids_prefix
+from pitrec.train.selection_baseline import SelectionBaseline
 
 
 @RECIPES.register("pit")
@@ -89,6 +90,12 @@ class PITRecipe(Recipe):
         self.epoch = 0
         self._compiled: tuple[int, Any] | None = None
         self._counters = SelectionCounters()
+        self.baseline = None
+        if pc.selection_rule == "relative":
+            if dist.is_distributed():
+                raise ValueError("pit.selection_rule=relative runs in one process only: its per-edge means are not "
+                                 "shared across ranks; use pit.selection_rule=min_loss under torchrun")
+            self.baseline = SelectionBaseline(self.sizes, pc.selection_baseline_rate, pc.selection_margin)
         self.last_ranker: PITRanker | None = None
         self._sync_history_codes()
 
@@ -168,7 +175,7 @@ class PITRecipe(Recipe):
             pc = self.cfg.pit
             sel = self._count(min_loss_sids_prefix(self.u2t, self.index, memory, mask, targets, real, pc.candidates,
                                                    pc.collision_penalty, pc.selection_precision,
-                                                   pc.selection_share, self._selection_rng()))
+                                                   pc.selection_share, self._selection_rng(), self.baseline))
         else:
             sel = self._unselected(flat)
         grid = self.initial_codes[targets.clamp(min=0)].clone()
@@ -249,7 +256,8 @@ class PITRecipe(Recipe):
             return self._unselected(target)
         pc = self.cfg.pit
         return self._count(min_loss_sids(self.u2t, self.index, memory, target, pc.candidates, pc.collision_penalty,
-                                         pc.selection_precision, pc.selection_share, self._selection_rng()))
+                                         pc.selection_precision, pc.selection_share, self._selection_rng(),
+                                         self.baseline))
 
     def _unselected(self, target: torch.Tensor) -> Selection:
         none = torch.zeros(len(target), dtype=torch.bool, device=target.device)
@@ -272,6 +280,8 @@ class PITRecipe(Recipe):
         self._counters.all_reduce()
         stats: dict[str, Any] = {"phase": "co-evolution" if self.coevolving else "warm-up", **self._counters.report()}
         self._counters = SelectionCounters()
+        if self.baseline is not None:
+            stats["selection_baseline_edges"] = len(self.baseline)  # (item, SID) edges with a mean
         resyncs = self._agree_index()
         done = epoch + 1
         if done >= pc.warmup_epochs and (done - pc.warmup_epochs) % pc.refresh_every == 0:
@@ -342,6 +352,8 @@ class PITRecipe(Recipe):
         tensors, meta = self.index.state_dict()
         out = {f"index.{k}": v for k, v in tensors.items()}
         out["sid_codes"] = self.initial_codes.cpu()
+        if self.baseline is not None:
+            out.update({f"selection_baseline.{k}": v for k, v in self.baseline.state_dict().items()})
         return out, {"index": meta}
 
     def load_extra_state(self, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
@@ -354,6 +366,9 @@ class PITRecipe(Recipe):
             self.index = BeamIndex.from_state_dict(index_tensors, meta["index"])
             self._compiled = None
             self._sync_history_codes()
+        if self.baseline is not None and "selection_baseline.items" in tensors:
+            prefix = "selection_baseline."
+            self.baseline.load_state_dict({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)})
 
     def save_artifacts(self, run) -> None:
         self.index.save(run.path / "beam_index")

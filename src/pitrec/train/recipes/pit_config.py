@@ -32,6 +32,14 @@ class PITConfig(Section):
     # with probability 1/n. Without it the cheapest SID is the one every item shares (collapse).
     collision_penalty: bool = True
     selection_precision: Literal["float32", "bfloat16"] = "float32"  # see pitrec.train.selection
+    # min_loss: the paper's rule, the lowest U2T loss for this user. It stays with the item's
+    # primary SID for 99% of targets (benchmarks/tuning/selection_margin_beauty.md). relative: the
+    # loss minus its running mean over the item's users, and an alternative must win by
+    # selection_margin nats (pitrec.train.selection_baseline). Training only: the service's online
+    # feedback applies min_loss; single-process only (the means are not shared across ranks).
+    selection_rule: Literal["min_loss", "relative"] = "min_loss"
+    selection_margin: float = Field(1.0, ge=0)  # nats
+    selection_baseline_rate: float = Field(0.25, gt=0, le=1)
     # co-evolution scores the candidates of this share of the targets that have a choice, drawn
     # anew each step; the rest train on their strongest SID and are not recorded as selections.
     # Scoring is what a co-evolution step adds and it grows as the index gives more items several
