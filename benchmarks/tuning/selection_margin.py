@@ -25,13 +25,14 @@ from pitrec.utils.runtime import set_threads
 
 
 @torch.no_grad()
-def margins(run_dir: str, n_batches: int) -> dict[str, float]:
-    pit, state = recipe_at_checkpoint("pit", run_dir)
+def scored_targets(pit, n_batches: int):
+    """Per window batch of the first ``n_batches`` of an epoch: (target items (N,), their candidate
+    codes (N, C, L), costs (N, C)) of the targets whose item holds several SIDs, and the batch's
+    count of targets. Costs as co-evolution computes them: float32, dropout off, with the charge."""
     cfg = pit.cfg
     pit.train(False)
     if pit.windows is None:
-        raise SystemExit(f"{run_dir}: the probe reads window batches (a causal U2T encoder)")
-    gaps, first, first_two, n_targets, n_choice = [], [], [], 0, 0
+        raise SystemExit("the probe reads window batches (a causal U2T encoder)")
     for batch in pit.train_batches(0, np.random.default_rng(0))[:n_batches]:
         w = pit.windows.batch(batch)
         items, real = w.items.to(pit.device), w.targets.to(pit.device)
@@ -42,14 +43,23 @@ def margins(run_dir: str, n_batches: int) -> dict[str, float]:
         cand_np, mask_np, _ = pit.index.candidates(flat.cpu().numpy(), cfg.pit.candidates)
         cand_mask = torch.from_numpy(mask_np).to(pit.device)
         choice = cand_mask.sum(1) > 1
-        n_targets, n_choice = n_targets + len(flat), n_choice + int(choice.sum())
         if not choice.any():
+            yield flat.cpu().numpy()[:0], cand_np[:0], torch.zeros(0, cand_np.shape[1]), len(flat)
             continue
         cost = prefix_selection_cost(pit.u2t, pit.index, memory, mask, real, cand_np, cand_mask, choice,
                                      cfg.pit.collision_penalty, "float32").cpu()
-        choice = choice.cpu()
+        keep = choice.cpu().numpy()
+        yield flat.cpu().numpy()[keep], cand_np[keep], cost, len(flat)
+
+
+def margins(run_dir: str, n_batches: int) -> dict[str, float]:
+    pit, state = recipe_at_checkpoint("pit", run_dir)
+    gaps, first, first_two, n_targets, n_choice = [], [], [], 0, 0
+    for _, codes, cost, n in scored_targets(pit, n_batches):
+        n_targets, n_choice = n_targets + n, n_choice + len(codes)
+        if not len(codes):
+            continue
         gaps.append((cost[:, 1:].min(1).values - cost[:, 0]).numpy())
-        codes = cand_np[choice.numpy()]
         best = codes[np.arange(len(codes)), 1 + cost[:, 1:].argmin(1).numpy()]
         first.append(best[:, 0] == codes[:, 0, 0])
         first_two.append((best[:, :2] == codes[:, 0, :2]).all(1))

@@ -27,6 +27,17 @@ import torch
 from pitrec.index.index_state import SidKeys
 
 
+def relative_pick(cost: np.ndarray, means: np.ndarray, margin: float) -> np.ndarray:
+    """The relative rule on (N, C) costs and means (NaN: never scored; +inf cost: padding): column
+    0, the strongest SID, unless an alternative's cost minus its mean is lower than column 0's by
+    more than ``margin``. An alternative with no mean cannot win; column 0 with no mean keeps the target."""
+    cost = np.asarray(cost, dtype=np.float64)
+    rel = cost - means
+    rel[:, 1:] += margin
+    rel[np.isnan(rel) | ~np.isfinite(cost)] = np.inf
+    return np.where(np.isfinite(rel[:, 0]), rel.argmin(1), 0)
+
+
 class SelectionBaseline:
     """Running mean of the selection cost per (item, SID) edge, and the relative rule's choice."""
 
@@ -58,12 +69,7 @@ class SelectionBaseline:
     def choose(self, items: np.ndarray, cand: np.ndarray, cost: torch.Tensor) -> torch.Tensor:
         """Column to train on per row: ``cost`` (N, C) for ``cand`` (N, C, L) of ``items`` (N,),
         +inf where a column is padding. Column 0 is the item's strongest SID."""
-        cost_np = cost.detach().float().cpu().numpy().astype(np.float64)
-        rel = cost_np - self.means(items, cand)  # NaN: never scored
-        rel[:, 1:] += self.margin
-        rel[np.isnan(rel) | ~np.isfinite(cost_np)] = np.inf
-        # an alternative must beat the strongest SID: with column 0 unheard, column 0 keeps the target
-        pick = np.where(np.isfinite(rel[:, 0]), rel.argmin(1), 0)
+        pick = relative_pick(cost.detach().float().cpu().numpy(), self.means(items, cand), self.margin)
         return torch.from_numpy(pick).to(cost.device)
 
     def update(self, items: np.ndarray, cand: np.ndarray, cost: torch.Tensor) -> None:
