@@ -93,23 +93,60 @@ def test_state_dict_round_trip_and_bad_state():
         SelectionBaseline(SIZES, rate=0.0, margin=1.0)
 
 
-def test_pit_trains_with_the_relative_rule_and_checkpoints_its_means(tmp_path):
-    cfg = tiny_cfg(tmp_path, f"run.out={tmp_path / 'run'}", "pit.selection_rule=relative", "pit.selection_margin=0.5")
-    result = train_run("pit", cfg)
+@pytest.fixture(scope="module")
+def relative_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("relative")
+    cfg = tiny_cfg(root, f"run.out={root / 'run'}", "pit.selection_rule=relative", "pit.selection_margin=0.5")
+    return cfg, root / "run", train_run("pit", cfg)
+
+
+def _checkpoint_extra(run):
+    from safetensors.torch import load_file
+    return load_file(str(run / "checkpoint" / "latest" / "extra.safetensors"))
+
+
+def test_pit_trains_with_the_relative_rule_and_checkpoints_its_means(relative_run):
+    cfg, run, result = relative_run
     assert result["epochs_run"] == 4 and result["test"]["recall@5"] > 0.1  # chance is 5/50
-    epochs = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    epochs = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert epochs[2]["selection_scored_share"] > 0
     assert epochs[1]["selection_baseline_edges"] == 0 < epochs[3]["selection_baseline_edges"]  # heard in co-evolution
     # the means travel with the checkpoint, and a recipe restored from it has them all
-    from safetensors.torch import load_file
-    extra = load_file(str(tmp_path / "run" / "checkpoint" / "latest" / "extra.safetensors"))
+    extra = _checkpoint_extra(run)
     assert len(extra["selection_baseline.items"]) > 0
     data, split = prepare_data(cfg)
     fresh = build_recipe("pit", cfg, data, split)
     assert len(fresh.baseline) == 0
-    fresh.load_extra_state(extra, json.loads((tmp_path / "run" / "checkpoint" / "latest" / "state.json")
-                                              .read_text()).get("recipe_state", {}))
+    fresh.load_extra_state(extra, json.loads((run / "checkpoint" / "latest" / "state.json").read_text())
+                           .get("recipe_state", {}))
     assert len(fresh.baseline) == len(extra["selection_baseline.items"])
+
+
+def test_served_feedback_applies_the_relative_rule_with_the_checkpoints_means(relative_run):
+    from pitrec.data.batches import PAD
+    from pitrec.serve import Recommender
+    from pitrec.train.selection import selection_cost
+
+    _, run, _ = relative_run
+    rec = Recommender.load(run, persist=False)
+    models, index = rec._engine.models, rec._engine.index
+    assert len(models.baseline) == len(_checkpoint_extra(run)["selection_baseline.items"])
+    several = np.flatnonzero(index.sids_per_item() > 1)
+    assert len(several)
+    item, history = int(several[0]), [1, 2, 3]
+    cand, mask, _ = index.candidates(np.array([item]), models.pc.candidates)
+    hist = torch.tensor([history])
+    memory = models.u2t.encode(rec._engine.history_codes[hist], hist == PAD)
+    cost = selection_cost(models.u2t, index, memory, torch.from_numpy(cand), torch.from_numpy(mask)).numpy()[0]
+    # means under which this user stands out on the costliest SID (the paper's rule never takes it):
+    # 5 nats better than the item's users there, level with them elsewhere
+    costliest = int(np.where(mask[0], cost, -np.inf).argmax())
+    assert costliest != int(cost.argmin())
+    models.baseline = SelectionBaseline(index.codebook_sizes, rate=0.25, margin=0.5)
+    means = np.where(np.arange(len(cost)) == costliest, cost + 5.0, cost)
+    models.baseline.update(np.array([item]), cand, torch.from_numpy(np.where(mask[0], means, np.inf)[None]))
+    result = rec.feedback([rec.catalog.ids[i] for i in history], rec.catalog.ids[item])
+    assert result.chosen_sid == cand[0, costliest].tolist()
 
 
 def test_relative_rule_refuses_torchrun(tmp_path, monkeypatch):

@@ -28,6 +28,7 @@ from pitrec.serve.errors import NotSupported, finite_or_none
 from pitrec.serve.loader import RunDirError, ServedRun
 from pitrec.serve.schemas import SidInfo
 from pitrec.train.selection import min_loss_sids
+from pitrec.train.selection_baseline import SelectionBaseline
 
 
 @dataclass
@@ -42,6 +43,9 @@ class PITModels:
     device: torch.device
     embedder: NewItemEmbedder | None = None
     embedder_error: NotSupported | None = None
+    # pit.selection_rule=relative: the edges' mean costs from the checkpoint, updated by feedback
+    # (under the recommender's writer lock) and not persisted: a restart begins from the checkpoint's
+    baseline: SelectionBaseline | None = None
 
     @property
     def pc(self):
@@ -104,7 +108,8 @@ class PITEngine(Engine):
         for m in modules.values():
             m.to(device).eval()
         initial = extra.get("sid_codes", torch.from_numpy(index.primary_codes()))
-        return cls(PITModels(run, u2t, i2t, csa, initial.to(device), device), index)
+        models = PITModels(run, u2t, i2t, csa, initial.to(device), device, baseline=_selection_baseline(run, extra, sizes))
+        return cls(models, index)
 
     # -- ranking -----------------------------------------------------------------------------
     @torch.no_grad()
@@ -210,14 +215,15 @@ class PITEngine(Engine):
     @torch.no_grad()
     def with_feedback(self, history: torch.Tensor, item: int) -> tuple["PITEngine", dict[str, Any], int]:
         """The user-guided selection of training (``min_loss_sids``: lowest U2T loss among the
-        item's candidate SIDs plus the collision charge), recorded as an edge weight."""
+        item's candidate SIDs plus the collision charge, or the relative rule when the run was
+        trained with it), recorded as an edge weight."""
         m, pc = self.models, self.models.pc
         history = history.to(m.device)
         memory = m.u2t.encode(self.history_codes[history.clamp(min=0)], history == PAD)
         target = torch.tensor([item], device=m.device)
         # online feedback always scores (a share below 1 is a training-cost lever)
         sel = min_loss_sids(m.u2t, self.index, memory, target, pc.candidates, pc.collision_penalty,
-                            pc.selection_precision)
+                            pc.selection_precision, baseline=m.baseline)
         pick, codes = sel.pick, sel.chosen.cpu().numpy()
         index = copy.deepcopy(self.index)
         index.record_selections(np.array([item]), codes)
@@ -270,3 +276,19 @@ def _trained_index(run: ServedRun, extra: dict[str, torch.Tensor]) -> BeamIndex:
 def _checkpoint_meta(run: ServedRun) -> dict[str, Any] | None:
     state = json.loads((run.checkpoint / "state.json").read_text())
     return (state.get("recipe_state") or {}).get("index")
+
+
+def _selection_baseline(run: ServedRun, extra: dict[str, torch.Tensor], sizes: list[int]) -> SelectionBaseline | None:
+    """The relative rule's means, from the checkpoint (none saved: a run stopped before co-evolution)."""
+    pc = run.cfg.pit
+    if pc.selection_rule != "relative":
+        return None
+    baseline = SelectionBaseline(sizes, pc.selection_baseline_rate, pc.selection_margin)
+    prefix = "selection_baseline."
+    state = {k[len(prefix):]: v for k, v in extra.items() if k.startswith(prefix)}
+    if state:
+        try:
+            baseline.load_state_dict(state)
+        except ValueError as exc:
+            raise RunDirError(f"{run.checkpoint}/extra.safetensors: {exc}") from None
+    return baseline

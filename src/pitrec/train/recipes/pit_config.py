@@ -35,8 +35,8 @@ class PITConfig(Section):
     # min_loss: the paper's rule, the lowest U2T loss for this user. It stays with the item's
     # primary SID for 99% of targets (benchmarks/tuning/selection_margin_beauty.md). relative: the
     # loss minus its running mean over the item's users, and an alternative must win by
-    # selection_margin nats (pitrec.train.selection_baseline). Training only: the service's online
-    # feedback applies min_loss; single-process only (the means are not shared across ranks).
+    # selection_margin nats (pitrec.train.selection_baseline). The service's online feedback applies
+    # the run's rule. Single-process only (the means are not shared across ranks).
     selection_rule: Literal["min_loss", "relative"] = "min_loss"
     selection_margin: float = Field(1.0, ge=0)  # nats
     selection_baseline_rate: float = Field(0.25, gt=0, le=1)
