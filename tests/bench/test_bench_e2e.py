@@ -58,6 +58,9 @@ def test_sweep_writes_results_report_and_plots(swept):
         assert run["metrics"]["ndcg@10"] == test_metrics["test"]["ndcg@10"]
         assert run["peak_rss_mb"] > 0 and run["wall_seconds"] > 0 and run["config_hash"]
     assert doc["runs"][1]["epochs"] == 2 and doc["runs"][1]["train_samples_per_s"] > 0
+    # the record keeps the curves the plots draw, for when the run directory is gone
+    sasrec_log = [json.loads(line) for line in (Path(doc["runs"][1]["run_dir"]) / "metrics.jsonl").read_text().splitlines()]
+    assert doc["runs"][1]["curves"]["ndcg@10"] == [rec["valid"]["ndcg@10"] for rec in sasrec_log]
     assert "bench" in doc["command"]
     md = (swept / "results" / "tiny.md").read_text()
     assert f"{doc['summary']['sasrec']['ndcg@10']['mean']:.4f} (1 seed)" in md  # one seed: no spread claimed

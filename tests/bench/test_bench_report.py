@@ -74,6 +74,36 @@ def test_plots_written_from_run_logs(doc, tmp_path):
     assert "tiger" in plots["codebook entropy"].note and "pit" in plots["codebook entropy"].note
 
 
+def test_plots_are_drawn_from_the_records_curves_once_the_run_directories_are_gone(doc, tmp_path):
+    import shutil
+
+    from pitrec.bench.plots import _run_logs, run_curves
+
+    for run in doc["runs"]:
+        curves = run_curves(run["run_dir"])
+        if curves is not None:
+            run["curves"] = curves
+    assert "curves" not in doc["runs"][0]  # popularity: no run directory, nothing to keep
+    pit = next(r for r in doc["runs"] if r["method"] == "pit")
+    assert pit["curves"] == {"epoch": [1, 2, 3], "ndcg@10": [0.02, 0.03, 0.035], "sid_churn": [0.5, 0.2, 0.05],
+                             "entropy": [7.5, 7.3, 6.9]}
+    before = {r["run_dir"]: _run_logs(r) for r in doc["runs"]}
+    for run in doc["runs"]:
+        shutil.rmtree(run["run_dir"], ignore_errors=True)
+    plots = {p.name: p for p in make_plots(doc, tmp_path / "out")}
+    for name in ("training curves", "SID churn", "codebook entropy"):
+        assert plots[name].path is not None, plots[name].note
+    assert "tiger" in plots["training curves"].note and "pit" in plots["training curves"].note
+    assert "pit" in plots["SID churn"].note and "tiger" not in plots["SID churn"].note
+    assert "tiger" in plots["codebook entropy"].note and "pit" in plots["codebook entropy"].note
+    # what the plots read is the same from the record as from the directory
+    tiger0 = doc["runs"][1]
+    after = _run_logs(tiger0)
+    assert [(e["epoch"], e["valid"]["ndcg@10"]) for e in after["epochs"]] == \
+        [(e["epoch"], e["valid"]["ndcg@10"]) for e in before[tiger0["run_dir"]]["epochs"]]
+    assert after["sid_stats"] == {"entropy": [7.1, 6.8, 5.2]}
+
+
 def test_missing_logs_skip_with_a_message(make_run, tmp_path):
     doc = build_results("sports", PROTOCOL, [make_run("popularity", run_dir=str(tmp_path / "gone"))], PROVENANCE)
     plots = make_plots(doc, tmp_path / "out")

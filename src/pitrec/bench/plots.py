@@ -1,5 +1,6 @@
 """Figures beside a results file, drawn from the runs' own logs (``metrics.jsonl``,
-``sid_stats.json``), averaged over seeds per method/variant.
+``sid_stats.json``), averaged over seeds per method/variant. Where a run directory is gone, the
+compact curves its results record keeps (``curves``, written by the harness) stand in.
 
 The logs are optional evidence: a method without epochs (popularity), a run directory that was
 moved, or a recipe that does not log SID statistics yet each make a plot skip with a note saying
@@ -57,11 +58,40 @@ def _by_label(runs: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
     return groups
 
 
+def run_curves(run_dir: str | Path) -> dict[str, Any] | None:
+    """What the plots read from a run directory, small enough to keep in the results file: per
+    epoch the validation ``CURVE_METRIC`` and SID churn, and the final per-level entropy. A results
+    file then still draws its plots where the run directories are gone (a fresh clone)."""
+    logs = _logs_in(Path(run_dir))
+    if not logs["epochs"] and logs["sid_stats"] is None:
+        return None
+    epochs = [rec for rec in logs["epochs"] if "epoch" in rec]
+    entropy = level_entropy(logs["sid_stats"])
+    if entropy is None:
+        logged = [rec["codebook_entropy"] for rec in epochs if isinstance(rec.get("codebook_entropy"), list)]
+        entropy = [float(v) for v in logged[-1]] if logged else None
+    return {"epoch": [int(rec["epoch"]) for rec in epochs],
+            CURVE_METRIC: [(rec.get("valid") or {}).get(CURVE_METRIC) for rec in epochs],
+            "sid_churn": [rec.get("sid_churn") for rec in epochs], "entropy": entropy}
+
+
 def _run_logs(run: dict[str, Any]) -> dict[str, Any]:
-    """The epoch log and SID statistics of one run; empty where the files are absent or damaged."""
-    run_dir = Path(run.get("run_dir") or "")
+    """The epoch log and SID statistics of one run: from its directory, else from the curves its
+    results record keeps (``run_curves``); empty where neither is there."""
+    logs = _logs_in(Path(run.get("run_dir") or "")) if run.get("run_dir") else {"epochs": [], "sid_stats": None}
+    curves = run.get("curves")
+    if logs["epochs"] or logs["sid_stats"] is not None or not isinstance(curves, dict):
+        return logs
+    epochs = [{"epoch": e, "valid": {CURVE_METRIC: v}, "sid_churn": c}
+              for e, v, c in zip(curves.get("epoch", []), curves.get(CURVE_METRIC, []), curves.get("sid_churn", []))]
+    entropy = curves.get("entropy")
+    return {"epochs": epochs, "sid_stats": {"entropy": entropy} if isinstance(entropy, list) else None}
+
+
+def _logs_in(run_dir: Path) -> dict[str, Any]:
+    """The epoch log and SID statistics in a run directory; empty where absent or damaged."""
     out: dict[str, Any] = {"epochs": [], "sid_stats": None}
-    if not run.get("run_dir") or not run_dir.is_dir():
+    if not run_dir.is_dir():
         return out
     try:
         out["epochs"] = read_jsonl(run_dir / "metrics.jsonl")

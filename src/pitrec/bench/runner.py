@@ -21,6 +21,7 @@ from typing import Any, Callable
 from tqdm.auto import tqdm
 
 from pitrec.bench.plan import RunSpec, protocol_of, run_state
+from pitrec.bench.plots import run_curves
 from pitrec.bench.results import build_results, load_results, now_iso, results_path, run_record, write_results
 from pitrec.registry import RECIPES
 from pitrec.train.run_dir import RunDir
@@ -120,6 +121,9 @@ def _record(spec: RunSpec) -> dict[str, Any]:
     meta = _read_json(run.path / BENCH_META) if (run.path / BENCH_META).is_file() else {}
     extras = {"run_dir": str(spec.run_dir), "config_hash": spec.config_hash,
               **{k: meta[k] for k in ("wall_seconds", "git_sha", "machine", "finished", "resumed") if k in meta}}
+    curves = run_curves(spec.run_dir)
+    if curves is not None:
+        extras["curves"] = curves
     return run_record(spec.method.method, spec.method.variant, spec.seed, test_metrics, list(spec.cfg.eval.ks), extras)
 
 
