@@ -96,9 +96,7 @@ def _choose(cost: torch.Tensor, items: np.ndarray, cand_np: np.ndarray, rows: to
     if baseline is None:
         return cost.argmin(1)
     keep = rows.cpu().numpy()
-    pick = baseline.choose(items[keep], cand_np[keep], cost)
-    baseline.update(items[keep], cand_np[keep], cost)
-    return pick
+    return baseline.choose_and_update(items[keep], cand_np[keep], cost)
 
 
 @torch.no_grad()
@@ -106,7 +104,8 @@ def min_loss_sids(u2t: UserToToken, index: BeamIndex, memory: Memory, target: to
                   collision_penalty: bool = True, precision: str = "float32", share: float = 1.0,
                   rng: np.random.Generator | None = None, baseline: SelectionBaseline | None = None) -> Selection:
     """One history per row (B rows)."""
-    cand_np, mask_np, _ = index.candidates(target.cpu().numpy(), n_candidates)
+    items_np = target.cpu().numpy()
+    cand_np, mask_np, _ = index.candidates(items_np, n_candidates)
     device = memory.states.device
     cand = torch.from_numpy(cand_np).to(device)
     mask = torch.from_numpy(mask_np).to(device)
@@ -116,7 +115,7 @@ def min_loss_sids(u2t: UserToToken, index: BeamIndex, memory: Memory, target: to
     if multi.any():
         sub = Memory(memory.states[multi], memory.valid[multi])
         cost = selection_cost(u2t, index, sub, cand[multi], mask[multi], collision_penalty, precision)
-        pick[multi] = _choose(cost, target.cpu().numpy(), cand_np, multi, baseline)
+        pick[multi] = _choose(cost, items_np, cand_np, multi, baseline)
     return Selection(cand[torch.arange(len(target), device=device), pick], pick, multi, choice & ~multi)
 
 
@@ -130,7 +129,8 @@ def min_loss_sids_prefix(u2t: UserToToken, index: BeamIndex, memory: Memory, pre
     which of them are training targets. Returns the selection of the real ones, in row-major order."""
     device = memory.states.device
     flat = targets[real]
-    cand_np, mask_np, _ = index.candidates(flat.cpu().numpy(), n_candidates)
+    items_np = flat.cpu().numpy()
+    cand_np, mask_np, _ = index.candidates(items_np, n_candidates)
     cand = torch.from_numpy(cand_np).to(device)
     mask = torch.from_numpy(mask_np).to(device)
     pick = torch.zeros(len(flat), dtype=torch.long, device=device)
@@ -139,7 +139,7 @@ def min_loss_sids_prefix(u2t: UserToToken, index: BeamIndex, memory: Memory, pre
     if multi.any():
         cost = prefix_selection_cost(u2t, index, memory, prefix_mask, real, cand_np, mask, multi,
                                      collision_penalty, precision)
-        pick[multi] = _choose(cost, flat.cpu().numpy(), cand_np, multi, baseline)
+        pick[multi] = _choose(cost, items_np, cand_np, multi, baseline)
     return Selection(cand[torch.arange(len(flat), device=device), pick], pick, multi, choice & ~multi)
 
 

@@ -26,6 +26,8 @@ import torch
 
 from pitrec.index.index_state import SidKeys
 
+EXTRA_PREFIX = "selection_baseline."  # of its tensors among a checkpoint's extra tensors
+
 
 def relative_pick(cost: np.ndarray, means: np.ndarray, margin: float) -> np.ndarray:
     """The relative rule on (N, C) costs and means (NaN: never scored; +inf cost: padding): column
@@ -58,13 +60,7 @@ class SelectionBaseline:
 
     def means(self, items: np.ndarray, cand: np.ndarray) -> np.ndarray:
         """(N, C) mean cost of each candidate of each target item, NaN where never scored."""
-        keys = self._keys(cand)
-        out = np.full(keys.shape, np.nan)
-        for (r, c), key in np.ndenumerate(keys):
-            hit = self._stats.get((int(items[r]), int(key)))
-            if hit is not None:
-                out[r, c] = hit[0]
-        return out
+        return self._means(items, self._keys(cand))
 
     def choose(self, items: np.ndarray, cand: np.ndarray, cost: torch.Tensor) -> torch.Tensor:
         """Column to train on per row: ``cost`` (N, C) for ``cand`` (N, C, L) of ``items`` (N,),
@@ -75,8 +71,25 @@ class SelectionBaseline:
     def update(self, items: np.ndarray, cand: np.ndarray, cost: torch.Tensor) -> None:
         """Fold the finite costs of this step into the means (rows in order, so a resume that
         replays the same steps reproduces them)."""
-        keys = self._keys(cand)
-        cost_np = cost.detach().float().cpu().numpy()
+        self._fold(items, self._keys(cand), cost.detach().float().cpu().numpy())
+
+    def choose_and_update(self, items: np.ndarray, cand: np.ndarray, cost: torch.Tensor) -> torch.Tensor:
+        """``choose`` on the means before this step, then ``update``: one training step's selection,
+        with the candidates' keys and the costs read once."""
+        keys, cost_np = self._keys(cand), cost.detach().float().cpu().numpy()
+        pick = relative_pick(cost_np, self._means(items, keys), self.margin)
+        self._fold(items, keys, cost_np)
+        return torch.from_numpy(pick).to(cost.device)
+
+    def _means(self, items: np.ndarray, keys: np.ndarray) -> np.ndarray:
+        out = np.full(keys.shape, np.nan)
+        for (r, c), key in np.ndenumerate(keys):
+            hit = self._stats.get((int(items[r]), int(key)))
+            if hit is not None:
+                out[r, c] = hit[0]
+        return out
+
+    def _fold(self, items: np.ndarray, keys: np.ndarray, cost_np: np.ndarray) -> None:
         for (r, c), key in np.ndenumerate(keys):
             value = float(cost_np[r, c])
             if not np.isfinite(value):
@@ -87,6 +100,17 @@ class SelectionBaseline:
             self._stats[k] = (mean + w * (value - mean), n + 1)
 
     # -- persistence ----------------------------------------------------------------------------
+    def extra_tensors(self) -> dict[str, torch.Tensor]:
+        """The state under ``EXTRA_PREFIX``, for a checkpoint's extra tensors."""
+        return {f"{EXTRA_PREFIX}{k}": v for k, v in self.state_dict().items()}
+
+    def load_extra_tensors(self, tensors: dict[str, torch.Tensor]) -> bool:
+        """Restore from a checkpoint's extra tensors; False (means left as they are) when it has none."""
+        state = {k[len(EXTRA_PREFIX):]: v for k, v in tensors.items() if k.startswith(EXTRA_PREFIX)}
+        if state:
+            self.load_state_dict(state)
+        return bool(state)
+
     def state_dict(self) -> dict[str, torch.Tensor]:
         pairs = sorted(self._stats.items())
         items = torch.tensor([p[0][0] for p in pairs], dtype=torch.int64)

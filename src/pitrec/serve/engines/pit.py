@@ -284,11 +284,8 @@ def _selection_baseline(run: ServedRun, extra: dict[str, torch.Tensor], sizes: l
     if pc.selection_rule != "relative":
         return None
     baseline = SelectionBaseline(sizes, pc.selection_baseline_rate, pc.selection_margin)
-    prefix = "selection_baseline."
-    state = {k[len(prefix):]: v for k, v in extra.items() if k.startswith(prefix)}
-    if state:
-        try:
-            baseline.load_state_dict(state)
-        except ValueError as exc:
-            raise RunDirError(f"{run.checkpoint}/extra.safetensors: {exc}") from None
+    try:
+        baseline.load_extra_tensors(extra)
+    except ValueError as exc:
+        raise RunDirError(f"{run.checkpoint}/extra.safetensors: {exc}") from None
     return baseline

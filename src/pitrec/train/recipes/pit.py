@@ -353,7 +353,7 @@ class PITRecipe(Recipe):
         out = {f"index.{k}": v for k, v in tensors.items()}
         out["sid_codes"] = self.initial_codes.cpu()
         if self.baseline is not None:
-            out.update({f"selection_baseline.{k}": v for k, v in self.baseline.state_dict().items()})
+            out.update(self.baseline.extra_tensors())
         return out, {"index": meta}
 
     def load_extra_state(self, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
@@ -366,9 +366,8 @@ class PITRecipe(Recipe):
             self.index = BeamIndex.from_state_dict(index_tensors, meta["index"])
             self._compiled = None
             self._sync_history_codes()
-        if self.baseline is not None and "selection_baseline.items" in tensors:
-            prefix = "selection_baseline."
-            self.baseline.load_state_dict({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)})
+        if self.baseline is not None:
+            self.baseline.load_extra_tensors(tensors)
 
     def save_artifacts(self, run) -> None:
         self.index.save(run.path / "beam_index")
