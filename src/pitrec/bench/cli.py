@@ -139,5 +139,32 @@ def report(results_dir: Path = typer.Option(Path("benchmarks/results"), help="fo
         _fail(str(exc))
 
 
+@bench_app.command("compare")
+def compare(results: Path = typer.Argument(..., help="a results file, benchmarks/results/<dataset>.json"),
+            reference: str = typer.Option(..., help="the label to beat, e.g. tiger/cf-stride"),
+            candidate: Optional[list[str]] = typer.Option(None, help="a label to compare (repeatable; default: every other)"),
+            metric: Optional[list[str]] = typer.Option(None, help="e.g. ndcg@10 (repeatable; default: Recall/NDCG at every cut-off)"),
+            machine: Optional[str] = typer.Option(None, help="only runs whose machine contains this text, e.g. 'AMD EPYC'"),
+            threshold: float = typer.Option(2.0, help="standard deviations of the seeds a difference must exceed"),
+            out: Optional[Path] = typer.Option(None, help="also write the table to this Markdown file")) -> None:
+    """Is a method ahead of a reference beyond the seeds' spread? Per metric: the difference of
+    the seed means, in pooled standard deviations of the seeds."""
+    from pitrec.bench.compare import compare as compare_labels
+    from pitrec.bench.compare import comparison_markdown
+    from pitrec.bench.results import load_results
+    from pitrec.utils.io import atomic_write_text
+
+    try:
+        doc = load_results(results)
+        table = comparison_markdown(doc, compare_labels(doc, reference, candidate, metric, machine, threshold),
+                                    machine, threshold)
+    except BenchError as exc:
+        _fail(str(exc))
+    console.print(table, highlight=False, markup=False)
+    if out is not None:
+        atomic_write_text(out, table)
+        console.print(f"wrote {out}", highlight=False)
+
+
 def register(app: typer.Typer) -> None:
     app.add_typer(bench_app, name="bench")
