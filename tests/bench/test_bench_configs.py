@@ -105,7 +105,8 @@ def test_epoch_matched_trains_the_main_recipes_for_a_fixed_number_of_epochs():
 def test_long_runs_differ_from_main_only_in_budget_patience_and_the_imported_table():
     """The long runs answer "how much is training time": the recipe must be main.yaml's."""
     budget = {"train": ("max_minutes", "patience")}
-    runs = _differences_from_main("long.yaml", {"tiger/cf-sids", "tiger/letter", "tiger/cf-stride"},
+    runs = _differences_from_main("long.yaml", {"tiger/cf-sids", "tiger/letter", "tiger/cf-stride",
+                                               "pit/cf-lean-stride"},
                                   {**budget, "tokenizer": ("name", "import_path")},
                                   main_label={"tiger/letter": "tiger"})
     assert {(r.cfg.train.max_minutes, r.cfg.train.patience) for r in runs} == {(80, 100)}
@@ -115,7 +116,8 @@ def test_long_runs_differ_from_main_only_in_budget_patience_and_the_imported_tab
                           for r in letter)
     assert all(r.cfg.tokenizer.collaborative_dim == 64 for r in runs if r.method.label == "tiger/cf-sids")
     # sports: CF SIDs only (LETTER's table is beauty's), same recipe as main.yaml's sports run
-    sports = _differences_from_main("long.yaml", {"tiger/cf-sids", "tiger/cf-stride"}, budget, dataset="sports")
+    sports = _differences_from_main("long.yaml", {"tiger/cf-sids", "tiger/cf-stride", "pit/cf-lean-stride"},
+                                    budget, dataset="sports")
     assert {(r.cfg.train.max_minutes, r.cfg.train.patience) for r in sports} == {(80, 100)}
 
 
