@@ -43,9 +43,13 @@ def main() -> None:
     ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"],
                     help="the generator's precision; bfloat16 is also compared with float32 on the same users")
     ap.add_argument("--device", default="cpu", help="cpu | cuda | auto")
+    ap.add_argument("--malloc", default="retain", choices=["retain", "default"],
+                    help="retain: glibc keeps freed memory (run.retain_freed_memory, the default since it "
+                         "exists); default: glibc's own thresholds, as every record before it")
     args = ap.parse_args()
 
-    rec = Recommender.load(args.run_dir, persist=False, threads=args.threads, dtype=args.dtype, device=args.device)
+    rec = Recommender.load(args.run_dir, persist=False, threads=args.threads, dtype=args.dtype, device=args.device,
+                           retain_memory=args.malloc == "retain")
     engine = rec.engine
     _, split = prepare_data(rec.run.cfg)
     rng = np.random.default_rng(0)
@@ -81,7 +85,7 @@ def main() -> None:
     record = {
         "label": args.label or Path(args.run_dir).name, "run_dir": str(args.run_dir), "method": engine.method,
         "n_items": int(engine.n_items), "k": args.k, "users": len(histories), "batch": args.batch,
-        "threads": args.threads, "device": args.device,
+        "threads": args.threads, "device": args.device, "malloc": args.malloc,
         "beam_width": _beam_width(rec), "dtype": args.dtype, "explain": args.explain, "quality": quality,
         "batch_users_per_s": len(histories) / batch_s,
         "single_ms": {"p50": float(np.percentile(lat_np, 50)), "p90": float(np.percentile(lat_np, 90)),
@@ -124,16 +128,18 @@ def report(doc: dict) -> str:
              "Served engine on the run's test histories: batched top-k users/s and single-request latency "
              "(`Recommender.recommend`, raw ids), after a warm-up pass. Targets (issue 6): >= 500 users/s "
              "batched, <= 20 ms p50 single, top-10 with beam 20, 2 CPU cores.", "",
-             "| run | method | dtype | explain | items | beam | threads | batch | users/s | single p50 ms | p99 ms | "
+             "malloc: `retain` keeps freed memory for reuse (`run.retain_freed_memory`), `default` is glibc's.", "",
+             "| run | method | dtype | malloc | explain | items | beam | threads | batch | users/s | single p50 ms | p99 ms | "
              "R@k sampled | vs float32 | peak MB |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in doc["runs"]:
         s = r["single_ms"]
         q = r.get("quality", {})
         vs = (f"R@k {q['float32_recall@k']:.4f}, {q['slots_equal_to_float32']:.0%} slots equal, "
               f"{q['sets_overlap_with_float32']:.0%} of items shared") if "float32_recall@k" in q else "-"
         rk = f"{q['recall@k']:.4f}" if "recall@k" in q else "-"
-        lines.append(f"| {r['label']} | {r['method']} | {r.get('dtype', 'float32')} | {r.get('explain', True)} | {r['n_items']:,} | "
+        lines.append(f"| {r['label']} | {r['method']} | {r.get('dtype', 'float32')} | {r.get('malloc', 'default')} | "
+                     f"{r.get('explain', True)} | {r['n_items']:,} | "
                      f"{r['beam_width']} | {r['threads']}{_device_note(r)} | {r['batch']} | {r['batch_users_per_s']:.0f} | "
                      f"{s['p50']:.1f} | {s['p99']:.1f} | {rk} | {vs} | {r['peak_rss_mb']:.0f} |")
     lines.append("")

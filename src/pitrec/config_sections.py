@@ -19,6 +19,9 @@ class RunConfig(Section):
     num_threads: int = 0  # 0 = torch default
     out: str | None = None  # run directory
     progress: bool = True  # progress bars on long loops
+    # glibc keeps freed blocks for reuse (pitrec.utils.runtime.retain_freed_memory): decoding
+    # costs 11-17% less CPU; speed only, never results
+    retain_freed_memory: bool = True
 
 
 @SECTIONS.register("data")

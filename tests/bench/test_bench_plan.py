@@ -79,6 +79,11 @@ def test_hash_ignores_display_and_location_only(write_bench):
     cfg = plan_runs(load_bench(write_bench()))[0][0].cfg
     h = config_hash(cfg.to_dict())
     assert config_hash(cfg.with_overrides({"run": {"out": "elsewhere", "progress": True}}).to_dict()) == h
+    # the allocator changes speed, never results: runs from before the setting existed still resume
+    assert config_hash(cfg.with_overrides({"run": {"retain_freed_memory": False}}).to_dict()) == h
+    older = cfg.to_dict()
+    older["run"].pop("retain_freed_memory")
+    assert config_hash(older) == h
     assert config_hash(cfg.with_overrides({"train": {"lr": 0.5}}).to_dict()) != h
     assert config_hash(cfg.with_overrides({"run": {"seed": 9}}).to_dict()) != h
 

@@ -23,7 +23,7 @@ from pitrec.registry import RECIPES
 from pitrec.train.run_dir import RunDir
 
 # Settings that change how a run is shown or where it lives, not what it computes.
-_NOT_HASHED = {"run": ("out", "progress")}
+_NOT_HASHED = {"run": ("out", "progress", "retain_freed_memory")}  # where, how shown, how fast: never what
 
 
 @dataclass

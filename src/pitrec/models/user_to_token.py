@@ -95,7 +95,9 @@ class Attention(nn.Module):
 
 class FeedForward(nn.Sequential):
     def __init__(self, d: int, ffn: int, activation: str):
-        super().__init__(nn.Linear(d, ffn), nn.ReLU() if activation == "relu" else nn.GELU(), nn.Linear(ffn, d))
+        # in place: the (tokens, ffn) activation is the largest tensor of a decoding step; ReLU's backward
+        # needs only its output, so training is unaffected
+        super().__init__(nn.Linear(d, ffn), nn.ReLU(inplace=True) if activation == "relu" else nn.GELU(), nn.Linear(ffn, d))
 
 
 class EncoderLayer(nn.Module):

@@ -22,7 +22,7 @@ from pitrec.serve.loader import RunDirError, ServedRun, open_run
 from pitrec.serve.schemas import (MAX_K, BatchRecommendation, FeedbackResult, Health, ItemInfo, Recommendation,
                                   RecommendationRow, RecommendRequest, ScoredItem, Stats)
 from pitrec.serve.store import UpdateStore
-from pitrec.utils.runtime import resolve_device, set_threads
+from pitrec.utils.runtime import resolve_device, retain_freed_memory, set_threads
 
 
 class Recommender:
@@ -39,13 +39,17 @@ class Recommender:
     @classmethod
     def load(cls, run_dir: str | Path, *, state_dir: str | Path | None = None, persist: bool = True,
              device: str = "cpu", threads: int | None = None, compact_every: int = 1000,
-             method: str | None = None, dtype: str = "float32") -> "Recommender":
+             method: str | None = None, dtype: str = "float32",
+             retain_memory: bool | None = None) -> "Recommender":
         """Rebuild the trained method from ``run_dir`` alone; with ``persist`` (default), replay
         the updates accepted by earlier sessions from ``state_dir`` (default RUN_DIR/serving).
         ``dtype="bfloat16"`` runs a generative model's decoder in bfloat16 (faster where the CPU
-        supports it; rankings may differ slightly from float32, see ``serve.engines.DTYPES``)."""
+        supports it; rankings may differ slightly from float32, see ``serve.engines.DTYPES``).
+        ``retain_memory`` sets the allocator for the whole process (None: the run's
+        ``run.retain_freed_memory``; see ``pitrec.utils.runtime.retain_freed_memory``)."""
         run = open_run(run_dir, method)
         set_threads(threads if threads is not None else run.cfg.run.num_threads)
+        retain_freed_memory(run.cfg.run.retain_freed_memory if retain_memory is None else retain_memory)
         store = UpdateStore(state_dir if state_dir is not None else run.path / "serving") if persist else None
         rec = cls(run, load_engine(run, resolve_device(device), dtype), store, compact_every)
         if store is not None:

@@ -15,10 +15,10 @@ sids_app = typer.Typer(help="Build, import and inspect semantic-ID tables.", no_
 
 def _config(data: Optional[str], config: Optional[list[Path]], overrides: list[str], **direct):
     from pitrec.cli import resolve
-    from pitrec.utils.runtime import set_threads
+    from pitrec.utils.runtime import configure_process
 
     cfg = resolve(None, config, overrides, **{"data.path": data, **direct})
-    set_threads(cfg.run.num_threads)  # as training does: oversubscribed threads cost 3-5x on 2 cores
+    configure_process(cfg.run)  # as training does: oversubscribed threads cost 3-5x on 2 cores
     return cfg
 
 

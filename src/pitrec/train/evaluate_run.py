@@ -18,14 +18,14 @@ from pitrec.eval.evaluator import Evaluator
 from pitrec.train.api import build_recipe, prepare_data
 from pitrec.train.checkpoint import load_checkpoint
 from pitrec.train.run_dir import RunDir
-from pitrec.utils.runtime import resolve_device, seed_everything, set_threads
+from pitrec.utils.runtime import configure_process, resolve_device, seed_everything
 
 # What may change after training: how the model is measured and decoded, where the data now lives,
 # and how many threads to use. Anything else (model size, tokenizer, data filtering...) would no
 # longer describe the checkpoint, so it is refused rather than silently ignored.
 RE_EVALUATION_KEYS: dict[str, set[str] | None] = {
     "eval": None,  # every field
-    "run": {"num_threads", "device", "progress"},
+    "run": {"num_threads", "device", "progress", "retain_freed_memory"},
     "data": {"path"},
     "tiger": {"beam_width", "constrained"},
     "pit": {"beam_width", "aggregation"},
@@ -73,7 +73,7 @@ def load_trained_run(run_dir: str | Path, overrides: Iterable[str] | dict = ()) 
     check_overrides(changes)
     cfg = config_from_dict(saved, source=str(run.config_path)).with_overrides(changes)
     method = _method_of(run)
-    set_threads(cfg.run.num_threads)
+    configure_process(cfg.run)
     seed_everything(cfg.run.seed)
     data, split = prepare_data(cfg)
     recipe = build_recipe(method, cfg, data, split, run=None)  # run=None: nothing in the run is written
