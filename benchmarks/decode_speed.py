@@ -43,9 +43,9 @@ def main() -> None:
     ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"],
                     help="the generator's precision; bfloat16 is also compared with float32 on the same users")
     ap.add_argument("--device", default="cpu", help="cpu | cuda | auto")
-    ap.add_argument("--malloc", default="retain", choices=["retain", "default"],
-                    help="retain: glibc keeps freed memory (run.retain_freed_memory, the default since it "
-                         "exists); default: glibc's own thresholds, as every record before it")
+    ap.add_argument("--malloc", default="default", choices=["retain", "default"],
+                    help="retain: glibc keeps freed memory (run.retain_freed_memory); default: glibc's own "
+                         "thresholds (pitrec's default, and every record before the option)")
     args = ap.parse_args()
 
     rec = Recommender.load(args.run_dir, persist=False, threads=args.threads, dtype=args.dtype, device=args.device,

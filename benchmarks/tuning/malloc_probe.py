@@ -7,7 +7,7 @@ bursts of 50,000 a second with 8% of its CPU time in the kernel). Window batches
 step; glibc serves large blocks with mmap and trims the heap when they are freed, so the next
 step's tensors land on fresh pages that the kernel must zero. This times the same training steps
 (the run's latest weights, one thread, the same batches drawn from an epoch) in child processes,
-alternating: glibc's defaults, and ``retain_freed_memory()`` below, which raises the mmap and
+alternating: glibc's defaults, and ``pitrec.utils.runtime.retain_freed_memory()``, which raises the mmap and
 trim thresholds so freed memory is reused. Reports CPU ms per step (user and kernel),
 minor page faults per step and peak RSS.
 """
@@ -23,25 +23,12 @@ import time
 
 import numpy as np
 
-_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters (malloc.h)
-
-
-def retain_freed_memory(mmap_threshold: int = 32 << 20, trim_threshold: int = 1 << 30) -> None:
-    """Blocks up to ``mmap_threshold`` come from the heap instead of fresh mmaps, and the heap is
-    not trimmed until ``trim_threshold`` bytes are free (glibc only)."""
-    import ctypes
-    import ctypes.util
-
-    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-    if not (libc.mallopt(_M_MMAP_THRESHOLD, mmap_threshold) and libc.mallopt(_M_TRIM_THRESHOLD, trim_threshold)):
-        raise RuntimeError("mallopt refused the thresholds")
-
 
 def child(run_dir: str, recipe_name: str, steps: int, retain: bool) -> dict:
-    from pitrec.utils.runtime import set_threads
+    from pitrec.utils.runtime import retain_freed_memory, set_threads
 
-    if retain:
-        retain_freed_memory()
+    if retain and not retain_freed_memory():
+        raise RuntimeError("mallopt is not available here (glibc only)")
     from pitrec.train.api import recipe_at_checkpoint
     from pitrec.train.trainer import build_adamw
     from window_stride import timed_step  # this folder's; the Trainer's step

@@ -19,9 +19,10 @@ class RunConfig(Section):
     num_threads: int = 0  # 0 = torch default
     out: str | None = None  # run directory
     progress: bool = True  # progress bars on long loops
-    # glibc keeps freed blocks for reuse (pitrec.utils.runtime.retain_freed_memory): decoding
-    # costs 11-17% less CPU; speed only, never results
-    retain_freed_memory: bool = True
+    # glibc keeps freed blocks for reuse (pitrec.utils.runtime.retain_freed_memory): 20-90x fewer
+    # page faults in beam search, CPU time within noise (benchmarks/tuning/malloc_decode.md), so
+    # off unless asked; speed only, never results
+    retain_freed_memory: bool = False
 
 
 @SECTIONS.register("data")

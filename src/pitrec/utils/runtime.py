@@ -41,12 +41,13 @@ def retain_freed_memory(enabled: bool = True, mmap_threshold: int = 32 << 20,
 
     Beam search allocates and frees blocks of a few MiB at every level (the KV cache reordered,
     the scores of every beam); under glibc's defaults those come from fresh mmaps that the
-    kernel must zero, so a batch of 256 users faults in ~64,000 pages. With blocks up to
+    kernel must zero, so a batch of 256 users faults in 20,000-45,000 pages. With blocks up to
     ``mmap_threshold`` served from the heap and the heap trimmed only past ``trim_threshold``
-    free bytes, decoding costs 11-17% less CPU (benchmarks/tuning/malloc_decode.md); training
-    steps gain nothing measurable (epoch_profile_beauty.md). Peak memory rises by what a step
-    frees and reuses. Returns whether the setting took effect: False when ``enabled`` is off or
-    the C library is not glibc (nothing to set there)."""
+    free bytes, the faults fall 20-90x and the kernel time with them, but the user time rose
+    about as much in our probes: decoding and training CPU time stayed within noise
+    (benchmarks/tuning/malloc_decode.md, epoch_profile_beauty.md). It is a process-wide
+    switch, so it stays off unless a run asks for it. Returns whether the setting took effect:
+    False when ``enabled`` is off or the C library is not glibc (nothing to set there)."""
     if not enabled or not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc":
         return False
     import ctypes
