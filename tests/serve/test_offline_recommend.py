@@ -181,9 +181,9 @@ def test_a_services_state_dir_brings_the_items_it_added(trained_runs, tmp_path):
 
 @pytest.mark.parametrize("asked,expected", [(None, False), (False, False), (True, True)])
 def test_loading_applies_the_runs_malloc_setting_unless_told(trained_runs, monkeypatch, asked, expected):
-    import pitrec.serve.recommender as recommender
+    import pitrec.utils.runtime as runtime
 
     seen = []
-    monkeypatch.setattr(recommender, "retain_freed_memory", seen.append)
+    monkeypatch.setattr(runtime, "retain_freed_memory", seen.append)
     Recommender.load(trained_runs("tiger"), persist=False, retain_memory=asked)
     assert seen == [expected]  # the run's setting (the default, off) unless the caller says otherwise

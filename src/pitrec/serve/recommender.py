@@ -22,7 +22,7 @@ from pitrec.serve.loader import RunDirError, ServedRun, open_run
 from pitrec.serve.schemas import (MAX_K, BatchRecommendation, FeedbackResult, Health, ItemInfo, Recommendation,
                                   RecommendationRow, RecommendRequest, ScoredItem, Stats)
 from pitrec.serve.store import UpdateStore
-from pitrec.utils.runtime import resolve_device, retain_freed_memory, set_threads
+from pitrec.utils.runtime import configure_process, resolve_device
 
 
 class Recommender:
@@ -48,8 +48,7 @@ class Recommender:
         ``retain_memory`` sets the allocator for the whole process (None: the run's
         ``run.retain_freed_memory``; see ``pitrec.utils.runtime.retain_freed_memory``)."""
         run = open_run(run_dir, method)
-        set_threads(threads if threads is not None else run.cfg.run.num_threads)
-        retain_freed_memory(run.cfg.run.retain_freed_memory if retain_memory is None else retain_memory)
+        configure_process(run.cfg.run, threads, retain_memory)
         store = UpdateStore(state_dir if state_dir is not None else run.path / "serving") if persist else None
         rec = cls(run, load_engine(run, resolve_device(device), dtype), store, compact_every)
         if store is not None:

@@ -59,11 +59,12 @@ def retain_freed_memory(enabled: bool = True, mmap_threshold: int = 32 << 20,
     return bool(libc.mallopt(_M_MMAP_THRESHOLD, mmap_threshold) and libc.mallopt(_M_TRIM_THRESHOLD, trim_threshold))
 
 
-def configure_process(run_cfg) -> None:
+def configure_process(run_cfg, threads: int | None = None, retain_memory: bool | None = None) -> None:
     """What every entry point that trains, evaluates or decodes sets first, from the run section:
-    torch's thread count and the allocator's setting (``run.retain_freed_memory``)."""
-    set_threads(run_cfg.num_threads)
-    retain_freed_memory(run_cfg.retain_freed_memory)
+    torch's thread count and the allocator's setting (``run.retain_freed_memory``); ``threads``
+    and ``retain_memory`` override the run's values where given (a service's own choice)."""
+    set_threads(run_cfg.num_threads if threads is None else threads)
+    retain_freed_memory(run_cfg.retain_freed_memory if retain_memory is None else retain_memory)
 
 
 def resolve_device(name: str) -> "torch.device":  # noqa: F821
