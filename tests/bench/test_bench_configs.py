@@ -27,7 +27,8 @@ def test_main_lists_every_method_and_the_pit_ablations():
     labels = [m.label for m in bench.methods]
     assert labels == ["popularity", "sasrec", "tiger", "tiger/cf-sids", "pit", "pit/cf-sids", "pit/cf-no-csa",
                       "pit/cf-no-selection", "pit/cf-single-sid", "pit/cf-frozen-i2t", "pit/cf-fast-selection",
-                      "pit/cf-lean", "tiger/cf-stride", "pit/cf-lean-stride", "pit/cf-lean-stride-relative"]
+                      "pit/cf-lean", "tiger/cf-stride", "pit/cf-lean-stride", "pit/cf-lean-stride-relative",
+                      "tiger/cf-stride-b128", "pit/cf-lean-stride-b128"]
     runs, notes = plan_runs(bench, datasets=["beauty"])
     cf = [r for r in runs if r.method.variant.startswith("cf-")]
     assert cf and all(r.cfg.tokenizer.collaborative_dim == 64 for r in cf)
@@ -40,7 +41,8 @@ def test_main_lists_every_method_and_the_pit_ablations():
     lean = ablations["cf-lean"]
     assert lean.model_dump() == {**fast.model_dump(), "aux_share": 0.25} and fast.aux_share == 1
     assert all(p.selection_share == 1 for v, p in ablations.items()
-               if v not in ("cf-fast-selection", "cf-lean", "cf-lean-stride", "cf-lean-stride-relative"))
+               if v not in ("cf-fast-selection", "cf-lean", "cf-lean-stride", "cf-lean-stride-relative",
+                             "cf-lean-stride-b128"))
     assert {(r.cfg.train.max_minutes, r.cfg.train.budget_clock, r.cfg.run.num_threads) for r in runs
             if r.method.method in ("tiger", "pit")} == {(30, "cpu", 1)}
     planned = {r.method.label for r in runs}
@@ -142,6 +144,18 @@ def test_relative_variant_differs_from_cf_lean_stride_only_in_the_selection_rule
         for cfg in (mine, theirs):
             cfg["run"].pop("out")
         assert mine == theirs
+
+
+def test_half_batch_variants_differ_from_the_stride_variants_only_in_the_batch_size():
+    runs, _ = plan_runs(load_bench(BENCHMARKS / "main.yaml"), datasets=["beauty"])
+    by_label = {(r.method.label, r.seed): r.cfg.to_dict() for r in runs}
+    for variant, base in {"tiger/cf-stride-b128": "tiger/cf-stride", "pit/cf-lean-stride-b128": "pit/cf-lean-stride"}.items():
+        for seed in (0, 1, 2):
+            mine, theirs = by_label[(variant, seed)], by_label[(base, seed)]
+            assert (mine["train"].pop("batch_size"), theirs["train"].pop("batch_size")) == (128, 256)
+            for cfg in (mine, theirs):
+                cfg["run"].pop("out")
+            assert mine == theirs
 
 
 def test_two_cores_is_main_tiger_alone_on_both_cores_within_45_wall_minutes():
