@@ -46,10 +46,14 @@ def main() -> None:
     ap.add_argument("--malloc", default="default", choices=["retain", "default"],
                     help="retain: glibc keeps freed memory (run.retain_freed_memory); default: glibc's own "
                          "thresholds (pitrec's default, and every record before the option)")
+    ap.add_argument("--last-level", default=None, choices=["model", "renormalized"],
+                    help="tiger: how the last SID level is scored (tiger.last_level; default: the run's). "
+                         "renormalized is also compared with model on the same users")
     args = ap.parse_args()
 
     rec = Recommender.load(args.run_dir, persist=False, threads=args.threads, dtype=args.dtype, device=args.device,
-                           retain_memory=args.malloc == "retain")
+                           retain_memory=args.malloc == "retain", last_level=args.last_level)
+    last_level = rec.run.cfg.tiger.last_level if rec.engine.method == "tiger" else None
     engine = rec.engine
     _, split = prepare_data(rec.run.cfg)
     rng = np.random.default_rng(0)
@@ -62,13 +66,18 @@ def main() -> None:
     batch_s = time.perf_counter() - start
     targets = split.test_target[users]
     quality = {"recall@k": _recall(ranked, targets)}
-    if args.dtype != "float32":  # what the speed costs: the same users ranked in float32
-        ranked32 = _rank_all(Recommender.load(args.run_dir, persist=False, threads=args.threads, device=args.device).engine, histories, args)
-        quality["float32_recall@k"] = _recall(ranked32, targets)
-        quality["slots_equal_to_float32"] = float(np.mean(
-            [a.item == b.item for r, r32 in zip(ranked, ranked32) for a, b in zip(r, r32)]))
-        quality["sets_overlap_with_float32"] = float(np.mean(
-            [len({a.item for a in r} & {b.item for b in r32}) / max(len(r32), 1) for r, r32 in zip(ranked, ranked32)]))
+    if args.dtype != "float32" or last_level == "renormalized":
+        # what the speed costs: the same users ranked in float32, with the model's own last level
+        reference = Recommender.load(args.run_dir, persist=False, threads=args.threads, device=args.device,
+                                     last_level="model" if last_level else None)
+        ranked_ref = _rank_all(reference.engine, histories, args)
+        quality["reference"] = "float32" + (", last level: model" if last_level else "")
+        quality["reference_recall@k"] = _recall(ranked_ref, targets)
+        quality["slots_equal_to_reference"] = float(np.mean(
+            [a.item == b.item for r, r_ref in zip(ranked, ranked_ref) for a, b in zip(r, r_ref)]))
+        quality["sets_overlap_with_reference"] = float(np.mean(
+            [len({a.item for a in r} & {b.item for b in r_ref}) / max(len(r_ref), 1)
+             for r, r_ref in zip(ranked, ranked_ref)]))
 
     raw = [[rec.catalog.ids[j] for j in h] for h in histories[: args.single]]
     lat = []
@@ -86,7 +95,7 @@ def main() -> None:
         "label": args.label or Path(args.run_dir).name, "run_dir": str(args.run_dir), "method": engine.method,
         "n_items": int(engine.n_items), "k": args.k, "users": len(histories), "batch": args.batch,
         "threads": args.threads, "device": args.device, "malloc": args.malloc,
-        "beam_width": _beam_width(rec), "dtype": args.dtype, "explain": args.explain, "quality": quality,
+        "beam_width": _beam_width(rec), "dtype": args.dtype, "last_level": last_level, "explain": args.explain, "quality": quality,
         "batch_users_per_s": len(histories) / batch_s,
         "single_ms": {"p50": float(np.percentile(lat_np, 50)), "p90": float(np.percentile(lat_np, 90)),
                       "p99": float(np.percentile(lat_np, 99)), "n": len(lat)},
@@ -117,6 +126,15 @@ def _device_note(record: dict) -> str:
     return "" if device == "cpu" else f" + {device}"
 
 
+def _versus(q: dict) -> str:
+    """The ranking against the reference (float32; last level model): older records name it float32_*."""
+    prefix = "reference" if "reference_recall@k" in q else "float32" if "float32_recall@k" in q else None
+    if prefix is None:
+        return "-"
+    return (f"{q.get('reference', 'float32')}: R@k {q[prefix + '_recall@k']:.4f}, "
+            f"{q['slots_equal_to_' + prefix]:.0%} slots equal, {q['sets_overlap_with_' + prefix]:.0%} of items shared")
+
+
 def _beam_width(rec: Recommender) -> int | None:
     cfg = rec.run.cfg
     return {"tiger": cfg.tiger.beam_width, "pit": cfg.pit.beam_width}.get(rec.engine.method)
@@ -128,17 +146,19 @@ def report(doc: dict) -> str:
              "Served engine on the run's test histories: batched top-k users/s and single-request latency "
              "(`Recommender.recommend`, raw ids), after a warm-up pass. Targets (issue 6): >= 500 users/s "
              "batched, <= 20 ms p50 single, top-10 with beam 20, 2 CPU cores.", "",
-             "malloc: `retain` keeps freed memory for reuse (`run.retain_freed_memory`), `default` is glibc's.", "",
-             "| run | method | dtype | malloc | explain | items | beam | threads | batch | users/s | single p50 ms | p99 ms | "
-             "R@k sampled | vs float32 | peak MB |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "malloc: `retain` keeps freed memory for reuse (`run.retain_freed_memory`), `default` is glibc's. "
+             "last level (tiger): `model` scores every SID level with the model (TIGER), `renormalized` scores the "
+             "last level within the SIDs of the beam's prefix (`tiger.last_level`).", "",
+             "| run | method | dtype | last level | malloc | explain | items | beam | threads | batch | users/s | "
+             "single p50 ms | p99 ms | R@k sampled | vs reference | peak MB |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in doc["runs"]:
         s = r["single_ms"]
         q = r.get("quality", {})
-        vs = (f"R@k {q['float32_recall@k']:.4f}, {q['slots_equal_to_float32']:.0%} slots equal, "
-              f"{q['sets_overlap_with_float32']:.0%} of items shared") if "float32_recall@k" in q else "-"
+        vs = _versus(q)
         rk = f"{q['recall@k']:.4f}" if "recall@k" in q else "-"
-        lines.append(f"| {r['label']} | {r['method']} | {r.get('dtype', 'float32')} | {r.get('malloc', 'default')} | "
+        last = r.get("last_level") or ("model" if r["method"] == "tiger" else "-")
+        lines.append(f"| {r['label']} | {r['method']} | {r.get('dtype', 'float32')} | {last} | {r.get('malloc', 'default')} | "
                      f"{r.get('explain', True)} | {r['n_items']:,} | "
                      f"{r['beam_width']} | {r['threads']}{_device_note(r)} | {r['batch']} | {r['batch_users_per_s']:.0f} | "
                      f"{s['p50']:.1f} | {s['p99']:.1f} | {rk} | {vs} | {r['peak_rss_mb']:.0f} |")

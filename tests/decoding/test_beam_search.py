@@ -10,7 +10,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pitrec.decoding.beam_search import beam_search, beams_to_items, reorder_beams
+from pitrec.decoding.beam_search import beam_search, beams_to_items, reorder_beams, select_beams
 from pitrec.index.trie import Trie
 from pitrec.models.user_to_token import UserToToken, UserToTokenConfig
 
@@ -34,19 +34,26 @@ class TableModel:
         self.sizes = sizes
         self.radix = [int(np.prod(sizes[:l])) for l in range(len(sizes))]
         self.tables = [torch.randn(n_users, r, s, generator=g).log_softmax(-1) for r, s in zip(self.radix, sizes)]
+        self.calls: list[tuple[int, list[int] | None]] = []  # (level, rows) of every step
 
-    def step(self, prev, level, cache):
+    def step(self, prev, level, cache, rows=None):
+        users = torch.arange(self.tables[0].shape[0]) if rows is None else rows
+        self.calls.append((level, None if rows is None else rows.tolist()))
         if prev is None:
-            prefix = torch.zeros(self.tables[0].shape[0], 1, dtype=torch.long)
+            prefix = torch.zeros(len(users), 1, dtype=torch.long)
         else:
             prefix = cache["state"][0] * self.sizes[level - 1] + prev
-        users = torch.arange(prefix.shape[0]).unsqueeze(1)
-        return self.tables[level][users, prefix], {"state": [prefix]}
+        return self.tables[level][users.unsqueeze(1), prefix], {"state": [prefix]}
 
-    def sid_log_prob(self, user: int, sid) -> float:
+    def sid_log_prob(self, user: int, sid, last_codes=None) -> float:
+        """log P(sid); with ``last_codes`` (the codes the trie allows after sid's prefix) the last
+        level renormalised over them."""
         total, prefix = 0.0, 0
         for level, c in enumerate(sid):
-            total += float(self.tables[level][user, prefix, c])
+            row = self.tables[level][user, prefix]
+            total += float(row[c])
+            if last_codes is not None and level == len(sid) - 1:
+                total -= float(row[list(last_codes)].logsumexp(0))
             prefix = prefix * self.sizes[level] + c
         return total
 
@@ -192,3 +199,88 @@ def test_reorder_beams_gathers_within_users_only():
     assert out["b"][0].tolist() == [[[4, 5], [4, 5]], [[6, 7], [8, 9]]]
     with pytest.raises(TypeError):
         reorder_beams({"x": 3}, torch.tensor([[0]]))
+
+
+def sibling_codes(trie: Trie) -> dict[tuple, list[int]]:
+    """Every SID prefix (all levels but the last) -> the last codes the trie holds after it."""
+    out: dict[tuple, list[int]] = {}
+    for sid in trie.leaf_codes.tolist():
+        out.setdefault(tuple(sid[:-1]), []).append(sid[-1])
+    return out
+
+
+@settings(max_examples=80, deadline=None)
+@given(catalogues(), st.integers(0, 10_000), st.integers(1, 6))
+def test_renormalized_last_level_equals_exhaustive_scoring_table_model(trie, seed, k):
+    users = 3
+    model = TableModel(users, trie.codebook_sizes, seed)
+    result = beam_search(model.step, users, trie.codebook_sizes, beam_width=trie.n_leaves, trie=trie,
+                         renormalize_last=True)
+    assert trie.contains(result.codes[result.alive]).all()
+    items, scores = beams_to_items(result.leaves, result.log_probs, trie, k)
+    siblings = sibling_codes(trie)
+    sids = [tuple(r) for r in trie.leaf_codes.tolist()]
+    for u in range(users):
+        best = exhaustive_items({s: model.sid_log_prob(u, s, siblings[s[:-1]]) for s in sids}, trie)
+        assert_matches_exhaustive(items[u], scores[u], best, k)
+    # the last level is decoded only for the beams whose prefix has several codes (here every
+    # user has a beam on every prefix), one row each
+    last = [rows for level, rows in model.calls if level == len(trie.codebook_sizes) - 1]
+    several = sum(len(c) > 1 for c in siblings.values())
+    assert last == ([sorted(list(range(users)) * several)] if several else [])
+
+
+def test_renormalized_last_level_skips_users_whose_beams_have_one_item_each():
+    # prefixes (0,) and (1,) hold one SID each; (2,) holds two: only beams reaching (2,) need the model
+    trie = Trie.build(np.array([[0, 0], [1, 1], [2, 0], [2, 1]]), [3, 2])
+    model = TableModel(3, [3, 2], seed=1)
+    model.tables[0][:] = torch.tensor([0.0, -1.0, -50.0]).log_softmax(-1)  # users 0-2: prefix 2 last
+    model.tables[0][1] = torch.tensor([-50.0, -1.0, 0.0]).log_softmax(-1)  # user 1: prefix 2 first
+    result = beam_search(model.step, 3, [3, 2], beam_width=2, trie=trie, renormalize_last=True)
+    assert [rows for level, rows in model.calls if level == 1] == [[1]]
+    # the only code after (0,) and (1,) scores 0: a user's beam scores are its prefixes' log-probs
+    torch.testing.assert_close(result.log_probs[0], model.tables[0][0, 0, :2])
+    assert result.codes[0].tolist() == [[0, 0], [1, 1]]
+    every = {(1, 1): model.sid_log_prob(1, (1, 1), [1]),
+             **{s: model.sid_log_prob(1, s, [0, 1]) for s in ((2, 0), (2, 1))}}
+    best = sorted(every, key=every.get, reverse=True)[:2]
+    assert result.codes[1].tolist() == [list(s) for s in best]
+    torch.testing.assert_close(result.log_probs[1], torch.tensor([every[s] for s in best]))
+
+
+@settings(max_examples=15, deadline=None)
+@given(catalogues(), st.integers(0, 10_000), st.sampled_from(["item", "sid"]))
+def test_renormalized_last_level_equals_exhaustive_scoring_user_to_token(trie, seed, encoding):
+    users, k = 2, 5
+    model = tiny_model(trie.codebook_sizes, seed, encoding)
+    memory = random_memory(model, users, seed)
+    result = model.generate(memory, trie.n_leaves, trie, renormalize_last=True)
+    items, scores = beams_to_items(result.leaves, result.log_probs, trie, k)
+    siblings = sibling_codes(trie)
+    last_size = trie.codebook_sizes[-1]
+    with torch.no_grad():
+        for u in range(users):
+            one = type(memory)(memory.states[u:u + 1], memory.valid[u:u + 1])
+            sid_scores = {}
+            for sid in map(tuple, trie.leaf_codes.tolist()):
+                # log P(prefix, c) for every last code c; their log-sum-exp is log P(prefix)
+                every = torch.tensor([[*sid[:-1], c] for c in range(last_size)]).unsqueeze(0)
+                lp = -model.candidate_nll(one, every)[0]
+                within = lp[siblings[sid[:-1]]]
+                sid_scores[sid] = float(lp.logsumexp(0) + lp[sid[-1]] - within.logsumexp(0))
+            best = exhaustive_items(sid_scores, trie)
+            assert_matches_exhaustive(items[u], scores[u], best, k)
+
+
+def test_renormalize_last_needs_a_trie():
+    with pytest.raises(ValueError, match="needs a trie"):
+        beam_search(TableModel(1, [2], 0).step, 1, [2], 2, renormalize_last=True)
+
+
+def test_select_beams_takes_single_beam_rows_of_every_tensor():
+    cache = {"a": [torch.arange(6).view(3, 2)], "b": (torch.arange(12).view(3, 2, 2),)}
+    out = select_beams(cache, torch.tensor([2, 0, 2]), torch.tensor([1, 0, 0]))
+    assert out["a"][0].tolist() == [[5], [0], [4]]
+    assert out["b"][0].tolist() == [[[10, 11]], [[0, 1]], [[8, 9]]]
+    with pytest.raises(TypeError):
+        select_beams({"x": 3}, torch.tensor([0]), torch.tensor([0]))

@@ -251,3 +251,32 @@ def test_explain_false_returns_the_same_ranking_without_the_scoring_pass(trained
     assert multi > 0
     one = rec.recommend(histories[0], k=8, explain=False)
     assert [i.id for i in one.items] == [i.id for i in fast[0].items]
+
+
+def test_tiger_served_with_the_renormalized_last_level_reproduces_its_re_evaluation(trained_runs):
+    """``last_level`` is a decoding setting: the service and ``pitrec eval`` apply the same rule."""
+    from pitrec.train.evaluate_run import evaluate_run
+
+    run = trained_runs("tiger")
+    rec = Recommender.load(run, persist=False, last_level="renormalized")
+    assert rec.run.cfg.tiger.last_level == "renormalized"
+    expected = evaluate_run(run, "test", ["tiger.last_level=renormalized", "run.progress=false"])["metrics"]
+    data, histories, targets = raw_test_split(run)
+    topk = torch.full((len(histories), 20), -1, dtype=torch.long)
+    for row, result in enumerate(rec.recommend_many(histories, k=20).results):
+        assert len({item.id for item in result.items}) == len(result.items) == 20
+        topk[row] = torch.tensor(data.dense_items([item.id for item in result.items]), dtype=torch.long)
+    metrics = {k: float(v.mean()) for k, v in rank_metrics(topk, torch.from_numpy(targets), (10, 20)).items()}
+    for name in ("recall@10", "ndcg@10", "recall@20", "ndcg@20"):
+        assert metrics[name] == pytest.approx(expected[name], abs=1e-12), name
+    with pytest.raises(ValueError, match="applies to tiger runs"):
+        Recommender.load(trained_runs("pit"), persist=False, last_level="renormalized")
+    with pytest.raises(ValueError, match="last_level"):
+        Recommender.load(run, persist=False, last_level="softmax")
+
+
+def test_renormalized_last_level_needs_constrained_decoding():
+    from pitrec.config import ConfigError
+
+    with pytest.raises(ConfigError, match="needs tiger.constrained=true"):
+        config_from_dict({"tiger": {"last_level": "renormalized", "constrained": False}})

@@ -9,6 +9,13 @@ Layout: every per-beam tensor is (B, W, ...), users first. A beam's cache is reo
 gathering along the beam axis, never across users, so per-user state that all beams share (the
 encoder memory and its cross-attention keys/values) is held by the step function once per user
 instead of being copied W times and reshuffled at every level.
+
+``renormalize_last``: the last level is scored by the model's distribution over the codes that the
+trie allows after the beam's prefix, renormalised. When the last level disambiguates colliding
+SIDs (``tokenizer.collision=extra_level``) nearly every prefix has one item, whose last code then
+scores exactly 0 and needs no decoder pass: only the beams whose prefix holds several items are
+decoded at the last level, each as a row of its own (through the step's ``rows`` argument). Every
+item's score is then log P(its prefix) + log P(it | its prefix's items).
 """
 
 from __future__ import annotations
@@ -21,8 +28,10 @@ import torch
 from pitrec.data.batches import PAD
 from pitrec.index.trie import Trie
 
-# step(prev_codes (B, W) or None at level 0, level, cache or None) -> (log-probs (B, W, V_level), cache)
-StepFn = Callable[[torch.Tensor | None, int, Any], tuple[torch.Tensor, Any]]
+# step(prev_codes (B, W) or None at level 0, level, cache or None) -> (log-probs (B, W, V_level), cache);
+# with ``renormalize_last`` also step(prev (N, 1), level, cache (N, 1, ...), rows=users (N,)): N
+# selected beams, each a row of its own, against the state of user rows[n] (users may repeat)
+StepFn = Callable[..., tuple[torch.Tensor, Any]]
 
 
 @dataclass
@@ -34,6 +43,19 @@ class BeamResult:
     @property
     def alive(self) -> torch.Tensor:
         return torch.isfinite(self.log_probs)
+
+
+def select_beams(cache: Any, users: torch.Tensor, beams: torch.Tensor) -> Any:
+    """Beams (users[n], beams[n]) of every (B, W, ...) tensor of a nested cache, as (N, 1, ...)."""
+    if cache is None:
+        return None
+    if isinstance(cache, torch.Tensor):
+        return cache[users, beams].unsqueeze(1)
+    if isinstance(cache, dict):
+        return {k: select_beams(v, users, beams) for k, v in cache.items()}
+    if isinstance(cache, (list, tuple)):
+        return type(cache)(select_beams(v, users, beams) for v in cache)
+    raise TypeError(f"cannot select beams from a beam cache of type {type(cache).__name__}")
 
 
 def reorder_beams(cache: Any, parent: torch.Tensor) -> Any:
@@ -52,7 +74,8 @@ def reorder_beams(cache: Any, parent: torch.Tensor) -> Any:
 
 @torch.no_grad()
 def beam_search(step: StepFn, batch_size: int, codebook_sizes: Sequence[int], beam_width: int,
-                trie: Trie | None = None, device: torch.device | str = "cpu") -> BeamResult:
+                trie: Trie | None = None, device: torch.device | str = "cpu",
+                renormalize_last: bool = False) -> BeamResult:
     """The ``beam_width`` most probable SIDs per user, level by level.
 
     With a ``trie`` only prefixes of existing SIDs survive, so every returned beam is a valid SID
@@ -62,28 +85,58 @@ def beam_search(step: StepFn, batch_size: int, codebook_sizes: Sequence[int], be
     """
     if beam_width < 1:
         raise ValueError(f"beam_width must be >= 1, got {beam_width}")
+    if renormalize_last and trie is None:
+        raise ValueError("renormalize_last scores the last level within the trie's prefixes: it needs a trie")
     B = batch_size
+    last = len(codebook_sizes) - 1
     scores = torch.zeros(B, 1, device=device)
     codes = torch.zeros(B, 1, 0, dtype=torch.long, device=device)
     nodes = torch.zeros(B, 1, dtype=torch.long, device=device)
     prev, cache = None, None
     rows = torch.arange(B, device=device).unsqueeze(1)
     for level, size in enumerate(codebook_sizes):
-        log_probs, cache = step(prev, level, cache)
-        if log_probs.shape[-1] != size:
-            raise ValueError(f"step returned {log_probs.shape[-1]} scores at level {level}, codebook has {size}")
-        if trie is not None:
-            log_probs = log_probs.masked_fill(~trie.valid_mask(nodes, level), float("-inf"))
+        if level == last and renormalize_last:
+            log_probs = _within_prefix(step, prev, level, cache, trie.valid_mask(nodes, level), scores.dtype)
+        else:
+            log_probs, cache = step(prev, level, cache)
+            _check_size(log_probs, level, size)
+            if trie is not None:
+                log_probs = log_probs.masked_fill(~trie.valid_mask(nodes, level), float("-inf"))
         total = (scores.unsqueeze(-1) + log_probs).reshape(B, -1)
         scores, flat = total.topk(min(beam_width, total.shape[1]), dim=1)
         parent, code = flat // size, flat % size
-        cache = reorder_beams(cache, parent)
+        if level < last:  # after the last level the cache is not used again
+            cache = reorder_beams(cache, parent)
         codes = torch.cat([codes[rows, parent], code.unsqueeze(-1)], dim=2)
         if trie is not None:
             nodes = trie.advance(nodes[rows, parent], level, code)
             nodes = torch.where(torch.isfinite(scores), nodes, torch.full_like(nodes, -1))
         prev = code
     return BeamResult(codes=codes, log_probs=scores, leaves=nodes if trie is not None else None)
+
+
+def _check_size(log_probs: torch.Tensor, level: int, size: int) -> None:
+    if log_probs.shape[-1] != size:
+        raise ValueError(f"step returned {log_probs.shape[-1]} scores at level {level}, codebook has {size}")
+
+
+def _within_prefix(step: StepFn, prev: torch.Tensor | None, level: int, cache: Any, valid: torch.Tensor,
+                   dtype: torch.dtype) -> torch.Tensor:
+    """Last-level log-probs (B, W, V) renormalised over each beam's ``valid`` codes: 0 for a
+    prefix's only code, -inf for codes outside the trie; the decoder runs only for the beams whose
+    prefix has several codes to choose from."""
+    log_probs = torch.full(valid.shape, float("-inf"), dtype=dtype, device=valid.device)
+    log_probs.masked_fill_(valid, 0.0)
+    users, beams = (valid.sum(-1) > 1).nonzero(as_tuple=True)
+    if len(users):
+        sub_prev = None if prev is None else prev[users, beams].unsqueeze(1)
+        sub, _ = step(sub_prev, level, select_beams(cache, users, beams), rows=users)
+        _check_size(sub, level, valid.shape[-1])
+        allowed = valid[users, beams]
+        sub = sub[:, 0].to(dtype).masked_fill(~allowed, float("-inf"))
+        log_probs[users, beams] = torch.where(allowed, sub - sub.logsumexp(-1, keepdim=True),
+                                              torch.full_like(sub, float("-inf")))
+    return log_probs
 
 
 def beams_to_items(leaves: torch.Tensor, log_probs: torch.Tensor, trie: Trie, k: int,

@@ -36,9 +36,11 @@ class PITRanker:
     """The evaluator's ``Ranker`` (and the service's) over a U2T model and a compiled index."""
 
     def __init__(self, model, history_codes: torch.Tensor, trie: Trie, edge_log_q: torch.Tensor,
-                 beam_width: int, aggregation: Aggregation = "weighted", max_widen: int = 3):
+                 beam_width: int, aggregation: Aggregation = "weighted", max_widen: int = 3,
+                 renormalize_last: bool = False):
         self.model, self.history_codes, self.trie, self.edge_log_q = model, history_codes, trie, edge_log_q
         self.beam_width, self.aggregation, self.max_widen = beam_width, aggregation, max_widen
+        self.renormalize_last = renormalize_last
         self.beams = self.invalid = self.widened = 0
 
     @torch.no_grad()
@@ -66,7 +68,7 @@ class PITRanker:
         return items, scores
 
     def _search(self, memory: Memory, exclude: torch.Tensor | None, width: int, k: int):
-        result = self.model.generate(memory, width, self.trie)
+        result = self.model.generate(memory, width, self.trie, renormalize_last=self.renormalize_last)
         alive = result.alive
         self.beams += int(alive.sum())
         self.invalid += int((alive & (result.leaves < 0)).sum())

@@ -19,16 +19,18 @@ class GenerativeRanker:
     """Also counts the beams whose SID names no item (``invalid_rate``): 0 by construction under
     constraints, and measured rather than assumed."""
 
-    def __init__(self, model, item_codes: torch.Tensor, trie: Trie, beam_width: int, constrained: bool = True):
+    def __init__(self, model, item_codes: torch.Tensor, trie: Trie, beam_width: int, constrained: bool = True,
+                 renormalize_last: bool = False):
         self.model, self.item_codes, self.trie = model, item_codes, trie
-        self.beam_width, self.constrained = beam_width, constrained
+        self.beam_width, self.constrained, self.renormalize_last = beam_width, constrained, renormalize_last
         self.beams = 0
         self.invalid = 0
 
     @torch.no_grad()
     def rank(self, history: torch.Tensor, k: int, exclude_history: bool = False) -> torch.Tensor:
         memory = self.model.encode(self.item_codes[history.clamp(min=0)], history == PAD)
-        result = self.model.generate(memory, max(self.beam_width, k), self.trie if self.constrained else None)
+        result = self.model.generate(memory, max(self.beam_width, k), self.trie if self.constrained else None,
+                                     renormalize_last=self.renormalize_last)
         leaves = self.trie.lookup(result.codes)
         alive = result.alive
         self.beams += int(alive.sum())

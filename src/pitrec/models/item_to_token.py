@@ -122,13 +122,16 @@ class ItemToToken(nn.Module):
 
     # -- generation ----------------------------------------------------------------------------
     def step(self, bos: torch.Tensor, prev_codes: torch.Tensor | None, level: int,
-             cache: list[LayerCache] | None) -> tuple[torch.Tensor, list[LayerCache]]:
+             cache: list[LayerCache] | None, rows: torch.Tensor | None = None) -> tuple[torch.Tensor, list[LayerCache]]:
         """One decoding step (a ``decoding.beam_search.StepFn`` once ``bos`` is bound).
 
         bos (B, d) is ``start_inputs(x)``, computed once per item; prev_codes (B, W) are the
         level ``level - 1`` codes of W beams (None at level 0, which has one beam per item).
-        Returns log-probs (B, W, V_level) and the cache extended by this position.
+        Returns log-probs (B, W, V_level) and the cache extended by this position. ``rows``: the
+        step for those items only (prev_codes and cache are theirs).
         """
+        if rows is not None:
+            bos = bos[rows]
         if prev_codes is None:
             inputs = bos[:, None, None, :]
         else:
@@ -143,11 +146,13 @@ class ItemToToken(nn.Module):
         return self.item_proj(x.detach())
 
     @torch.no_grad()
-    def generate(self, x: torch.Tensor, beam_width: int, trie: Trie | None = None) -> BeamResult:
+    def generate(self, x: torch.Tensor, beam_width: int, trie: Trie | None = None,
+                 renormalize_last: bool = False) -> BeamResult:
         """The ``beam_width`` most probable SIDs per item, best first: unconstrained (proposals
         for the beam index), or restricted to the SIDs of ``trie``."""
         step = partial(self.step, self.start_inputs(x))
-        return beam_search(step, x.shape[0], self.codebook_sizes, beam_width, trie, device=x.device)
+        return beam_search(step, x.shape[0], self.codebook_sizes, beam_width, trie, device=x.device,
+                           renormalize_last=renormalize_last)
 
     # -- internals -----------------------------------------------------------------------------
     def _run(self, inputs: torch.Tensor, start: int, cache: list[LayerCache] | None) -> tuple[torch.Tensor, list[LayerCache]]:

@@ -333,9 +333,14 @@ class UserToToken(nn.Module):
         pair_mask = mask[rows, :, cols].unsqueeze(2)  # (P, h, 1, S)
         return self._nll(memory, codes.clamp(min=0).unsqueeze(1), pair_mask, cross).squeeze(1)
 
-    def decode_step(self, memory: Memory, cross, prev_codes: torch.Tensor | None, level: int, cache):
+    def decode_step(self, memory: Memory, cross, prev_codes: torch.Tensor | None, level: int, cache,
+                    rows: torch.Tensor | None = None):
         """One beam-search step (a ``decoding.beam_search.StepFn`` once memory/cross are bound):
-        prev_codes (B, W) of level ``level - 1`` (None at level 0) -> log-probs (B, W, V_level)."""
+        prev_codes (B, W) of level ``level - 1`` (None at level 0) -> log-probs (B, W, V_level).
+        ``rows``: the step for those users of the memory only (prev_codes and cache are theirs)."""
+        if rows is not None:
+            memory = Memory(memory.states[rows], memory.valid[rows])
+            cross = [(k[rows], v[rows]) for k, v in cross]
         if prev_codes is None:
             inputs = torch.full((memory.states.shape[0], 1, 1), self.vocab_size, dtype=torch.long,
                                 device=memory.states.device)
@@ -345,8 +350,10 @@ class UserToToken(nn.Module):
         return log_probs[:, :, 0, :self.codebook_sizes[level]], cache
 
     @torch.no_grad()
-    def generate(self, memory: Memory, beam_width: int, trie: Trie | None = None) -> BeamResult:
-        """The ``beam_width`` most probable SIDs per user (constrained to ``trie`` if given)."""
+    def generate(self, memory: Memory, beam_width: int, trie: Trie | None = None,
+                 renormalize_last: bool = False) -> BeamResult:
+        """The ``beam_width`` most probable SIDs per user (constrained to ``trie`` if given; with
+        ``renormalize_last`` the last level is scored within each prefix, see ``beam_search``)."""
         step = partial(self.decode_step, memory, self.cross_keys_values(memory))
         return beam_search(step, memory.states.shape[0], self.codebook_sizes, beam_width, trie,
-                           device=memory.states.device)
+                           device=memory.states.device, renormalize_last=renormalize_last)

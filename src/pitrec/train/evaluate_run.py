@@ -27,7 +27,7 @@ RE_EVALUATION_KEYS: dict[str, set[str] | None] = {
     "eval": None,  # every field
     "run": {"num_threads", "device", "progress", "retain_freed_memory"},
     "data": {"path"},
-    "tiger": {"beam_width", "constrained"},
+    "tiger": {"beam_width", "constrained", "last_level"},
     "pit": {"beam_width", "aggregation"},
 }
 PARTS = ("test", "valid")

@@ -54,7 +54,9 @@ class TigerEngine(Engine):
 
     @torch.no_grad()
     def rank(self, history: torch.Tensor, k: int, exclude_history: bool, explain: bool = True) -> list[list[Ranked]]:
-        ranker = PITRanker(self.model, self.item_codes, self.trie, None, self.run.cfg.tiger.beam_width, "max")
+        tc = self.run.cfg.tiger
+        ranker = PITRanker(self.model, self.item_codes, self.trie, None, tc.beam_width, "max",
+                           renormalize_last=tc.last_level == "renormalized")
         items, scores = ranker.rank_with_scores(history.to(self.device), k, exclude_history)
         return [[Ranked(i, s, [SidInfo(sid=self.table.codes[i].tolist(), log_prob=finite_or_none(s))])
                  for i, s in zip(row_items, row_scores) if i >= 0]

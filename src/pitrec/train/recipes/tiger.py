@@ -10,11 +10,11 @@ hits on items, never on SIDs.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from pitrec.config import Section
 from pitrec.data.batches import PAD, PrefixSamples
@@ -32,6 +32,19 @@ class TigerConfig(Section):
     # constrained decoding keeps every beam a SID of the catalogue; off = plain beam search whose
     # invalid SIDs are dropped (and counted) when mapping to items
     constrained: bool = True
+    # model: a SID scores the model's log-probability of all its codes (TIGER). renormalized: the
+    # last level is scored within the SIDs the catalogue holds after the prefix (needs constrained
+    # decoding): with a disambiguation level (tokenizer.collision=extra_level) an item alone on its
+    # prefix then scores its prefix's log-probability and the last decoder step runs only for users
+    # whose beams reach a shared prefix (pitrec.decoding.beam_search; benchmarks/tuning/last_level.md)
+    last_level: Literal["model", "renormalized"] = "model"
+
+    @model_validator(mode="after")
+    def _renormalized_needs_constraints(self) -> "TigerConfig":
+        if self.last_level == "renormalized" and not self.constrained:
+            raise ValueError("tiger.last_level=renormalized scores the last level within the catalogue's SIDs: "
+                             "it needs tiger.constrained=true")
+        return self
 
 
 @RECIPES.register("tiger")
@@ -84,7 +97,8 @@ class TigerRecipe(Recipe):
 
     def ranker(self) -> GenerativeRanker:
         tc = self.cfg.tiger
-        self.last_ranker = GenerativeRanker(self.model, self.item_codes, self.trie, tc.beam_width, tc.constrained)
+        self.last_ranker = GenerativeRanker(self.model, self.item_codes, self.trie, tc.beam_width, tc.constrained,
+                                            renormalize_last=tc.last_level == "renormalized")
         return self.last_ranker
 
     def on_epoch_end(self, epoch: int) -> dict[str, Any]:
@@ -106,6 +120,7 @@ class TigerRecipe(Recipe):
         ranker = self.last_ranker
         run.write_json("decoding_stats.json", {
             "beam_width": self.cfg.tiger.beam_width, "constrained": self.cfg.tiger.constrained,
+            "last_level": self.cfg.tiger.last_level,
             "test_beams": ranker.beams if ranker else 0,
             "test_invalid_beams": ranker.invalid if ranker else 0,
             "test_invalid_rate": ranker.invalid_rate if ranker else None,
