@@ -116,6 +116,28 @@ def test_extra_left_padding_changes_nothing(encoding, attention):
 
 @pytest.mark.parametrize("encoding,attention", ENCODINGS)
 @torch.no_grad()
+def test_encoding_by_length_keeps_every_real_state_and_every_score(encoding, attention):
+    """Users sorted by history length and encoded in chunks cut to their longest history: the same
+    states at real positions, the same valid positions, so the same decoding."""
+    model = make_model(encoding, attention=attention).eval()
+    g = torch.Generator().manual_seed(7)
+    users, length = 11, 8
+    codes = random_codes(users, length, seed=8)
+    lengths = torch.randint(0, length + 1, (users,), generator=g)
+    lengths[:2] = torch.tensor([0, length])  # an empty history and a full one
+    pad = torch.arange(length).unsqueeze(0) < (length - lengths).unsqueeze(1)
+    full = model.encode(codes, pad)
+    for chunk in (1, 3, 64):
+        cut = model.encode_by_length(codes, pad, chunk=chunk)
+        assert cut.states.shape == full.states.shape and torch.equal(cut.valid, full.valid)
+        torch.testing.assert_close(cut.states[cut.valid], full.states[full.valid], atol=1e-5, rtol=1e-5)
+        a, b = model.generate(full, 6), model.generate(cut, 6)
+        assert torch.equal(a.codes, b.codes)
+        torch.testing.assert_close(a.log_probs, b.log_probs, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("encoding,attention", ENCODINGS)
+@torch.no_grad()
 def test_prefix_nll_of_a_window_equals_encoding_each_prefix(encoding, attention):
     model = make_model(encoding, attention=attention).eval()
     window = random_codes(3, 6, seed=7)

@@ -50,7 +50,7 @@ class PITRanker:
     @torch.no_grad()
     def rank_with_scores(self, history: torch.Tensor, k: int, exclude_history: bool = False
                          ) -> tuple[torch.Tensor, torch.Tensor]:
-        memory = self.model.encode(self.history_codes[history.clamp(min=0)], history == PAD)
+        memory = self.model.encode_by_length(self.history_codes[history.clamp(min=0)], history == PAD)
         width = max(self.beam_width, k)
         items, scores, exhausted = self._search(memory, history if exclude_history else None, width, k)
         rows = torch.arange(len(history), device=history.device)

@@ -192,6 +192,27 @@ class UserToToken(nn.Module):
             pos = torch.arange(T - 1, -1, -1, device=pad_mask.device).unsqueeze(0)
         return self._encode(history_codes, ~pad_mask, pos)
 
+    def encode_by_length(self, history_codes: torch.Tensor, pad_mask: torch.Tensor, chunk: int = 64) -> Memory:
+        """``encode`` for ranking: users sorted by history length and encoded ``chunk`` at a time,
+        each chunk cut to its longest history. A batch is padded to its longest history, most users'
+        are shorter (beauty's test histories: 8 items on average, 20 at most), and the padding
+        costs as much encoder work as real items. Same states at every real position; the cut
+        positions hold zeros and are not valid, so the decoder (which masks them) is unchanged."""
+        history_codes, pad_mask = history_codes[:, -self.max_history:], pad_mask[:, -self.max_history:]
+        B, T = pad_mask.shape
+        lengths = (~pad_mask).sum(1)
+        states = valid = None
+        for rows in torch.argsort(lengths, stable=True).split(chunk):
+            n = max(int(lengths[rows].max()), 1)  # an empty history keeps one (padding) position, as in encode
+            part = self.encode(history_codes[rows, T - n:], pad_mask[rows, T - n:])
+            if states is None:
+                S = part.states.shape[1] // n * T
+                states = part.states.new_zeros(B, S, part.states.shape[2])
+                valid = torch.zeros(B, S, dtype=torch.bool, device=pad_mask.device)
+            states[rows, S - part.states.shape[1]:] = part.states
+            valid[rows, S - part.states.shape[1]:] = part.valid
+        return Memory(states, valid)
+
     def _encode(self, codes: torch.Tensor, valid: torch.Tensor, pos: torch.Tensor) -> Memory:
         """codes (B, T, L), valid (B, T), item positions (B or 1, T) -> memory over T or T*L positions."""
         L = codes.shape[2]
