@@ -108,3 +108,11 @@ def test_node_numbering_ignores_row_order():
     for ta, tb in zip(a.children, b.children):
         assert torch.equal(ta, tb)
     assert torch.equal(a.leaf_items, b.leaf_items) and torch.equal(a.leaf_ptr, b.leaf_ptr)
+
+
+def test_last_level_mask_lists_the_last_codes_after_each_prefix():
+    trie = Trie.build(np.array([[0, 0, 1], [0, 0, 2], [0, 1, 0], [2, 1, 2]]), [3, 2, 3])
+    got = trie.last_level_mask(torch.tensor([[0, 0, 2], [0, 1, 0], [2, 1, 0], [1, 0, 0]]))
+    assert got.tolist() == [[False, True, True], [True, False, False], [False, False, True], [False, False, False]]
+    with pytest.raises(ValueError, match="levels"):
+        trie.last_level_mask(torch.tensor([[0, 0]]))

@@ -210,13 +210,15 @@ def test_bfloat16_is_refused_for_score_rankers_and_unknown_dtypes(trained_runs):
         Recommender.load(trained_runs("tiger"), persist=False, dtype="float16")
 
 
-def test_pit_explanations_equal_teacher_forced_scores_of_every_sid(trained_runs):
+@pytest.mark.parametrize("last_level", ["model", "renormalized"])
+def test_pit_explanations_equal_teacher_forced_scores_of_every_sid(trained_runs, last_level):
     """Single-SID items reuse their beam's score, multi-SID items are scored in one pass: either
-    way each reported log P(SID | history) is the model's teacher-forced log-probability."""
+    way each reported log P(SID | history) is the model's teacher-forced log-probability (with the
+    last level renormalised within the index's SIDs after the prefix, under that rule)."""
     from pitrec.data.batches import PAD
     from pitrec.models.user_to_token import Memory
 
-    rec = Recommender.load(trained_runs("pit"), persist=False)
+    rec = Recommender.load(trained_runs("pit"), persist=False, last_level=last_level)
     engine, m = rec.engine, rec.engine.models
     data, histories, _ = raw_test_split(trained_runs("pit"))
     results = rec.recommend_many(histories[:30], k=8).results
@@ -226,7 +228,8 @@ def test_pit_explanations_equal_teacher_forced_scores_of_every_sid(trained_runs)
         memory = m.u2t.encode(engine.history_codes[dense], dense == PAD)
         for item in result.items:
             sids = torch.tensor([[s.sid for s in item.sids]])
-            expected = -m.u2t.candidate_nll(Memory(memory.states, memory.valid), sids)[0]
+            last_valid = engine.trie.last_level_mask(sids) if last_level == "renormalized" else None
+            expected = -m.u2t.candidate_nll(Memory(memory.states, memory.valid), sids, last_valid=last_valid)[0]
             got = torch.tensor([s.log_prob for s in item.sids])
             assert torch.allclose(got, expected, atol=1e-4), (item.id, got, expected)
             kinds.add(len(item.sids) > 1)
@@ -269,8 +272,8 @@ def test_tiger_served_with_the_renormalized_last_level_reproduces_its_re_evaluat
     metrics = {k: float(v.mean()) for k, v in rank_metrics(topk, torch.from_numpy(targets), (10, 20)).items()}
     for name in ("recall@10", "ndcg@10", "recall@20", "ndcg@20"):
         assert metrics[name] == pytest.approx(expected[name], abs=1e-12), name
-    with pytest.raises(ValueError, match="applies to tiger runs"):
-        Recommender.load(trained_runs("pit"), persist=False, last_level="renormalized")
+    with pytest.raises(ValueError, match="applies to tiger and pit runs"):
+        Recommender.load(trained_runs("sasrec"), persist=False, last_level="renormalized")
     with pytest.raises(ValueError, match="last_level"):
         Recommender.load(run, persist=False, last_level="softmax")
 

@@ -120,6 +120,16 @@ class Trie:
             nodes = self.advance(nodes, level, torch.where(in_range, codes[..., level], 0))
         return torch.where(in_range, nodes, torch.full_like(nodes, -1))
 
+    def last_level_mask(self, codes: torch.Tensor) -> torch.Tensor:
+        """SIDs (..., L) -> bool (..., codebook_sizes[-1]): the last codes the trie holds after each
+        SID's prefix (all False where the prefix is not in the trie)."""
+        if codes.shape[-1] != self.n_levels:
+            raise ValueError(f"SIDs have {codes.shape[-1]} levels, the trie {self.n_levels}")
+        nodes = self.root(*codes.shape[:-1], device=codes.device)
+        for level in range(self.n_levels - 1):
+            nodes = self.advance(nodes, level, codes[..., level])
+        return self.valid_mask(nodes, self.n_levels - 1)
+
     def contains(self, codes: torch.Tensor) -> torch.Tensor:
         return self.lookup(codes) >= 0
 

@@ -278,18 +278,26 @@ class UserToToken(nn.Module):
         bos = torch.full_like(codes[..., :1], self.vocab_size)
         return torch.cat([bos, self.offsets[:-1] + codes[..., :-1]], dim=-1)
 
-    def _nll(self, memory: Memory, codes: torch.Tensor, cross_mask: torch.Tensor, cross=None) -> torch.Tensor:
+    def _nll(self, memory: Memory, codes: torch.Tensor, cross_mask: torch.Tensor, cross=None,
+             last_valid: torch.Tensor | None = None) -> torch.Tensor:
         cross = self.cross_keys_values(memory) if cross is None else cross
         log_probs, _ = self._decode(self._teacher_inputs(codes), 0, cross, cross_mask, None)
-        return -log_probs.gather(-1, codes.unsqueeze(-1)).squeeze(-1).sum(-1)
+        picked = log_probs.gather(-1, codes.unsqueeze(-1)).squeeze(-1)
+        if last_valid is not None:  # the last level renormalised over the allowed codes
+            last = log_probs[..., -1, :self.codebook_sizes[-1]].masked_fill(~last_valid, float("-inf"))
+            picked = torch.cat([picked[..., :-1], picked[..., -1:] - last.logsumexp(-1, keepdim=True)], -1)
+        return -picked.sum(-1)
 
-    def candidate_nll(self, memory: Memory, cand_codes: torch.Tensor, cand_mask: torch.Tensor | None = None) -> torch.Tensor:
+    def candidate_nll(self, memory: Memory, cand_codes: torch.Tensor, cand_mask: torch.Tensor | None = None,
+                      last_valid: torch.Tensor | None = None) -> torch.Tensor:
         """-log P(SID | user) of C candidate SIDs per user, (B, C, L) -> (B, C), in one decoder
         pass against the shared memory. Masked-out candidates (cand_mask False) get +inf, so that
-        softmax(-nll) gives them no weight and argmin never picks them."""
+        softmax(-nll) gives them no weight and argmin never picks them. ``last_valid`` (B, C,
+        V_last): the last level renormalised over these codes (the scores of beam search's
+        ``renormalize_last``; ``Trie.last_level_mask`` gives them)."""
         if cand_codes.shape[-1] != self.n_levels:
             raise ValueError(f"candidate SIDs have {cand_codes.shape[-1]} levels, the model {self.n_levels}")
-        nll = self._nll(memory, cand_codes.clamp(min=0), self._cross_mask(memory))
+        nll = self._nll(memory, cand_codes.clamp(min=0), self._cross_mask(memory), last_valid=last_valid)
         if cand_mask is not None:
             nll = nll.masked_fill(~cand_mask, float("inf"))
         return nll

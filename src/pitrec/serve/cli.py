@@ -29,8 +29,8 @@ def recommend(ctx: typer.Context,
               device: str = typer.Option("cpu", help="cpu | cuda | auto"),
               threads: Optional[int] = typer.Option(None, help="torch threads (default: the run's run.num_threads)"),
               dtype: str = typer.Option("float32", help="float32 | bfloat16 (tiger, pit)"),
-              last_level: Optional[str] = typer.Option(None, help="tiger: model | renormalized, how the last SID level "
-                                                                    "is scored (default: the run's tiger.last_level)"),
+              last_level: Optional[str] = typer.Option(None, help="tiger, pit: model | renormalized, how the last SID "
+                                                                    "level is scored (default: the run's tiger/pit.last_level)"),
               state_dir: Optional[Path] = typer.Option(None, help="a service's state (snapshot + update log) to answer "
                                                                   "from; default: the trained run as it is")) -> None:
     """Top-k recommendations for every user of an interaction file, from a trained run. The input is
@@ -77,8 +77,8 @@ def serve(run_dir: Path = typer.Argument(..., help="a run directory written by `
           threads: Optional[int] = typer.Option(None, help="torch threads (default: the run's run.num_threads)"),
           dtype: str = typer.Option("float32", help="float32 | bfloat16: the generator's precision (tiger, pit); "
                                                     "bfloat16 is faster on CPUs with AMX/AVX512-BF16, rankings may differ slightly"),
-          last_level: Optional[str] = typer.Option(None, help="tiger: model | renormalized, how the last SID level is "
-                                                              "scored (default: the run's tiger.last_level)"),
+          last_level: Optional[str] = typer.Option(None, help="tiger, pit: model | renormalized, how the last SID level "
+                                                              "is scored (default: the run's tiger/pit.last_level)"),
           max_body_kb: int = typer.Option(1024, min=1, help="largest accepted request body, KiB"),
           compact_every: int = typer.Option(1000, min=1, help="updates between snapshots of the index"),
           max_batch: int = typer.Option(64, min=0, help="concurrent /recommend requests per model pass (0: none)"),

@@ -47,13 +47,13 @@ class Recommender:
         supports it; rankings may differ slightly from float32, see ``serve.engines.DTYPES``).
         ``retain_memory`` sets the allocator for the whole process (None: the run's
         ``run.retain_freed_memory``; see ``pitrec.utils.runtime.retain_freed_memory``). ``last_level``
-        (tiger: ``model`` | ``renormalized``) overrides the run's ``tiger.last_level``, a decoding
-        setting that needs no retraining."""
+        (``model`` | ``renormalized``) overrides the run's ``tiger.last_level`` or ``pit.last_level``, a
+        decoding setting that needs no retraining."""
         run = open_run(run_dir, method)
         if last_level is not None:
-            if run.method != "tiger":
-                raise ValueError(f"last_level applies to tiger runs; {run_dir} is a {run.method} run")
-            run.cfg = run.cfg.with_overrides({"tiger": {"last_level": last_level}})
+            if run.method not in ("tiger", "pit"):
+                raise ValueError(f"last_level applies to tiger and pit runs; {run_dir} is a {run.method} run")
+            run.cfg = run.cfg.with_overrides({run.method: {"last_level": last_level}})
         configure_process(run.cfg.run, threads, retain_memory)
         store = UpdateStore(state_dir if state_dir is not None else run.path / "serving") if persist else None
         rec = cls(run, load_engine(run, resolve_device(device), dtype), store, compact_every)

@@ -28,7 +28,7 @@ RE_EVALUATION_KEYS: dict[str, set[str] | None] = {
     "run": {"num_threads", "device", "progress", "retain_freed_memory"},
     "data": {"path"},
     "tiger": {"beam_width", "constrained", "last_level"},
-    "pit": {"beam_width", "aggregation"},
+    "pit": {"beam_width", "aggregation", "last_level"},
 }
 PARTS = ("test", "valid")
 

@@ -116,7 +116,8 @@ class PITEngine(Engine):
     def rank(self, history: torch.Tensor, k: int, exclude_history: bool, explain: bool = True) -> list[list[Ranked]]:
         m, pc = self.models, self.models.pc
         history = history.to(m.device)
-        ranker = PITRanker(m.u2t, self.history_codes, self.trie, self.edge_log_q, pc.beam_width, pc.aggregation)
+        ranker = PITRanker(m.u2t, self.history_codes, self.trie, self.edge_log_q, pc.beam_width, pc.aggregation,
+                           renormalize_last=pc.last_level == "renormalized")
         items, scores = ranker.rank_with_scores(history, k, exclude_history)
         explained = iter(self._explain(history, items, scores, explain))
         return [[Ranked(i, s, next(explained)) for i, s in zip(row_items, row_scores) if i >= 0]
@@ -157,7 +158,9 @@ class PITEngine(Engine):
             grid[urow, pos], grid_mask[urow, pos] = cand[jj, cc], True
             h = history[torch.from_numpy(users).to(history.device)]
             memory = m.u2t.encode(self.history_codes[h.clamp(min=0)], h == PAD)
-            nll = m.u2t.candidate_nll(memory, torch.from_numpy(grid).to(m.device), torch.from_numpy(grid_mask).to(m.device))
+            grid_t = torch.from_numpy(grid).to(m.device)
+            last_valid = self.trie.last_level_mask(grid_t) if m.pc.last_level == "renormalized" else None
+            nll = m.u2t.candidate_nll(memory, grid_t, torch.from_numpy(grid_mask).to(m.device), last_valid)
             log_p[jj, cc] = -nll.float().cpu().numpy()[urow, pos]  # float32 whatever the generator's dtype
         out = []
         for r in range(len(flat)):

@@ -344,7 +344,8 @@ class PITRecipe(Recipe):
             self._compiled = (version, compile_index(self.index, self.cfg.pit.one_to_many, self.device))
         trie, edge_log_q = self._compiled[1]
         pc = self.cfg.pit
-        self.last_ranker = PITRanker(self.u2t, self.history_codes, trie, edge_log_q, pc.beam_width, pc.aggregation)
+        self.last_ranker = PITRanker(self.u2t, self.history_codes, trie, edge_log_q, pc.beam_width, pc.aggregation,
+                                     renormalize_last=pc.last_level == "renormalized")
         return self.last_ranker
 
     # -- persistence ----------------------------------------------------------------------------

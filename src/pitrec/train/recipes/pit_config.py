@@ -27,6 +27,9 @@ class PITConfig(Section):
     csa_weight: float = Field(1.0, ge=0)
     beam_width: int = Field(20, ge=1)  # U2T decoding width (widened per user when too few items)
     aggregation: Literal["max", "sum", "weighted"] = "weighted"
+    # as tiger.last_level: renormalized scores a SID's last level within the index's SIDs after its
+    # prefix, so beams on a prefix with one SID skip the last decoder step (pitrec.decoding.beam_search)
+    last_level: Literal["model", "renormalized"] = "model"
     history_sids: Literal["primary", "initial"] = "primary"  # which SID encodes history items
     # selection pays log(items holding the SID): a SID shared by n items names the target only
     # with probability 1/n. Without it the cheapest SID is the one every item shares (collapse).
