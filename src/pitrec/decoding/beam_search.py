@@ -12,10 +12,10 @@ instead of being copied W times and reshuffled at every level.
 
 ``renormalize_last``: the last level is scored by the model's distribution over the codes that the
 trie allows after the beam's prefix, renormalised. When the last level disambiguates colliding
-SIDs (``tokenizer.collision=extra_level``) nearly every prefix has one item, whose last code then
-scores exactly 0 and needs no decoder pass: only the beams whose prefix holds several items are
-decoded at the last level, each as a row of its own (through the step's ``rows`` argument). Every
-item's score is then log P(its prefix) + log P(it | its prefix's items).
+SIDs (``tokenizer.collision=extra_level``) nearly every prefix leads to one SID, whose last code
+then scores exactly 0 and needs no decoder pass: only the beams whose prefix leads to several SIDs
+are decoded at the last level, each as a row of its own (through the step's ``rows`` argument). A
+SID's score is then log P(its prefix) + log P(its last code | the last codes the trie holds there).
 """
 
 from __future__ import annotations
