@@ -123,39 +123,33 @@ def test_long_runs_differ_from_main_only_in_budget_patience_and_the_imported_tab
     assert {(r.cfg.train.max_minutes, r.cfg.train.patience) for r in sports} == {(80, 100)}
 
 
-def test_stride_variants_differ_from_their_base_only_in_the_window_stride():
+def _differs_only_in(pairs: dict[str, str], section: str, key: str, values: tuple) -> None:
+    """Each main.yaml variant of ``pairs`` (variant -> base) equals its base, seed for seed, but for
+    ``section.key`` (``values``: the variant's, the base's) and its run directory."""
     runs, _ = plan_runs(load_bench(BENCHMARKS / "main.yaml"), datasets=["beauty"])
     by_label = {(r.method.label, r.seed): r.cfg.to_dict() for r in runs}
-    for variant, base in {"tiger/cf-stride": "tiger/cf-sids", "pit/cf-lean-stride": "pit/cf-lean"}.items():
+    for variant, base in pairs.items():
         for seed in (0, 1, 2):
             mine, theirs = by_label[(variant, seed)], by_label[(base, seed)]
-            assert (mine["train"].pop("long_history_stride"), theirs["train"].pop("long_history_stride")) == (10, 1)
+            assert (mine[section].pop(key), theirs[section].pop(key)) == values
             for cfg in (mine, theirs):
                 cfg["run"].pop("out")
             assert mine == theirs
+
+
+def test_stride_variants_differ_from_their_base_only_in_the_window_stride():
+    _differs_only_in({"tiger/cf-stride": "tiger/cf-sids", "pit/cf-lean-stride": "pit/cf-lean"},
+                     "train", "long_history_stride", (10, 1))
 
 
 def test_relative_variant_differs_from_cf_lean_stride_only_in_the_selection_rule():
-    runs, _ = plan_runs(load_bench(BENCHMARKS / "main.yaml"), datasets=["beauty"])
-    by_label = {(r.method.label, r.seed): r.cfg.to_dict() for r in runs}
-    for seed in (0, 1, 2):
-        mine, theirs = by_label[("pit/cf-lean-stride-relative", seed)], by_label[("pit/cf-lean-stride", seed)]
-        assert (mine["pit"].pop("selection_rule"), theirs["pit"].pop("selection_rule")) == ("relative", "min_loss")
-        for cfg in (mine, theirs):
-            cfg["run"].pop("out")
-        assert mine == theirs
+    _differs_only_in({"pit/cf-lean-stride-relative": "pit/cf-lean-stride"}, "pit", "selection_rule",
+                     ("relative", "min_loss"))
 
 
 def test_half_batch_variants_differ_from_the_stride_variants_only_in_the_batch_size():
-    runs, _ = plan_runs(load_bench(BENCHMARKS / "main.yaml"), datasets=["beauty"])
-    by_label = {(r.method.label, r.seed): r.cfg.to_dict() for r in runs}
-    for variant, base in {"tiger/cf-stride-b128": "tiger/cf-stride", "pit/cf-lean-stride-b128": "pit/cf-lean-stride"}.items():
-        for seed in (0, 1, 2):
-            mine, theirs = by_label[(variant, seed)], by_label[(base, seed)]
-            assert (mine["train"].pop("batch_size"), theirs["train"].pop("batch_size")) == (128, 256)
-            for cfg in (mine, theirs):
-                cfg["run"].pop("out")
-            assert mine == theirs
+    _differs_only_in({"tiger/cf-stride-b128": "tiger/cf-stride", "pit/cf-lean-stride-b128": "pit/cf-lean-stride"},
+                     "train", "batch_size", (128, 256))
 
 
 def test_two_cores_is_main_tiger_alone_on_both_cores_within_45_wall_minutes():
