@@ -366,7 +366,8 @@ class UserToToken(nn.Module):
                     rows: torch.Tensor | None = None):
         """One beam-search step (a ``decoding.beam_search.StepFn`` once memory/cross are bound):
         prev_codes (B, W) of level ``level - 1`` (None at level 0) -> log-probs (B, W, V_level).
-        ``rows``: the step for those users of the memory only (prev_codes and cache are theirs)."""
+        ``rows`` (N,): N selected beams instead, prev_codes (N, 1) and cache (N, 1, ...), beam n
+        against the memory of user rows[n] (users may repeat; see ``beam_search``)."""
         if rows is not None:
             memory = Memory(memory.states[rows], memory.valid[rows])
             cross = [(k[rows], v[rows]) for k, v in cross]
