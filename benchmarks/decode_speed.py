@@ -53,7 +53,8 @@ def main() -> None:
 
     rec = Recommender.load(args.run_dir, persist=False, threads=args.threads, dtype=args.dtype, device=args.device,
                            retain_memory=args.malloc == "retain", last_level=args.last_level)
-    last_level = rec.run.cfg.tiger.last_level if rec.engine.method == "tiger" else None
+    method = rec.engine.method
+    last_level = getattr(rec.run.cfg, method).last_level if method in ("tiger", "pit") else None
     engine = rec.engine
     _, split = prepare_data(rec.run.cfg)
     rng = np.random.default_rng(0)
@@ -157,7 +158,7 @@ def report(doc: dict) -> str:
         q = r.get("quality", {})
         vs = _versus(q)
         rk = f"{q['recall@k']:.4f}" if "recall@k" in q else "-"
-        last = r.get("last_level") or ("model" if r["method"] == "tiger" else "-")
+        last = r.get("last_level") or ("model" if r["method"] in ("tiger", "pit") else "-")
         lines.append(f"| {r['label']} | {r['method']} | {r.get('dtype', 'float32')} | {last} | {r.get('malloc', 'default')} | "
                      f"{r.get('explain', True)} | {r['n_items']:,} | "
                      f"{r['beam_width']} | {r['threads']}{_device_note(r)} | {r['batch']} | {r['batch_users_per_s']:.0f} | "
