@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from window_stride import timed_step  # noqa: E402
+from window_stride import interleaved, timed_step  # noqa: E402
 
 from pitrec.train.api import recipe_at_checkpoint  # noqa: E402
 from pitrec.train.trainer import build_adamw  # noqa: E402
@@ -38,25 +38,23 @@ def main() -> None:
     cfg = recipe.cfg
     opt = build_adamw(recipe.param_groups(), cfg.train.lr, cfg.train.optimizer_impl)
     rng = np.random.default_rng(0)
+    warmup = 3  # steps per size not timed: new shapes build kernels
     plans = {}
     for size in args.sizes:
         cfg.train.batch_size = size
         batches = recipe.train_batches(0, np.random.default_rng([cfg.run.seed, 0]))
-        drawn = [batches[i] for i in rng.choice(len(batches), args.steps + 3, replace=False)]
-        plans[size] = (len(batches), drawn, [], [])
-    for i in range(args.steps + 3):
-        for size, (_, drawn, cpu, pairs) in plans.items():
-            spent = timed_step(recipe, opt, drawn[i], i)
-            if i >= 3:  # the first steps of new shapes build kernels
-                cpu.append(spent)
-                pairs.append(recipe.batch_size_of(drawn[i]))
+        drawn = [batches[i] for i in rng.choice(len(batches), args.steps + warmup, replace=False)]
+        plans[size] = (len(batches), drawn)
+    cpu_by_size = interleaved({size: drawn for size, (_, drawn) in plans.items()},
+                              lambda _, batch, i: timed_step(recipe, opt, batch, i), warmup)
     stride = cfg.train.long_history_stride
     print(f"{args.run_dir} ({args.recipe}, stride {stride}), {args.steps} random batches per size, one thread\n")
     print("| batch size | batches per epoch | mean CPU ms per step | pairs per CPU-second | "
           "epoch CPU s (mean x batches) | x first size |")
     print("|---:|---:|---:|---:|---:|---:|")
     base = None
-    for size, (n_batches, _, cpu, pairs) in plans.items():
+    for size, (n_batches, drawn) in plans.items():
+        cpu, pairs = cpu_by_size[size], [recipe.batch_size_of(b) for b in drawn[warmup:]]
         epoch_s = float(np.mean(cpu)) * n_batches
         base = base or epoch_s
         print(f"| {size} | {n_batches} | {1000 * np.mean(cpu):.1f} | {np.sum(pairs) / np.sum(cpu):.0f} | "

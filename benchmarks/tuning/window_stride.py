@@ -39,6 +39,19 @@ def timed_step(recipe, opt, batch, i: int) -> float:
     return time.process_time() - c0
 
 
+def interleaved(drawn: dict, step, warmup: int = 3) -> dict[object, list[float]]:
+    """CPU seconds of ``step(key, batch, i)`` for the batches ``drawn[key]``: step i of every key
+    before step i + 1 of any, so that a neighbour's load hits all keys alike. The first ``warmup``
+    steps of each key (new shapes build kernels) are not kept."""
+    times: dict[object, list[float]] = {key: [] for key in drawn}
+    for i in range(len(next(iter(drawn.values())))):
+        for key, batches in drawn.items():
+            spent = step(key, batches[i], i)
+            if i >= warmup:
+                times[key].append(spent)
+    return times
+
+
 def consecutive(recipe, opt, windows: PrefixWindows, n: int) -> None:
     """The first ``n`` steps of the exact epoch, in order: how unalike steps are."""
     recipe.windows = windows
@@ -76,19 +89,20 @@ def main() -> None:
         windows = PrefixWindows(recipe.split.train, cfg.data.max_history, k)
         batches = windows.batch_indices(cfg.train.batch_size, np.random.default_rng([cfg.run.seed, 0]))
         drawn = [batches[i] for i in rng.choice(len(batches), args.steps + 3, replace=False)]
-        plans[k] = (windows, len(batches), drawn, [])
-    for i in range(args.steps + 3):
-        for k, (windows, _, drawn, cpu) in plans.items():
-            recipe.windows = windows
-            spent = timed_step(recipe, opt, drawn[i], i)
-            if i >= 3:  # the first steps of new shapes build kernels
-                cpu.append(spent)
+        plans[k] = (windows, len(batches), drawn)
+
+    def step(k, batch, i):
+        recipe.windows = plans[k][0]
+        return timed_step(recipe, opt, batch, i)
+
+    cpu_by_stride = interleaved({k: plan[2] for k, plan in plans.items()}, step)
     print(f"{args.run_dir} ({args.recipe}), {args.steps} random batches per stride, one thread\n")
     print("| stride | windows | encoded positions | batches per epoch | mean CPU ms per step | median | "
           "epoch CPU s (mean x batches) | x stride 1 |")
     print("|---:|---:|---:|---:|---:|---:|---:|---:|")
     base = None
-    for k, (windows, n_batches, _, cpu) in plans.items():
+    for k, (windows, n_batches, _) in plans.items():
+        cpu = cpu_by_stride[k]
         epoch_s = float(np.mean(cpu)) * n_batches
         base = base or epoch_s
         print(f"| {k} | {len(windows):,} | {int(windows.length.sum()):,} | {n_batches} | {1000 * np.mean(cpu):.1f} | "

@@ -132,10 +132,8 @@ def _within_prefix(step: StepFn, prev: torch.Tensor | None, level: int, cache: A
         sub_prev = None if prev is None else prev[users, beams].unsqueeze(1)
         sub, _ = step(sub_prev, level, select_beams(cache, users, beams), rows=users)
         _check_size(sub, level, valid.shape[-1])
-        allowed = valid[users, beams]
-        sub = sub[:, 0].to(dtype).masked_fill(~allowed, float("-inf"))
-        log_probs[users, beams] = torch.where(allowed, sub - sub.logsumexp(-1, keepdim=True),
-                                              torch.full_like(sub, float("-inf")))
+        sub = sub[:, 0].to(dtype).masked_fill(~valid[users, beams], float("-inf"))
+        log_probs[users, beams] = sub - sub.logsumexp(-1, keepdim=True)  # >= 2 codes allowed: finite
     return log_probs
 
 
