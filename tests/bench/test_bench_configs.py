@@ -28,7 +28,8 @@ def test_main_lists_every_method_and_the_pit_ablations():
     assert labels == ["popularity", "sasrec", "tiger", "tiger/cf-sids", "pit", "pit/cf-sids", "pit/cf-no-csa",
                       "pit/cf-no-selection", "pit/cf-single-sid", "pit/cf-frozen-i2t", "pit/cf-fast-selection",
                       "pit/cf-lean", "tiger/cf-stride", "pit/cf-lean-stride", "pit/cf-lean-stride-relative",
-                      "tiger/cf-stride-b128", "pit/cf-lean-stride-b128"]
+                      "tiger/cf-stride-b128", "pit/cf-lean-stride-b128", "tiger/cf-stride-ffn512",
+                      "tiger/cf-stride-ffn256"]
     runs, notes = plan_runs(bench, datasets=["beauty"])
     cf = [r for r in runs if r.method.variant.startswith("cf-")]
     assert cf and all(r.cfg.tokenizer.collaborative_dim == 64 for r in cf)
@@ -150,6 +151,11 @@ def test_relative_variant_differs_from_cf_lean_stride_only_in_the_selection_rule
 def test_half_batch_variants_differ_from_the_stride_variants_only_in_the_batch_size():
     _differs_only_in({"tiger/cf-stride-b128": "tiger/cf-stride", "pit/cf-lean-stride-b128": "pit/cf-lean-stride"},
                      "train", "batch_size", (128, 256))
+
+
+def test_narrow_ffn_variants_differ_from_the_stride_variant_only_in_the_feed_forward_width():
+    _differs_only_in({"tiger/cf-stride-ffn512": "tiger/cf-stride"}, "u2t", "ffn", (512, 1024))
+    _differs_only_in({"tiger/cf-stride-ffn256": "tiger/cf-stride"}, "u2t", "ffn", (256, 1024))
 
 
 def test_two_cores_is_main_tiger_alone_on_both_cores_within_45_wall_minutes():
