@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 import pitrec.config
-from pitrec.bench.plan import config_hash, plan_runs, run_state
+from pitrec.bench.plan import config_hash, decoding_changes, plan_runs, run_state
 from pitrec.bench.spec import BenchError, load_bench
 from pitrec.train.run_dir import RunDir
 
@@ -102,3 +102,36 @@ def test_run_state_new_partial_done_changed(write_bench):
     run.config_path.write_text("train: {no_such_key: 1}\n")
     state = run_state(spec)
     assert state.kind == "changed" and "no longer loads" in state.detail
+
+
+def test_decoding_changes_only_when_nothing_but_decoding_differs(write_bench):
+    cfg = plan_runs(load_bench(write_bench()))[0][0].cfg
+    base = cfg.to_dict()
+
+    def changed(**sections):
+        return cfg.with_overrides(sections).to_dict()
+
+    assert decoding_changes(base, base) is None  # nothing to do
+    assert decoding_changes(base, changed(tiger={"last_level": "renormalized", "beam_width": 30})) == {
+        "tiger": {"last_level": "renormalized", "beam_width": 30}}
+    assert decoding_changes(base, changed(pit={"aggregation": "max"})) == {"pit": {"aggregation": "max"}}
+    # where and how a run is shown is not a difference; training settings are
+    assert decoding_changes(base, changed(tiger={"beam_width": 30}, run={"out": "elsewhere"})) == {
+        "tiger": {"beam_width": 30}}
+    assert decoding_changes(base, changed(tiger={"beam_width": 30}, train={"lr": 0.5})) is None
+    assert decoding_changes(base, changed(eval={"valid_users": 7}, tiger={"beam_width": 30})) is None
+
+
+def test_run_state_redecodes_a_finished_run_whose_decoding_changed(write_bench):
+    spec = plan_runs(load_bench(write_bench()))[0][0]
+    run = RunDir(spec.run_dir).create()
+    run.write_config(spec.cfg)
+    wanted = plan_runs(load_bench(write_bench(), ["--overrides.tiger.last_level=renormalized"]))[0][0]
+    assert run_state(wanted).kind == "changed"  # unfinished: nothing to measure again, so it is re-run
+    run.write_json("test_metrics.json", {"test": {}})
+    state = run_state(wanted)
+    assert state.kind == "redecode" and state.changes == {"tiger": {"last_level": "renormalized"}}
+    assert "tiger.last_level=renormalized" in state.detail
+    both = plan_runs(load_bench(write_bench(), ["--overrides.tiger.last_level=renormalized",
+                                                 "--overrides.train.lr=0.5"]))[0][0]
+    assert run_state(both).kind == "changed"

@@ -86,7 +86,7 @@ def test_unconstrained_decoding_counts_invalid_sids(tiny_run):
     # 2 levels x 6 codes without a disambiguation level: a beam of 36 holds every combination, so
     # exactly the combinations that are no item's SID are invalid
     cfg = cfg.with_overrides({"run": {"out": None}, "tokenizer": {"collision": "keep", "codebook_size": 6},
-                              "tiger": {"constrained": False, "beam_width": 36}})
+                              "tiger": {"constrained": False, "beam_width": 36, "last_level": "model"}})
     data, split = prepare_data(cfg)
     recipe = build_recipe("tiger", cfg, data, split)
     recipe.train(False)
@@ -218,3 +218,14 @@ def test_both_encoders_train_on_every_prefix_pair(tmp_path, attention):
     batches = recipe.train_batches(0, np.random.default_rng(0))
     assert sum(recipe.batch_size_of(b) for b in batches) == split.n_train_targets()
     assert torch.isfinite(recipe.training_step(batches[0], 0)["loss"])
+
+
+def test_new_tiger_runs_renormalize_the_last_level_and_older_runs_keep_their_rule():
+    from pitrec.config import ConfigError, config_from_dict
+
+    assert load_config("tiger").tiger.last_level == "renormalized"
+    # a run directory written before this default has no key: it reads as the rule it was measured with
+    assert config_from_dict({"tiger": {"beam_width": 20, "constrained": True}}).tiger.last_level == "model"
+    with pytest.raises(ConfigError, match="set tiger.last_level=model as well"):
+        load_config("tiger", overrides=["tiger.constrained=false"])
+    assert not load_config("tiger", overrides=["tiger.constrained=false", "tiger.last_level=model"]).tiger.constrained

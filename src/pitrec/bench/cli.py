@@ -85,7 +85,8 @@ def run(ctx: typer.Context,
             console.print(f"wrote {path} and {md}", highlight=False)
             for plot in plots:
                 console.print(f"  plot {plot.path if plot.path else '(skipped)'}: {plot.note}", highlight=False)
-    counts = {a: sum(o.action == a for o in outcomes) for a in ("ran", "resumed", "rerun", "skipped", "failed")}
+    counts = {a: sum(o.action == a for o in outcomes)
+              for a in ("ran", "resumed", "rerun", "redecoded", "skipped", "failed")}
     console.print("runs: " + ", ".join(f"{n} {a}" for a, n in counts.items() if n), highlight=False)
     failed = [o for o in outcomes if o.action == "failed"]
     if failed:

@@ -36,7 +36,7 @@ WORKER = [sys.executable, "-m", "pitrec.bench.worker"]  # + the request file
 @dataclass
 class Outcome:
     spec: RunSpec
-    action: str  # skipped | ran | resumed | rerun | failed
+    action: str  # skipped | ran | resumed | rerun | redecoded | failed
     record: dict[str, Any] | None = None
     message: str = ""
 
@@ -92,7 +92,19 @@ def run_one(spec: RunSpec, desc: str, progress: bool, say: Callable[[str], None]
     if state.kind == "done":
         say(f"{desc}: skipped ({state.detail})")
         return Outcome(spec, "skipped", _record(spec), state.detail)
-    action = {"new": "ran", "partial": "resumed", "changed": "rerun"}[state.kind]
+    action = {"new": "ran", "partial": "resumed", "changed": "rerun", "redecode": "redecoded"}[state.kind]
+    if state.kind == "redecode":
+        say(f"{desc}: {state.detail}")
+        returncode, wall = _spawn(spec, resume=False, desc=desc, progress=progress, poll_s=poll_s,
+                                  redecode=state.changes)
+        run = RunDir(spec.run_dir)
+        if returncode != 0:
+            message = f"exit code {returncode}; last lines of {run.path / LOG_NAME}:\n{_tail(run.path / LOG_NAME)}"
+            say(f"{desc}: FAILED to decode again ({message})")
+            return Outcome(spec, "failed", None, message)
+        record = _record(spec)
+        say(f"{desc}: decoded again in {wall:.1f} s, test ndcg@10 {record['metrics'].get('ndcg@10', float('nan')):.4f}")
+        return Outcome(spec, action, record)
     if state.kind == "changed":
         say(f"{desc}: {state.detail}; deleting {spec.run_dir} and re-running")
         shutil.rmtree(spec.run_dir)
@@ -121,6 +133,8 @@ def _record(spec: RunSpec) -> dict[str, Any]:
     meta = _read_json(run.path / BENCH_META) if (run.path / BENCH_META).is_file() else {}
     extras = {"run_dir": str(spec.run_dir), "config_hash": spec.config_hash,
               **{k: meta[k] for k in ("wall_seconds", "git_sha", "machine", "finished", "resumed") if k in meta}}
+    if test_metrics.get("redecoded"):  # measured again with other decoding settings after training
+        extras["redecoded"] = test_metrics["redecoded"]
     curves = run_curves(spec.run_dir)
     if curves is not None:
         extras["curves"] = curves
@@ -131,12 +145,14 @@ def _read_json(path: Path) -> dict[str, Any]:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
-def _spawn(spec: RunSpec, resume: bool, desc: str, progress: bool, poll_s: float) -> tuple[int, float]:
+def _spawn(spec: RunSpec, resume: bool, desc: str, progress: bool, poll_s: float,
+           redecode: dict | None = None) -> tuple[int, float]:
     """Run the worker; while it trains, follow its metrics.jsonl to show epochs, ETA and the
     best validation score."""
     run = RunDir(spec.run_dir).create()
     request = run.path / "bench_request.json"
-    atomic_write_json(request, {"method": spec.method.method, "resume": resume, "config": spec.cfg.to_dict()})
+    atomic_write_json(request, {"method": spec.method.method, "resume": resume, "config": spec.cfg.to_dict(),
+                                **({"redecode": redecode} if redecode else {})})
     trainable = RECIPES.get(spec.method.method).trainable
     total = spec.cfg.train.epochs if trainable else 1  # a method without epochs is one step
     done_epochs = _epochs_logged(run) if resume else 0
@@ -145,7 +161,8 @@ def _spawn(spec: RunSpec, resume: bool, desc: str, progress: bool, poll_s: float
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     start = time.perf_counter()
     with open(run.path / LOG_NAME, "a", encoding="utf-8") as log:
-        log.write(f"\n=== {now_iso()} {'resume' if resume else 'start'} {spec.name} (config {spec.config_hash})\n")
+        verb = "redecode" if redecode else "resume" if resume else "start"
+        log.write(f"\n=== {now_iso()} {verb} {spec.name} (config {spec.config_hash})\n")
         log.flush()
         proc = subprocess.Popen([*WORKER, str(request)],
                                 stdout=log, stderr=subprocess.STDOUT, env=env)

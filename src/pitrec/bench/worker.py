@@ -2,7 +2,9 @@
 
 Each run lives in its own process so that its peak memory is its own (``ru_maxrss`` never goes
 down inside a process) and a crash or an out-of-memory kill ends that run only, not the sweep.
-The request holds the fully resolved config, so the child decides nothing by itself.
+The request holds the fully resolved config, so the child decides nothing by itself. A request
+with ``redecode`` (overrides of decoding settings) measures the finished run's test again instead
+of training (``pitrec.train.evaluate_run.redecode_run``).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from pathlib import Path
 
 from pitrec.config import config_from_dict
 from pitrec.train.api import train_run
+from pitrec.train.evaluate_run import redecode_run
 
 
 def main(argv: list[str]) -> int:
@@ -22,6 +25,11 @@ def main(argv: list[str]) -> int:
     path = Path(argv[0])
     request = json.loads(path.read_text(encoding="utf-8"))
     cfg = config_from_dict(request["config"], source=str(path))
+    if request.get("redecode"):
+        result = redecode_run(cfg.run.out, request["redecode"])
+        print(f"decoded {request['method']} again with {json.dumps(request['redecode'])}: test "
+              f"{json.dumps(result['test'])}", flush=True)
+        return 0
     result = train_run(request["method"], cfg, resume=bool(request["resume"]))
     print(f"finished {request['method']}: test {json.dumps(result['test'])}", flush=True)
     return 0

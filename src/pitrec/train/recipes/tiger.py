@@ -42,8 +42,9 @@ class TigerConfig(Section):
     @model_validator(mode="after")
     def _renormalized_needs_constraints(self) -> "TigerConfig":
         if self.last_level == "renormalized" and not self.constrained:
-            raise ValueError("tiger.last_level=renormalized scores the last level within the catalogue's SIDs: "
-                             "it needs tiger.constrained=true")
+            raise ValueError("tiger.last_level=renormalized (the TIGER recipe's default) scores the last level "
+                             "within the catalogue's SIDs: it needs tiger.constrained=true; to decode without "
+                             "constraints, set tiger.last_level=model as well")
         return self
 
 
