@@ -60,6 +60,7 @@ def test_decoding_change_measures_the_finished_run_again_without_training(write_
     doc = load_results(tmp_path / "results" / "tiny.json")
     record = next(r for r in doc["runs"] if r["method"] == "tiger")
     assert record["metrics"]["ndcg@10"] == after["test"]["ndcg@10"] and record["redecoded"] == after["redecoded"]
+    assert record["decoding"] == {"beam_width": 6, "constrained": True, "last_level": "renormalized"}
 
     third = bench(config(last_level="renormalized"))
     assert third.exit_code == 0 and "2 skipped" in third.output, third.output

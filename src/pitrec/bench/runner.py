@@ -20,7 +20,7 @@ from typing import Any, Callable
 
 from tqdm.auto import tqdm
 
-from pitrec.bench.plan import RunSpec, protocol_of, run_state
+from pitrec.bench.plan import REDECODE_KEYS, RunSpec, protocol_of, run_state
 from pitrec.bench.plots import run_curves
 from pitrec.bench.results import build_results, load_results, now_iso, results_path, run_record, write_results
 from pitrec.registry import RECIPES
@@ -133,6 +133,10 @@ def _record(spec: RunSpec) -> dict[str, Any]:
     meta = _read_json(run.path / BENCH_META) if (run.path / BENCH_META).is_file() else {}
     extras = {"run_dir": str(spec.run_dir), "config_hash": spec.config_hash,
               **{k: meta[k] for k in ("wall_seconds", "git_sha", "machine", "finished", "resumed") if k in meta}}
+    method = spec.method.method
+    if method in REDECODE_KEYS:  # how the test ranking was decoded (tiger.last_level ...)
+        section = spec.cfg.to_dict()[method]
+        extras["decoding"] = {key: section[key] for key in REDECODE_KEYS[method]}
     if test_metrics.get("redecoded"):  # measured again with other decoding settings after training
         extras["redecoded"] = test_metrics["redecoded"]
     curves = run_curves(spec.run_dir)
