@@ -20,16 +20,15 @@ import yaml
 from pitrec.bench.spec import BenchConfig, BenchError, DatasetSpec, MethodSpec
 from pitrec.config import Config, ConfigError, config_from_dict, deep_merge, load_config
 from pitrec.registry import RECIPES
+from pitrec.train.evaluate_run import DECODING_KEYS
 from pitrec.train.run_dir import RunDir
 
 # Settings that change how a run is shown or where it lives, not what it computes.
 _NOT_HASHED = {"run": ("out", "progress", "retain_freed_memory")}  # where, how shown, how fast: never what
-# Decoding settings of the test ranking: a finished run whose config differs from the wanted one
-# only in these is measured again (``pitrec.train.evaluate_run.redecode_run``), not retrained.
+# A finished run whose config differs from the wanted one only in decoding settings
+# (``DECODING_KEYS``) is measured again (``pitrec.train.evaluate_run.redecode_run``), not retrained.
 # Validation during training decoded with the old settings, so the best epoch stays the one they
 # chose; the run's test_metrics.json records the change and the metrics it replaced.
-REDECODE_KEYS = {"tiger": ("beam_width", "constrained", "last_level"),
-                 "pit": ("beam_width", "aggregation", "last_level")}
 
 
 @dataclass
@@ -76,11 +75,11 @@ def config_hash(config: dict[str, Any]) -> str:
 
 
 def decoding_changes(stored: dict[str, Any], wanted: dict[str, Any]) -> dict[str, dict[str, Any]] | None:
-    """The REDECODE_KEYS overrides that turn config ``stored`` into ``wanted``, or None when they
+    """The DECODING_KEYS overrides that turn config ``stored`` into ``wanted``, or None when they
     differ anywhere else (or nowhere that matters)."""
     changes: dict[str, dict[str, Any]] = {}
     rest = [{section: dict(values) for section, values in cfg.items()} for cfg in (stored, wanted)]
-    for section, keys in REDECODE_KEYS.items():
+    for section, keys in DECODING_KEYS.items():
         for key in keys:
             old, new = (r.get(section, {}).pop(key, None) for r in rest)
             if old != new:
@@ -155,12 +154,12 @@ def run_state(spec: RunSpec) -> RunState:
     if not run.config_path.is_file():
         return RunState("new")
     try:
-        stored_cfg = config_from_dict(run.read_config_dict(), source=str(run.config_path))
-        stored = config_hash(stored_cfg.to_dict())
+        stored_cfg = config_from_dict(run.read_config_dict(), source=str(run.config_path)).to_dict()
+        stored = config_hash(stored_cfg)
     except (ConfigError, yaml.YAMLError) as exc:
         return RunState("changed", f"its config.yaml no longer loads ({exc})")
     if stored != spec.config_hash:
-        changes = decoding_changes(stored_cfg.to_dict(), spec.cfg.to_dict())
+        changes = decoding_changes(stored_cfg, spec.cfg.to_dict())
         if changes is not None and run.test_metrics_path.is_file():
             said = ", ".join(f"{section}.{key}={value}" for section, kv in changes.items() for key, value in kv.items())
             return RunState("redecode", f"finished; only decoding changed ({said}): measuring the test again", changes)

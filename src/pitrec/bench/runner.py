@@ -20,10 +20,11 @@ from typing import Any, Callable
 
 from tqdm.auto import tqdm
 
-from pitrec.bench.plan import REDECODE_KEYS, RunSpec, protocol_of, run_state
+from pitrec.bench.plan import RunSpec, protocol_of, run_state
 from pitrec.bench.plots import run_curves
 from pitrec.bench.results import build_results, load_results, now_iso, results_path, run_record, write_results
 from pitrec.registry import RECIPES
+from pitrec.train.evaluate_run import DECODING_KEYS
 from pitrec.train.run_dir import RunDir
 from pitrec.utils.io import atomic_write_json, read_jsonl
 from pitrec.utils.runtime import git_sha, machine_info, machine_summary
@@ -97,14 +98,9 @@ def run_one(spec: RunSpec, desc: str, progress: bool, say: Callable[[str], None]
         say(f"{desc}: {state.detail}")
         returncode, wall = _spawn(spec, resume=False, desc=desc, progress=progress, poll_s=poll_s,
                                   redecode=state.changes)
-        run = RunDir(spec.run_dir)
         if returncode != 0:
-            message = f"exit code {returncode}; last lines of {run.path / LOG_NAME}:\n{_tail(run.path / LOG_NAME)}"
-            say(f"{desc}: FAILED to decode again ({message})")
-            return Outcome(spec, "failed", None, message)
-        record = _record(spec)
-        say(f"{desc}: decoded again in {wall:.1f} s, test ndcg@10 {record['metrics'].get('ndcg@10', float('nan')):.4f}")
-        return Outcome(spec, action, record)
+            return _failed(spec, f"{desc}: FAILED to decode again", returncode, say)
+        return _finished(spec, f"{desc}: decoded again", action, wall, say)
     if state.kind == "changed":
         say(f"{desc}: {state.detail}; deleting {spec.run_dir} and re-running")
         shutil.rmtree(spec.run_dir)
@@ -116,14 +112,23 @@ def run_one(spec: RunSpec, desc: str, progress: bool, say: Callable[[str], None]
     returncode, wall = _spawn(spec, resume=state.kind == "partial", desc=desc, progress=progress, poll_s=poll_s)
     run = RunDir(spec.run_dir)
     if returncode != 0 or not run.test_metrics_path.is_file():
-        message = f"exit code {returncode}; last lines of {run.path / LOG_NAME}:\n{_tail(run.path / LOG_NAME)}"
-        say(f"{desc}: FAILED ({message})")
-        return Outcome(spec, "failed", None, message)
+        return _failed(spec, f"{desc}: FAILED", returncode, say)
     meta = {"config_hash": spec.config_hash, "wall_seconds": wall, "started": started, "finished": now_iso(),
             "resumed": state.kind == "partial", "git_sha": sha, "machine": machine_summary()}
     atomic_write_json(run.path / BENCH_META, meta)
+    return _finished(spec, f"{desc}: {action}", action, wall, say)
+
+
+def _failed(spec: RunSpec, headline: str, returncode: int, say: Callable[[str], None]) -> Outcome:
+    log = RunDir(spec.run_dir).path / LOG_NAME
+    message = f"exit code {returncode}; last lines of {log}:\n{_tail(log)}"
+    say(f"{headline} ({message})")
+    return Outcome(spec, "failed", None, message)
+
+
+def _finished(spec: RunSpec, headline: str, action: str, wall: float, say: Callable[[str], None]) -> Outcome:
     record = _record(spec)
-    say(f"{desc}: {action} in {wall:.1f} s, test ndcg@10 {record['metrics'].get('ndcg@10', float('nan')):.4f}")
+    say(f"{headline} in {wall:.1f} s, test ndcg@10 {record['metrics'].get('ndcg@10', float('nan')):.4f}")
     return Outcome(spec, action, record)
 
 
@@ -134,9 +139,9 @@ def _record(spec: RunSpec) -> dict[str, Any]:
     extras = {"run_dir": str(spec.run_dir), "config_hash": spec.config_hash,
               **{k: meta[k] for k in ("wall_seconds", "git_sha", "machine", "finished", "resumed") if k in meta}}
     method = spec.method.method
-    if method in REDECODE_KEYS:  # how the test ranking was decoded (tiger.last_level ...)
-        section = spec.cfg.to_dict()[method]
-        extras["decoding"] = {key: section[key] for key in REDECODE_KEYS[method]}
+    if method in DECODING_KEYS:  # how the test ranking was decoded (tiger.last_level ...)
+        section = getattr(spec.cfg, method)
+        extras["decoding"] = {key: getattr(section, key) for key in DECODING_KEYS[method]}
     if test_metrics.get("redecoded"):  # measured again with other decoding settings after training
         extras["redecoded"] = test_metrics["redecoded"]
     curves = run_curves(spec.run_dir)

@@ -24,12 +24,15 @@ from pitrec.utils.runtime import configure_process, resolve_device, seed_everyth
 # What may change after training: how the model is measured and decoded, where the data now lives,
 # and how many threads to use. Anything else (model size, tokenizer, data filtering...) would no
 # longer describe the checkpoint, so it is refused rather than silently ignored.
+# The decoding settings of each generative method's test ranking: ``pitrec bench`` measures a
+# finished run again, instead of retraining it, when only these changed (``redecode_run``).
+DECODING_KEYS: dict[str, tuple[str, ...]] = {"tiger": ("beam_width", "constrained", "last_level"),
+                                              "pit": ("beam_width", "aggregation", "last_level")}
 RE_EVALUATION_KEYS: dict[str, set[str] | None] = {
     "eval": None,  # every field
     "run": {"num_threads", "device", "progress", "retain_freed_memory"},
     "data": {"path"},
-    "tiger": {"beam_width", "constrained", "last_level"},
-    "pit": {"beam_width", "aggregation", "last_level"},
+    **{method: set(keys) for method, keys in DECODING_KEYS.items()},
 }
 PARTS = ("test", "valid")
 
@@ -99,10 +102,7 @@ def evaluate_run(run_dir: str | Path, part: str = "test", overrides: Iterable[st
     changes = overrides if isinstance(overrides, dict) else parse_overrides(overrides)
     t = load_trained_run(run_dir, changes)
     cfg = t.cfg
-    evaluator = Evaluator(t.split, ks=cfg.eval.ks, batch_size=cfg.eval.batch_size, mask_history=cfg.eval.mask_history,
-                          device=resolve_device(cfg.run.device),
-                          max_users=(cfg.eval.valid_users or None) if part == "valid" else None, seed=cfg.run.seed)
-    metrics = evaluator.evaluate(t.recipe.ranker(), part, progress=cfg.run.progress)
+    metrics = _evaluate(t, part)
     return {"run": str(run_dir), "method": t.method, "part": part,
             "checkpoint": t.checkpoint.name if t.checkpoint is not None else None,
             "best_epoch": t.state.get("best_epoch"), "overrides": changes,
@@ -129,9 +129,7 @@ def redecode_run(run_dir: str | Path, changes: dict[str, dict[str, Any]]) -> dic
         run.write_config(config_from_dict(run.read_config_dict(), source=str(run.config_path)).with_overrides(changes))
         return previous
     t = load_trained_run(run_dir, changes)
-    evaluator = Evaluator(t.split, ks=t.cfg.eval.ks, batch_size=t.cfg.eval.batch_size,
-                          mask_history=t.cfg.eval.mask_history, device=resolve_device(t.cfg.run.device))
-    test = evaluator.evaluate(t.recipe.ranker(), "test", progress=t.cfg.run.progress)
+    test = _evaluate(t, "test")
     history = [*previous.get("redecoded", []),
                {"overrides": changes, "previous_test": previous["test"], "at": now_iso(), "git_sha": git_sha()}]
     record = {**previous, "test": test, "eval_users_per_s": test["users_per_s"], "redecoded": history}
@@ -139,6 +137,16 @@ def redecode_run(run_dir: str | Path, changes: dict[str, dict[str, Any]]) -> dic
     run.write_json("test_metrics.json", record)
     run.write_config(t.cfg)
     return record
+
+
+def _evaluate(t: TrainedRun, part: str) -> dict[str, Any]:
+    """The run's metrics on ``part`` under its (overridden) config, through the recipe's ranker;
+    validation on the fixed subset of users training early-stopped on."""
+    cfg = t.cfg
+    evaluator = Evaluator(t.split, ks=cfg.eval.ks, batch_size=cfg.eval.batch_size, mask_history=cfg.eval.mask_history,
+                          device=resolve_device(cfg.run.device),
+                          max_users=(cfg.eval.valid_users or None) if part == "valid" else None, seed=cfg.run.seed)
+    return evaluator.evaluate(t.recipe.ranker(), part, progress=cfg.run.progress)
 
 
 def _method_of(run: RunDir) -> str:
