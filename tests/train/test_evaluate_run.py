@@ -66,3 +66,19 @@ def test_cli_names_a_missing_run_directory(tmp_path):
     assert result.exit_code == 2
     text = result.output.replace("\n", "")  # rich wraps long lines
     assert "nowhere/config.yaml: missing" in text and "run directory" in text
+
+
+@pytest.mark.parametrize("method", ["tiger", "pit-cf"])
+def test_reads_the_sid_table_its_checkpoint_was_trained_on(trained_runs, method, monkeypatch):
+    """Building the SID stage again can give another table on another machine (the collaborative
+    SVD's last float bits follow the BLAS, and RQ-VAE then fits other codes and codebook sizes), so
+    a re-evaluation must read the run's own table and never rebuild it."""
+    run = trained_runs(method)
+    written = json.loads((run / "test_metrics.json").read_text())["test"]
+
+    def rebuilt(*args, **kwargs):
+        raise AssertionError("the SID stage was built again instead of read from the run directory")
+
+    monkeypatch.setattr("pitrec.tokenizers.stage.sid_table", rebuilt)
+    record = evaluate_run(run)
+    assert {k: record["metrics"][k] for k in METRIC_KEYS} == {k: written[k] for k in METRIC_KEYS}

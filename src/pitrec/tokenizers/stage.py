@@ -50,6 +50,23 @@ def sid_table(cfg, data: Interactions, embeddings: np.ndarray | None, run=None) 
     return table
 
 
+def trained_sid_table(run_dir: str | Path | None, data: Interactions) -> SidTable | None:
+    """The SID table a run directory's checkpoint was trained on (its ``sid_table.json``), or
+    None when there is none. Re-evaluating or resuming a run reads it instead of building the
+    stage again: a rebuild fits on inputs whose last float bits depend on the machine (the
+    collaborative SVD runs on BLAS), so on another machine it can give another table, with other
+    codebook sizes, that the checkpoint does not fit."""
+    if run_dir is None:
+        return None
+    path = Path(run_dir) / "sid_table.json"
+    if not path.is_file():
+        return None
+    table = SidTable.load(path)
+    table.check_catalog(list(data.item_ids), source=str(path))
+    log.info("SID table read from the run directory %s (the checkpoint's own)", run_dir)
+    return table
+
+
 def tokenizer_seed(cfg) -> int:
     """``tokenizer.seed``, else ``run.seed``: every seeded step of the SID stage uses this one."""
     return cfg.tokenizer.seed if cfg.tokenizer.seed is not None else cfg.run.seed

@@ -49,9 +49,13 @@ def read_catalog(run_dir: str | Path) -> dict:
         return json.load(fh)
 
 
-def build_recipe(name: str, cfg, data: Interactions, split: Split, run: RunDir | None = None):
+def build_recipe(name: str, cfg, data: Interactions, split: Split, run: RunDir | None = None,
+                 sids_from: str | Path | None = None):
+    """``sids_from``: the run directory whose checkpoint will be loaded into the recipe; its SID
+    table is used instead of building the stage again."""
     device = resolve_device(cfg.run.device)
     recipe = RECIPES.get(name)(cfg, data, split, device, run)
+    recipe.sids_from = Path(sids_from) if sids_from is not None else None
     recipe.prepare()
     return recipe
 
@@ -74,17 +78,18 @@ def train_run(name: str, cfg, resume: bool = False, data: tuple[Interactions, Sp
         return _train_run(name, cfg, resume, data)
 
 
-def build_recipe_once(name: str, cfg, data: Interactions, split: Split, run: RunDir | None):
+def build_recipe_once(name: str, cfg, data: Interactions, split: Split, run: RunDir | None,
+                      sids_from: Path | None = None):
     """``build_recipe`` on every rank, rank 0 first: it builds the cached stage artifacts
     (embeddings, SID table) and copies them into the run directory while the others wait, then
     they load the caches instead of building them again (or racing to write them). Without the
     caches every rank rebuilds, so the artifacts are compared and a mismatch is an error."""
     if not dist.is_distributed():
-        return build_recipe(name, cfg, data, split, run)
-    recipe = build_recipe(name, cfg, data, split, run) if dist.is_main() else None
+        return build_recipe(name, cfg, data, split, run, sids_from)
+    recipe = build_recipe(name, cfg, data, split, run, sids_from) if dist.is_main() else None
     dist.barrier()
     if recipe is None:
-        recipe = build_recipe(name, cfg, data, split, None)  # run=None: only rank 0 writes there
+        recipe = build_recipe(name, cfg, data, split, None, sids_from)  # run=None: only rank 0 writes there
     if not dist.all_agree(dist.state_digest(*recipe.extra_state())):
         raise ValueError("the processes built different stage artifacts (SID tables or index); "
                          "enable the stage caches (embed.use_cache, tokenizer.use_cache) so all load rank 0's")
@@ -110,7 +115,8 @@ def _train_run(name: str, cfg, resume: bool, data: tuple[Interactions, Split] | 
             run.create()
             run.write_config(cfg)
             write_catalog(run, data_obj)
-    recipe = build_recipe_once(name, cfg, data_obj, split, run)
+    # a resumed checkpoint was trained on the run's own SID table, whichever machine built it
+    recipe = build_recipe_once(name, cfg, data_obj, split, run, run.path if resume and run is not None else None)
     dist.seed_rank_stream(cfg.run.seed)  # different dropout / negatives on each rank from here on
     test_eval, valid_eval = make_evaluators(cfg, split)
     trainer = Trainer(cfg, recipe, test_eval, run=run, valid_evaluator=valid_eval)

@@ -80,7 +80,8 @@ def load_trained_run(run_dir: str | Path, overrides: Iterable[str] | dict = ()) 
     configure_process(cfg.run)
     seed_everything(cfg.run.seed)
     data, split = prepare_data(cfg)
-    recipe = build_recipe(method, cfg, data, split, run=None)  # run=None: nothing in the run is written
+    # run=None: nothing in the run is written; the checkpoint's own SID table, not a rebuilt one
+    recipe = build_recipe(method, cfg, data, split, run=None, sids_from=run.path)
     checkpoint = next((c for c in (run.best, run.latest) if (c / "state.json").is_file()), None)
     state: dict[str, Any] = {}
     if recipe.trainable:

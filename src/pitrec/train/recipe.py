@@ -9,6 +9,7 @@ method in a comparison.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from pathlib import Path
 from typing import Any, ClassVar, Sequence
 
 import numpy as np
@@ -26,6 +27,9 @@ class Recipe(ABC):
     # only one history encoding uses, or PIT's frozen I2T); finding them costs a walk of the
     # autograd graph per step, so a recipe whose every parameter always trains turns it off
     ddp_find_unused_parameters: ClassVar[bool] = True
+    # a run directory whose checkpoint this recipe will load (re-evaluation, resume): its SID
+    # table is read rather than built again (``pitrec.tokenizers.stage.trained_sid_table``)
+    sids_from: Path | None = None
 
     def __init__(self, cfg, data: Interactions, split: Split, device: torch.device, run=None):
         self.cfg = cfg

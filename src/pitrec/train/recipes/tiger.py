@@ -55,11 +55,13 @@ class TigerRecipe(Recipe):
     def prepare(self) -> None:
         from pitrec.embed.stage import item_embeddings
         from pitrec.tokenizers.collaborative import tokenizer_input
-        from pitrec.tokenizers.stage import sid_table
+        from pitrec.tokenizers.stage import sid_table, trained_sid_table
 
-        needs_embeddings = TOKENIZERS.get(self.cfg.tokenizer.name).needs_embeddings  # an import does not
-        embeddings = item_embeddings(self.cfg, self.data) if needs_embeddings else None
-        table = sid_table(self.cfg, self.data, tokenizer_input(self.cfg, embeddings, self.split), run=self.run)
+        table = trained_sid_table(self.sids_from, self.data)  # the embeddings only feed the tokenizer
+        if table is None:
+            needs_embeddings = TOKENIZERS.get(self.cfg.tokenizer.name).needs_embeddings  # an import does not
+            embeddings = item_embeddings(self.cfg, self.data) if needs_embeddings else None
+            table = sid_table(self.cfg, self.data, tokenizer_input(self.cfg, embeddings, self.split), run=self.run)
         if table.n_items != self.split.n_items:
             raise ValueError(f"SID table has {table.n_items} items, the dataset {self.split.n_items}")
         self.sid_meta = dict(table.meta)
