@@ -70,8 +70,8 @@ def test_cli_names_a_missing_run_directory(tmp_path):
 
 @pytest.mark.parametrize("method", ["tiger", "pit-cf"])
 def test_reads_the_sid_table_its_checkpoint_was_trained_on(trained_runs, method, monkeypatch):
-    """Building the SID stage again can give another table on another machine (the collaborative
-    SVD's last float bits follow the BLAS, and RQ-VAE then fits other codes and codebook sizes), so
+    """Building the SID stage again can give another table under another BLAS thread count or
+    machine (the collaborative SVD's last float bits change, and RQ-VAE fits other codes), so
     a re-evaluation must read the run's own table and never rebuild it."""
     run = trained_runs(method)
     written = json.loads((run / "test_metrics.json").read_text())["test"]

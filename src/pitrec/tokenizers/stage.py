@@ -53,9 +53,9 @@ def sid_table(cfg, data: Interactions, embeddings: np.ndarray | None, run=None) 
 def trained_sid_table(run_dir: str | Path | None, data: Interactions) -> SidTable | None:
     """The SID table a run directory's checkpoint was trained on (its ``sid_table.json``), or
     None when there is none. Re-evaluating or resuming a run reads it instead of building the
-    stage again: a rebuild fits on inputs whose last float bits depend on the machine (the
-    collaborative SVD runs on BLAS), so on another machine it can give another table, with other
-    codebook sizes, that the checkpoint does not fit."""
+    stage again: a rebuild fits on inputs whose last float bits depend on the machine and on its
+    BLAS thread count (the collaborative SVD: beauty's seed-0 table under OMP_NUM_THREADS=1 is not
+    the one built with 2 threads, and has other codebook sizes), and the checkpoint would not fit it."""
     if run_dir is None:
         return None
     path = Path(run_dir) / "sid_table.json"
