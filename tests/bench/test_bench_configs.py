@@ -29,7 +29,7 @@ def test_main_lists_every_method_and_the_pit_ablations():
                       "pit/cf-no-selection", "pit/cf-single-sid", "pit/cf-frozen-i2t", "pit/cf-fast-selection",
                       "pit/cf-lean", "tiger/cf-stride", "pit/cf-lean-stride", "pit/cf-lean-stride-relative",
                       "tiger/cf-stride-b128", "pit/cf-lean-stride-b128", "tiger/cf-stride-ffn512",
-                      "tiger/cf-stride-ffn256", "pit/cf-lean-stride-ffn256"]
+                      "tiger/cf-stride-ffn256", "pit/cf-lean-stride-ffn256", "pit/cf-lean-stride-ffn256-below"]
     runs, notes = plan_runs(bench, datasets=["beauty"])
     cf = [r for r in runs if r.method.variant.startswith("cf-")]
     assert cf and all(r.cfg.tokenizer.collaborative_dim == 64 for r in cf)
@@ -43,7 +43,7 @@ def test_main_lists_every_method_and_the_pit_ablations():
     assert lean.model_dump() == {**fast.model_dump(), "aux_share": 0.25} and fast.aux_share == 1
     assert all(p.selection_share == 1 for v, p in ablations.items()
                if v not in ("cf-fast-selection", "cf-lean", "cf-lean-stride", "cf-lean-stride-relative",
-                             "cf-lean-stride-b128", "cf-lean-stride-ffn256"))
+                             "cf-lean-stride-b128", "cf-lean-stride-ffn256", "cf-lean-stride-ffn256-below"))
     assert {(r.cfg.train.max_minutes, r.cfg.train.budget_clock, r.cfg.run.num_threads) for r in runs
             if r.method.method in ("tiger", "pit")} == {(30, "cpu", 1)}
     planned = {r.method.label for r in runs}
@@ -159,6 +159,11 @@ def test_narrow_ffn_variants_differ_from_the_stride_variant_only_in_the_feed_for
     _differs_only_in({"tiger/cf-stride-ffn512": "tiger/cf-stride"}, "u2t", "ffn", (512, 1024))
     _differs_only_in({"tiger/cf-stride-ffn256": "tiger/cf-stride", "pit/cf-lean-stride-ffn256": "pit/cf-lean-stride"},
                      "u2t", "ffn", (256, 1024))
+
+
+def test_below_primary_variant_differs_from_its_base_only_in_how_proposals_enter_the_index():
+    _differs_only_in({"pit/cf-lean-stride-ffn256-below": "pit/cf-lean-stride-ffn256"}, "pit", "new_edges",
+                     ("below_primary", "weighted"))
 
 
 def test_two_cores_is_main_tiger_alone_on_both_cores_within_45_wall_minutes():

@@ -56,6 +56,22 @@ def test_refresh_keeps_incumbent_on_ties_and_reports_churn(index: BeamIndex) -> 
     assert index.stats()["churn_primary_changed"] == pytest.approx(0.25)
 
 
+def test_refresh_below_primary_keeps_a_decayed_primary(index: BeamIndex) -> None:
+    """After decays, an item nobody selected holds weight < new_edge_weight: by weight a proposal
+    takes its primary place; below_primary it enters at the primary's weight, ranked under it."""
+    index.decay(0.25)
+    by_weight = BeamIndex.from_state_dict(*index.state_dict())
+    by_weight.refresh([2], [[[2, 2]]])
+    assert by_weight.primary_codes()[2].tolist() == [2, 2]
+    assert by_weight.last_churn["primary_changed"] == pytest.approx(1 / 4)
+    index.refresh([2], [[[2, 2]]], below_primary=True)
+    items, codes, weights = index.edges()
+    assert codes[items == 2].tolist() == [[2, 3], [2, 2]] and weights[items == 2].tolist() == [0.25, 0.25]
+    assert index.last_churn["primary_changed"] == 0.0
+    index.refresh([2], [[[1, 1]]], new_edge_weight=0.1, below_primary=True)  # lighter than the cap: as given
+    assert index.edges()[2][index.edges()[0] == 2].tolist() == [0.25, 0.25]  # cap 2: (1, 1) at 0.1 is cut
+
+
 def test_candidates_and_sid_queries(index: BeamIndex) -> None:
     index.refresh([0], [[[1, 1], [2, 2]]], [[-0.1, -0.3]], new_edge_weight=0.5, max_sids_per_item=3)
     codes, mask, weights = index.candidates(np.array([0, 2]), max_c=2)

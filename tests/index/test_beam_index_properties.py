@@ -61,15 +61,15 @@ class BeamIndexMachine(RuleBasedStateMachine):
             for entry in entries:
                 entry[1] *= factor
 
-    @rule(data=st.data(), cap=st.integers(1, 3), w_new=st.sampled_from([0.0, 0.5, 1.0, 2.0]))
-    def refresh(self, data, cap: int, w_new: float) -> None:
+    @rule(data=st.data(), cap=st.integers(1, 3), w_new=st.sampled_from([0.0, 0.5, 1.0, 2.0]), below=st.booleans())
+    def refresh(self, data, cap: int, w_new: float, below: bool) -> None:
         items = data.draw(st.lists(self._items(), min_size=1, max_size=4))
         C = data.draw(st.integers(1, 3))
         cands = [[data.draw(sid_st) for _ in range(C)] for _ in items]
         scores = [[data.draw(st.sampled_from([-2.0, -1.0, -0.5, 0.0])) for _ in range(C)] for _ in items]
         mask = [[data.draw(st.booleans()) for _ in range(C)] for _ in items]
         self.index.refresh(np.array(items), np.array(cands), np.array(scores), np.array(mask),
-                           new_edge_weight=w_new, max_sids_per_item=cap)
+                           new_edge_weight=w_new, max_sids_per_item=cap, below_primary=below)
         proposals: dict[int, dict[tuple, float]] = {}
         for b, item in enumerate(items):
             best = proposals.setdefault(item, {})
@@ -78,9 +78,13 @@ class BeamIndexMachine(RuleBasedStateMachine):
                     best[cands[b][c]] = max(best.get(cands[b][c], -np.inf), scores[b][c])
         for item, best in proposals.items():
             old = {e[0]: (i, e[1]) for i, e in enumerate(self.ref[item])}
-            rows = [(-w, 0, i, 0.0, sid, w) for sid, (i, w) in old.items()]
-            rows += [(-w_new, 1, 0, -s, sid, w_new) for sid, s in best.items() if sid not in old]
+            primary, top_weight = self.ref[item][0]
+            w = min(w_new, top_weight) if below else w_new
+            rows = [(-w_old, 0, i, 0.0, sid, w_old) for sid, (i, w_old) in old.items()]
+            rows += [(-w, 1, 0, -s, sid, w) for sid, s in best.items() if sid not in old]
             self.ref[item] = [[r[4], r[5]] for r in sorted(rows)[:cap]]
+            if below:  # an untested proposal never takes the primary place
+                assert self.ref[item][0][0] == primary
 
     @rule(min_weight=st.sampled_from([0.0, 0.5, 1.0, 2.0]), cap=st.one_of(st.none(), st.integers(1, 3)))
     def prune(self, min_weight: float, cap: int | None) -> None:

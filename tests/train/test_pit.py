@@ -401,3 +401,19 @@ def test_aux_share_gives_csa_and_i2t_a_drawn_subset_of_the_targets_and_leaves_u2
     assert not torch.equal(other["csa"][0], positives)
     with pytest.raises(Exception, match="aux_share"):
         tiny_cfg(tmp_path, "pit.aux_share=0")
+
+
+@pytest.mark.parametrize("new_edges", ["weighted", "below_primary"])
+def test_new_edges_below_primary_keeps_every_primary_through_a_refresh(tmp_path, new_edges):
+    """After decays every item's weight is below new_edge_weight: by weight I2T's untested
+    proposals take primary places, below_primary they are added under the primaries."""
+    cfg = tiny_cfg(tmp_path, f"pit.new_edges={new_edges}")
+    data, split = prepare_data(cfg)
+    recipe = build_recipe("pit", cfg, data, split)
+    before = recipe.index.primary_codes().copy()
+    recipe.index.decay(0.25)
+    churn = recipe.refresh_index()
+    assert churn["edges_added"] > 0
+    changed = (recipe.index.primary_codes() != before).any(1).mean()
+    assert churn["primary_changed"] == pytest.approx(changed)
+    assert (changed == 0) if new_edges == "below_primary" else (changed > 0)

@@ -177,10 +177,13 @@ class BeamIndex:
 
     def refresh(self, items: np.ndarray | torch.Tensor, cand_codes: np.ndarray | torch.Tensor,
                 cand_scores: np.ndarray | torch.Tensor | None = None, cand_mask: np.ndarray | torch.Tensor | None = None,
-                *, new_edge_weight: float | None = None, max_sids_per_item: int | None = None) -> dict[str, float]:
+                *, new_edge_weight: float | None = None, max_sids_per_item: int | None = None,
+                below_primary: bool = False) -> dict[str, float]:
         """Merge I2T beam-search candidates (B, C, L) for ``items`` (B,) into the index.
 
-        A candidate SID the item lacks becomes an edge of weight ``new_edge_weight``; then each
+        A candidate SID the item lacks becomes an edge of weight ``new_edge_weight`` (with
+        ``below_primary``: at most the item's strongest weight, so that an untested proposal never
+        becomes the primary SID and only selections can change it); then each
         refreshed item keeps its ``max_sids_per_item`` strongest edges, ordered by weight, then
         existing before new (an incumbent is not displaced by an untested proposal of equal
         weight), then candidate score, then SID. At least one edge always survives. Returns
@@ -216,6 +219,11 @@ class BeamIndex:
         g_w = np.where(g_old, np.concatenate([self._weights, np.zeros(len(c_items))])[order][first], w_new)
         g_s = np.maximum.reduceat(all_s[order], first)
         g_i, g_k = all_i[order][first], all_k[order][first]
+        if below_primary:  # ties rank the incumbent first (below)
+            primary = rank_within(self._items) == 0  # edges are sorted by item, then weight
+            strongest = np.full(self.n_items, w_new)  # every item has an edge: the fill is never read
+            strongest[self._items[primary]] = self._weights[primary]
+            g_w = np.where(g_old, g_w, np.minimum(w_new, strongest[g_i]))
         seniority = np.where(g_old, order[first], 0)  # position among existing edges; 0 for new ones
         touched = np.zeros(self.n_items, dtype=bool)
         touched[items] = True

@@ -329,7 +329,7 @@ class PITRecipe(Recipe):
                 edge_items, edge_codes, np.arange(n), codes_np, scores_np, usable,
                 free_last_level=self.sid_meta.get("collision_policy") == "extra_level", last_level_size=self.sizes[-1])
         self.index.decay(pc.decay)
-        churn = self.index.refresh(np.arange(n), codes_np, scores_np, usable)
+        churn = self.index.refresh(np.arange(n), codes_np, scores_np, usable, below_primary=pc.new_edges == "below_primary")
         churn["dropped_generic_share"] = float((alive_np & generic).sum() / max(1, alive_np.sum()))
         churn["i2t_top1_is_primary"] = i2t_top1
         churn.update({f"unique_{k}": v for k, v in made_unique.items()})

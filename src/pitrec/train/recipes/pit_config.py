@@ -19,6 +19,12 @@ class PITConfig(Section):
     refresh_every: int = Field(1, ge=1)  # epochs between I2T refreshes of the index
     decay: float = Field(0.5, gt=0, le=1)  # edge weights are multiplied by this at each refresh
     new_edge_weight: float = Field(1.0, ge=0)  # weight of a SID newly proposed by I2T
+    # weighted: a proposal enters at new_edge_weight, so once an item's decayed weights fall below
+    # it (an item few users select) an untested proposal becomes its primary SID: on beauty
+    # (pit/cf-lean-stride-ffn256, seed 0) 27% of the least-consumed items ended on a primary no
+    # user had selected, while selection switched 0.1-0.5% of targets. below_primary: a proposal
+    # enters at most at the item's strongest weight, ranked under it: only selections move the primary.
+    new_edges: Literal["weighted", "below_primary"] = "weighted"
     csa: bool = True
     sid_selection: bool = True
     one_to_many: bool = True
