@@ -417,3 +417,18 @@ def test_new_edges_below_primary_keeps_every_primary_through_a_refresh(tmp_path,
     changed = (recipe.index.primary_codes() != before).any(1).mean()
     assert churn["primary_changed"] == pytest.approx(changed)
     assert (changed == 0) if new_edges == "below_primary" else (changed > 0)
+
+
+def test_resume_reads_the_run_s_sid_table_instead_of_building_the_stage(tmp_path, monkeypatch):
+    """A resumed checkpoint was trained on the run's table; a rebuild under another BLAS thread
+    count could fit other codes (``pitrec.tokenizers.stage.trained_sid_table``)."""
+    cfg = tiny_cfg(tmp_path, f"run.out={tmp_path / 'run'}", "train.epochs=1", "pit.warmup_epochs=1")
+    first = train_run("pit", cfg)
+
+    def rebuilt(*args, **kwargs):
+        raise AssertionError("the SID stage was built again on resume")
+
+    monkeypatch.setattr("pitrec.tokenizers.stage.sid_table", rebuilt)
+    again = train_run("pit", cfg, resume=True)
+    metrics = [k for k in first["test"] if k.startswith(("recall@", "ndcg@"))]
+    assert metrics and {k: again["test"][k] for k in metrics} == {k: first["test"][k] for k in metrics}

@@ -36,7 +36,7 @@ def sid_table(cfg, data: Interactions, embeddings: np.ndarray | None, run=None) 
     tokenizer = TOKENIZERS.get(tc.name)(tc, progress=cfg.run.progress)
     key = sid_cache_key(tc, seed, data, embeddings if tokenizer.needs_embeddings else None)
     folder = Path(tc.cache_dir or cfg.embed.cache_dir).expanduser() / "sids" / key
-    table = _load_cached(folder, data) if tc.use_cache else None
+    table = _load_saved(folder, data) if tc.use_cache else None
     if table is None:
         raw = tokenizer.fit(embeddings, data, seed)
         table = apply_collision_policy(raw, tc.collision)
@@ -56,15 +56,7 @@ def trained_sid_table(run_dir: str | Path | None, data: Interactions) -> SidTabl
     stage again: a rebuild fits on inputs whose last float bits depend on the machine and on its
     BLAS thread count (the collaborative SVD: beauty's seed-0 table under OMP_NUM_THREADS=1 is not
     the one built with 2 threads, and has other codebook sizes), and the checkpoint would not fit it."""
-    if run_dir is None:
-        return None
-    path = Path(run_dir) / "sid_table.json"
-    if not path.is_file():
-        return None
-    table = SidTable.load(path)
-    table.check_catalog(list(data.item_ids), source=str(path))
-    log.info("SID table read from the run directory %s (the checkpoint's own)", run_dir)
-    return table
+    return None if run_dir is None else _load_saved(Path(run_dir), data, "the run directory (the checkpoint's own)")
 
 
 def tokenizer_seed(cfg) -> int:
@@ -97,13 +89,14 @@ def sid_cache_key(tc, seed: int, data: Interactions, embeddings: np.ndarray | No
     return h.hexdigest()[:24]
 
 
-def _load_cached(folder: Path, data: Interactions) -> SidTable | None:
+def _load_saved(folder: Path, data: Interactions, what: str = "cache") -> SidTable | None:
+    """``folder/sid_table.json`` checked against ``data``'s catalogue, or None when it is absent."""
     path = folder / "sid_table.json"
     if not path.is_file():
         return None
     table = SidTable.load(path)
     table.check_catalog(list(data.item_ids), source=str(path))
-    log.info("SID table loaded from cache %s", folder)
+    log.info("SID table loaded from %s %s", what, folder)
     return table
 
 
