@@ -66,7 +66,9 @@ class PITRecipe(Recipe):
         cfg, pc = self.cfg, self.cfg.pit
         content = item_embeddings(cfg, self.data)
         fitted_on = tokenizer_input(cfg, content, self.split)
-        table = trained_sid_table(self.sids_from, self.data) or sid_table(cfg, self.data, fitted_on, run=self.run)
+        table = trained_sid_table(self.sids_from, self.data)
+        if table is None:
+            table = sid_table(cfg, self.data, fitted_on, run=self.run)
         if table.n_items != self.split.n_items:
             raise ValueError(f"SID table has {table.n_items} items, the dataset {self.split.n_items}")
         self.sid_meta = dict(table.meta)

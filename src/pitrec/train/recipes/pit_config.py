@@ -21,9 +21,10 @@ class PITConfig(Section):
     new_edge_weight: float = Field(1.0, ge=0)  # weight of a SID newly proposed by I2T
     # weighted: a proposal enters at new_edge_weight, so once an item's decayed weights fall below
     # it (an item few users select) an untested proposal becomes its primary SID: on beauty
-    # (pit/cf-lean-stride-ffn256, seed 0) 27% of the least-consumed items ended on a primary no
-    # user had selected, while selection switched 0.1-0.5% of targets. below_primary: a proposal
-    # enters at most at the item's strongest weight, ranked under it: only selections move the primary.
+    # (pit/cf-lean-stride-ffn256, 3 seeds) 23-37% of items with 0-4 training occurrences ended on a
+    # primary no user had selected, while selection switched 0.1-0.5% of targets
+    # (benchmarks/tuning/primary_drift.py). below_primary: a proposal enters at most at the item's
+    # strongest weight, ranked under it: only selections move the primary (test metrics within 2 sd).
     new_edges: Literal["weighted", "below_primary"] = "weighted"
     csa: bool = True
     sid_selection: bool = True
