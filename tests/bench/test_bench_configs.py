@@ -110,7 +110,7 @@ def test_long_runs_differ_from_main_only_in_budget_patience_and_the_imported_tab
     budget = {"train": ("max_minutes", "patience")}
     runs = _differences_from_main("long.yaml", {"tiger/cf-sids", "tiger/letter", "tiger/cf-stride",
                                                "pit/cf-lean-stride", "tiger/cf-stride-ffn256",
-                                               "pit/cf-lean-stride-ffn256"},
+                                               "pit/cf-lean-stride-ffn256", "pit/cf-lean-stride-ffn256-below"},
                                   {**budget, "tokenizer": ("name", "import_path")},
                                   main_label={"tiger/letter": "tiger"})
     assert {(r.cfg.train.max_minutes, r.cfg.train.patience) for r in runs} == {(80, 100)}
@@ -121,7 +121,8 @@ def test_long_runs_differ_from_main_only_in_budget_patience_and_the_imported_tab
     assert all(r.cfg.tokenizer.collaborative_dim == 64 for r in runs if r.method.label == "tiger/cf-sids")
     # sports: CF SIDs only (LETTER's table is beauty's), same recipe as main.yaml's sports run
     sports = _differences_from_main("long.yaml", {"tiger/cf-sids", "tiger/cf-stride", "pit/cf-lean-stride",
-                                                  "tiger/cf-stride-ffn256", "pit/cf-lean-stride-ffn256"},
+                                                  "tiger/cf-stride-ffn256", "pit/cf-lean-stride-ffn256",
+                                                  "pit/cf-lean-stride-ffn256-below"},
                                     budget, dataset="sports")
     assert {(r.cfg.train.max_minutes, r.cfg.train.patience) for r in sports} == {(80, 100)}
 
