@@ -29,7 +29,8 @@ def test_main_lists_every_method_and_the_pit_ablations():
                       "pit/cf-no-selection", "pit/cf-single-sid", "pit/cf-frozen-i2t", "pit/cf-fast-selection",
                       "pit/cf-lean", "tiger/cf-stride", "pit/cf-lean-stride", "pit/cf-lean-stride-relative",
                       "tiger/cf-stride-b128", "pit/cf-lean-stride-b128", "tiger/cf-stride-ffn512",
-                      "tiger/cf-stride-ffn256", "pit/cf-lean-stride-ffn256", "pit/cf-lean-stride-ffn256-below"]
+                      "tiger/cf-stride-ffn256", "pit/cf-lean-stride-ffn256", "pit/cf-lean-stride-ffn256-below",
+                      "pit/cf-lean-stride-ffn256-below-capped"]
     runs, notes = plan_runs(bench, datasets=["beauty"])
     cf = [r for r in runs if r.method.variant.startswith("cf-")]
     assert cf and all(r.cfg.tokenizer.collaborative_dim == 64 for r in cf)
@@ -43,7 +44,8 @@ def test_main_lists_every_method_and_the_pit_ablations():
     assert lean.model_dump() == {**fast.model_dump(), "aux_share": 0.25} and fast.aux_share == 1
     assert all(p.selection_share == 1 for v, p in ablations.items()
                if v not in ("cf-fast-selection", "cf-lean", "cf-lean-stride", "cf-lean-stride-relative",
-                             "cf-lean-stride-b128", "cf-lean-stride-ffn256", "cf-lean-stride-ffn256-below"))
+                             "cf-lean-stride-b128", "cf-lean-stride-ffn256", "cf-lean-stride-ffn256-below",
+                             "cf-lean-stride-ffn256-below-capped"))
     assert {(r.cfg.train.max_minutes, r.cfg.train.budget_clock, r.cfg.run.num_threads) for r in runs
             if r.method.method in ("tiger", "pit")} == {(30, "cpu", 1)}
     planned = {r.method.label for r in runs}
@@ -165,6 +167,19 @@ def test_narrow_ffn_variants_differ_from_the_stride_variant_only_in_the_feed_for
 def test_below_primary_variant_differs_from_its_base_only_in_how_proposals_enter_the_index():
     _differs_only_in({"pit/cf-lean-stride-ffn256-below": "pit/cf-lean-stride-ffn256"}, "pit", "new_edges",
                      ("below_primary", "weighted"))
+
+
+def test_capped_variant_differs_from_below_primary_only_in_the_auxiliary_and_selection_shares():
+    runs, _ = plan_runs(load_bench(BENCHMARKS / "main.yaml"), datasets=["beauty"])
+    by_label = {(r.method.label, r.seed): r.cfg.to_dict() for r in runs}
+    for seed in (0, 1, 2):
+        mine = by_label[("pit/cf-lean-stride-ffn256-below-capped", seed)]
+        theirs = by_label[("pit/cf-lean-stride-ffn256-below", seed)]
+        shares = [(cfg["pit"].pop("selection_share"), cfg["pit"].pop("aux_share")) for cfg in (mine, theirs)]
+        assert shares == [(0.15, 0.125), (0.25, 0.25)]
+        for cfg in (mine, theirs):
+            cfg["run"].pop("out")
+        assert mine == theirs
 
 
 def test_two_cores_is_main_tiger_alone_on_both_cores_within_45_wall_minutes():
