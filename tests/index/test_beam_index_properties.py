@@ -54,6 +54,19 @@ class BeamIndexMachine(RuleBasedStateMachine):
             self.ref[item] = _stable_by_weight(self.ref[item])
         assert added == sum(len(e) for e in self.ref) - n_before
 
+    @rule(data=st.data())
+    def record_known(self, data) -> None:
+        """Pairs that are all edges already, as co-evolution records them: the per-step path."""
+        chosen = data.draw(st.lists(st.tuples(self._items(), st.integers(0, 2)), min_size=1, max_size=8))
+        pairs = [(item, self.ref[item][k % len(self.ref[item])][0]) for item, k in chosen]
+        version = self.index.version
+        assert self.index.record_selections(np.array([p[0] for p in pairs]), np.array([p[1] for p in pairs])) == 0
+        assert self.index.version == version + 1
+        for item, sid in pairs:
+            next(e for e in self.ref[item] if e[0] == sid)[1] += 1.0
+        for item in range(len(self.ref)):
+            self.ref[item] = _stable_by_weight(self.ref[item])
+
     @rule(factor=st.sampled_from([0.25, 0.5, 0.75, 1.0]))
     def decay(self, factor: float) -> None:
         self.index.decay(factor)
@@ -132,6 +145,9 @@ class BeamIndexMachine(RuleBasedStateMachine):
         assert from_sid_view == sorted((int(i), tuple(c), float(w)) for i, c, w in zip(items, codes, weights))
         found, _ = idx.items_for_sids(idx.primary_codes())
         assert ((found == np.arange(idx.n_items)[:, None]).any(axis=1)).all()  # every item reachable
+        held = sorted({tuple(c) for c in codes} | {(0, 0, 0), (2, 1, 1)})  # and SIDs nobody may hold
+        counts = idx.sid_item_counts(np.array(held))
+        assert counts.tolist() == [sum(tuple(e[0]) == sid for entries in self.ref for e in entries) for sid in held]
         cand, mask, cand_w = idx.candidates(np.arange(idx.n_items), max_c=99)
         assert np.array_equal(mask.sum(axis=1), idx.sids_per_item())
         assert np.array_equal(cand[:, 0], idx.primary_codes())

@@ -27,8 +27,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from pitrec.index.index_state import (BeamIndexError, SidKeys, Snapshot, churn_between, group_rows, rank_within,
-                                      read_index_dir, write_index_dir)
+from pitrec.index.index_state import (BeamIndexError, SidKeys, Snapshot, add_to_known_edges, churn_between, group_rows,
+                                      rank_within, read_index_dir, write_index_dir)
 from pitrec.index.trie import Trie
 
 __all__ = ["BeamIndex", "BeamIndexError"]
@@ -125,7 +125,7 @@ class BeamIndex:
         co-evolution's selection is charged for collisions."""
         c = _as_numpy(codes)
         keys = self._sid.encode(c.reshape(-1, c.shape[-1]), "sid_item_counts: codes")
-        uniq, ptr, _, _ = self._sid_view()
+        uniq, ptr = self._sid_counts()
         pos = np.minimum(np.searchsorted(uniq, keys), max(len(uniq) - 1, 0))
         found = (len(uniq) > 0) & (uniq[pos] == keys) if len(uniq) else np.zeros(len(keys), dtype=bool)
         return np.where(found, ptr[pos + 1] - ptr[pos], 0).reshape(c.shape[:-1])
@@ -155,6 +155,12 @@ class BeamIndex:
         keys = self._sid.encode(codes, "record_selections: codes")
         if len(items) != len(keys):
             raise BeamIndexError(f"record_selections: {len(items)} items but {len(keys)} SIDs")
+        known = add_to_known_edges(self._ptr, self._keys, self._weights, items, keys)
+        if known is not None:  # no new edge: the SID -> item counts stand, the weight order does not
+            self._keys, self._weights = known
+            self._sid_cache = None
+            self.version += 1
+            return 0
         before = self.n_edges
         all_i = np.concatenate([self._items, items])
         all_k = np.concatenate([self._keys, keys])
@@ -375,6 +381,15 @@ class BeamIndex:
             raise BeamIndexError(f"{where}: item {orphan[0]} has no SID ({len(orphan)} items without one)")
         self._items, self._keys, self._weights, self._ptr = items, keys, weights, ptr
         self._sid_cache: tuple[np.ndarray, ...] | None = None
+        self._sid_count_cache: tuple[np.ndarray, np.ndarray] | None = None  # stands until the edge set changes
+
+    def _sid_counts(self) -> tuple[np.ndarray, np.ndarray]:
+        """Every distinct SID key and a CSR pointer whose differences count its items; kept across
+        weight changes (decay, selections of known edges), which every training step makes."""
+        if self._sid_count_cache is None:
+            uniq, counts = np.unique(self._keys, return_counts=True)
+            self._sid_count_cache = (uniq, np.r_[0, np.cumsum(counts)].astype(np.int64))
+        return self._sid_count_cache
 
     def _sid_view(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         if self._sid_cache is None:

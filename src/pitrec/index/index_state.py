@@ -120,6 +120,38 @@ def group_rows(items: np.ndarray, keys: np.ndarray) -> tuple[np.ndarray, np.ndar
     return order, np.flatnonzero(np.r_[True, (i[1:] != i[:-1]) | (k[1:] != k[:-1])])
 
 
+def add_to_known_edges(ptr: np.ndarray, keys: np.ndarray, weights: np.ndarray, items: np.ndarray,
+                       rec_keys: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """``record_selections`` when every (item, SID) is already an edge, as co-evolution's are (its
+    candidates come from the index): 1 added per pair, then only the touched items' edges
+    re-sorted by weight (stable, so ties keep seniority). New (keys, weights) arrays, or None when
+    some pair is not an edge yet. This costs the batch times the SIDs per item; the general path
+    sorts every edge, ~6 ms per step on a late beauty index of 42k edges."""
+    if not len(items):
+        return keys, weights
+    rows, valid = _item_windows(ptr, items)
+    hit = valid & (keys[rows] == rec_keys[:, None])
+    if not hit.any(axis=1).all():
+        return None
+    new_weights = weights.copy()
+    np.add.at(new_weights, rows[np.arange(len(items)), hit.argmax(axis=1)], 1.0)
+    rows, valid = _item_windows(ptr, np.unique(items))
+    order = np.argsort(-np.where(valid, new_weights[rows], -np.inf), axis=1, kind="stable")
+    source = np.take_along_axis(rows, order, axis=1)[valid]  # valid columns are a prefix of each row
+    new_keys = keys.copy()
+    new_keys[rows[valid]] = keys[source]
+    new_weights[rows[valid]] = new_weights[source]
+    return new_keys, new_weights
+
+
+def _item_windows(ptr: np.ndarray, items: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each item's edge rows, padded to the widest: (rows (B, W), valid (B, W))."""
+    start, deg = ptr[items], ptr[items + 1] - ptr[items]
+    col = np.arange(int(deg.max()))
+    valid = col[None, :] < deg[:, None]
+    return np.where(valid, start[:, None] + col[None, :], 0), valid
+
+
 def rank_within(sorted_items: np.ndarray) -> np.ndarray:
     """0, 1, 2 ... within each run of equal values of an item-sorted array."""
     if not len(sorted_items):
