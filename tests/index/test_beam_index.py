@@ -41,6 +41,23 @@ def test_record_selections_reorders_and_adds(index: BeamIndex) -> None:
     assert index.primary_codes()[0].tolist() == [1, 1]  # chosen twice: now the primary SID
 
 
+def test_recording_known_edges_reorders_by_weight_and_keeps_the_sid_counts(index: BeamIndex) -> None:
+    """Co-evolution's selections are edges already: that path must not rebuild the SID -> item
+    counts (a sort of every edge per step), yet reorder the touched items as any record does."""
+    index.refresh(np.array([2]), np.array([[[0, 1]]]))  # item 2: (2, 3) then (0, 1); (0, 1) now has 3 items
+    counts = index.sid_item_counts(np.array([[0, 1], [2, 3]]))
+    view = index._sid_count_cache
+    v = index.version
+    assert index.record_selections([2, 2, 0], [[0, 1], [0, 1], [0, 1]]) == 0
+    assert index.version == v + 1 and index._sid_count_cache is view
+    assert np.array_equal(index.sid_item_counts(np.array([[0, 1], [2, 3]])), counts) and counts.tolist() == [3, 1]
+    items, codes, weights = index.edges()
+    assert codes[items == 2].tolist() == [[0, 1], [2, 3]] and weights[items == 2].tolist() == [3, 1]
+    assert weights[items == 0].tolist() == [2]
+    index.record_selections([3], [[2, 2]])  # a new edge: the counts are rebuilt
+    assert index._sid_count_cache is None and index.sid_item_counts(np.array([[2, 2]])).tolist() == [1]
+
+
 def test_refresh_keeps_incumbent_on_ties_and_reports_churn(index: BeamIndex) -> None:
     cand = np.array([[[2, 2], [2, 3]], [[1, 1], [0, 0]]])
     churn = index.refresh(np.array([2, 3]), cand, np.array([[0.0, -1.0], [-0.5, -0.2]]))
