@@ -8,6 +8,8 @@ again with a doubled beam (up to ``max_widen`` times), and how many were is coun
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 
@@ -32,6 +34,18 @@ def compile_index(index, one_to_many: bool, device: torch.device | str) -> tuple
     return trie.to(device), torch.from_numpy(np.log(q[order])).float().to(device)
 
 
+@dataclass
+class RankedBeams:
+    """A ranking (B, k) with the search behind it: the users' memory and their final beams
+    (B, W): trie leaf (-1 where no beam) and log P(SID | user) under the search's last-level rule."""
+
+    items: torch.Tensor
+    scores: torch.Tensor
+    memory: Memory
+    leaves: torch.Tensor
+    log_probs: torch.Tensor
+
+
 class PITRanker:
     """The evaluator's ``Ranker`` (and the service's) over a U2T model and a compiled index."""
 
@@ -50,9 +64,17 @@ class PITRanker:
     @torch.no_grad()
     def rank_with_scores(self, history: torch.Tensor, k: int, exclude_history: bool = False
                          ) -> tuple[torch.Tensor, torch.Tensor]:
+        ranked = self.rank_with_beams(history, k, exclude_history)
+        return ranked.items, ranked.scores
+
+    @torch.no_grad()
+    def rank_with_beams(self, history: torch.Tensor, k: int, exclude_history: bool = False) -> "RankedBeams":
+        """``rank_with_scores`` plus what the search already knows: each user's memory and the
+        leaves and log-probabilities of its final beams (a widened user's from its widest search),
+        so that explaining a ranking need not recompute them."""
         memory = self.model.encode_by_length(self.history_codes[history.clamp(min=0)], history == PAD)
         width = max(self.beam_width, k)
-        items, scores, exhausted = self._search(memory, history if exclude_history else None, width, k)
+        items, scores, exhausted, leaves, log_probs = self._search(memory, history if exclude_history else None, width, k)
         rows = torch.arange(len(history), device=history.device)
         for _ in range(self.max_widen):
             short = (items[:, -1] < 0) & ~exhausted
@@ -61,11 +83,15 @@ class PITRanker:
             width *= 2
             self.widened += int(short.sum())
             sub = Memory(memory.states[short], memory.valid[short])
-            sub_items, sub_scores, sub_exhausted = self._search(
+            sub_items, sub_scores, sub_exhausted, sub_leaves, sub_log_probs = self._search(
                 sub, history[short] if exclude_history else None, width, k)
             idx = rows[short]
             items[idx], scores[idx], exhausted[idx] = sub_items, sub_scores, sub_exhausted
-        return items, scores
+            leaves = torch.cat([leaves, leaves.new_full((len(leaves), width - leaves.shape[1]), -1)], 1)
+            log_probs = torch.cat([log_probs, log_probs.new_full((len(leaves), width - log_probs.shape[1]),
+                                                                 float("-inf"))], 1)
+            leaves[idx], log_probs[idx] = sub_leaves, sub_log_probs
+        return RankedBeams(items, scores, memory, leaves, log_probs)
 
     def _search(self, memory: Memory, exclude: torch.Tensor | None, width: int, k: int):
         result = self.model.generate(memory, width, self.trie, renormalize_last=self.renormalize_last)
@@ -75,7 +101,8 @@ class PITRanker:
         items, scores = aggregate_beams(result.leaves, result.log_probs, self.trie, k, self.aggregation,
                                         self.edge_log_q, exclude)
         exhausted = ~alive.all(1)  # fewer SIDs than beams: a wider search finds nothing new
-        return items, scores, exhausted
+        leaves = torch.where(alive, result.leaves, torch.full_like(result.leaves, -1))
+        return items, scores, exhausted, leaves, result.log_probs
 
     @property
     def invalid_rate(self) -> float:

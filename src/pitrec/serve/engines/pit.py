@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from pitrec.data.batches import PAD
-from pitrec.decoding.pit_ranker import PITRanker, compile_index
+from pitrec.decoding.pit_ranker import PITRanker, RankedBeams, compile_index
 from pitrec.index.beam_index import BeamIndex, BeamIndexError
 from pitrec.models.csa import CSA
 from pitrec.models.item_to_token import ItemToToken
@@ -118,46 +118,49 @@ class PITEngine(Engine):
         history = history.to(m.device)
         ranker = PITRanker(m.u2t, self.history_codes, self.trie, self.edge_log_q, pc.beam_width, pc.aggregation,
                            renormalize_last=pc.last_level == "renormalized")
-        items, scores = ranker.rank_with_scores(history, k, exclude_history)
-        explained = iter(self._explain(history, items, scores, explain))
+        ranked = ranker.rank_with_beams(history, k, exclude_history)
+        explained = iter(self._explain(ranked, explain))
         return [[Ranked(i, s, next(explained)) for i, s in zip(row_items, row_scores) if i >= 0]
-                for row_items, row_scores in zip(items.tolist(), scores.tolist())]
+                for row_items, row_scores in zip(ranked.items.tolist(), ranked.scores.tolist())]
 
-    def _explain(self, history: torch.Tensor, items: torch.Tensor, scores: torch.Tensor,
-                 score_all: bool = True) -> list[list[SidInfo]]:
+    def _explain(self, ranked: RankedBeams, score_all: bool = True) -> list[list[SidInfo]]:
         """For each returned item (row-major, valid ones only): its SIDs in this version with the
         edge weight and log P(SID | history), the terms its score aggregates, most likely first.
 
-        An item with a single SID was reached by exactly that SID's beam, and its score is that
-        beam's log-probability (its edge holds all of the item's weight): no model pass. Items with
-        several SIDs get one teacher-forced decoder pass over all their SIDs (the beams reached
-        only some of them), one row per user. Scoring every returned item's SIDs with a copy of
-        its user's memory had cost 2.5x the beam search on beauty. Without ``score_all`` that pass is
-        skipped and those SIDs carry their weights only (log_prob None).
+        A SID one of the user's final beams reached has its log-probability from the search (a
+        single-SID item always has: its score is that beam's). Multi-SID items' other SIDs get
+        one teacher-forced decoder pass against the search's memory, one row per user, so each
+        user's cross-attention keys/values are computed once. On beauty (PIT, 3.5 SIDs per item)
+        scoring all 37 SIDs of a user's top 10 this way cost 2.6x the beam search; the beams
+        already hold about half of them. Without ``score_all`` that pass is skipped and multi-SID
+        items' SIDs carry their weights only (log_prob None).
         """
-        m = self.models
+        m, items = self.models, ranked.items
         valid = items >= 0
         flat = items[valid].cpu().numpy()
         if not len(flat):
             return []
         width = self.index.n_edges if m.pc.one_to_many else 1  # the trie holds only primaries otherwise
         cand, mask, weights = self.index.candidates(flat, width)
-        log_p = np.full(mask.shape, -np.inf, dtype=np.float32)
         single = mask.sum(1) == 1
-        log_p[single, mask[single].argmax(1)] = scores[valid].float().cpu().numpy()[single]
-        if score_all and not single.all():
-            # every multi-SID item's SIDs, grouped by user: one row per user, so each user's
-            # memory (and its cross-attention keys/values) is computed once, not once per item
-            user_of = np.repeat(np.arange(len(items)), valid.sum(1).cpu().numpy())
-            jj, cc = np.nonzero(mask & ~single[:, None])  # sorted by item, so grouped by user
+        user_of = np.repeat(np.arange(len(items)), valid.sum(1).cpu().numpy())
+        leaves = self.trie.lookup(torch.from_numpy(cand).to(m.device))  # (n, C)
+        beam_leaves, beam_log_p = ranked.leaves[user_of], ranked.log_probs[user_of].float()  # (n, W)
+        hit = (leaves[:, :, None] == beam_leaves[:, None, :]) & (beam_leaves[:, None, :] >= 0)  # (n, C, W)
+        known = hit.any(-1).cpu().numpy() & mask
+        from_beam = torch.where(hit, beam_log_p[:, None, :], torch.tensor(float("-inf"))).amax(-1)
+        log_p = np.where(known & (single[:, None] | score_all), from_beam.cpu().numpy(), -np.inf).astype(np.float32)
+        todo = mask & ~known & ~single[:, None]
+        if score_all and todo.any():
+            jj, cc = np.nonzero(todo)  # sorted by item, so grouped by user
             user = user_of[jj]
             pos = np.arange(len(jj)) - np.searchsorted(user, user)
             users, urow = np.unique(user, return_inverse=True)
             grid = np.zeros((len(users), pos.max() + 1, cand.shape[2]), dtype=np.int64)
             grid_mask = np.zeros(grid.shape[:2], dtype=bool)
             grid[urow, pos], grid_mask[urow, pos] = cand[jj, cc], True
-            h = history[torch.from_numpy(users).to(history.device)]
-            memory = m.u2t.encode(self.history_codes[h.clamp(min=0)], h == PAD)
+            rows = torch.from_numpy(users).to(m.device)
+            memory = Memory(ranked.memory.states[rows], ranked.memory.valid[rows])
             grid_t = torch.from_numpy(grid).to(m.device)
             last_valid = self.trie.last_level_mask(grid_t) if m.pc.last_level == "renormalized" else None
             nll = m.u2t.candidate_nll(memory, grid_t, torch.from_numpy(grid_mask).to(m.device), last_valid)
@@ -167,7 +170,8 @@ class PITEngine(Engine):
             cols = np.flatnonzero(mask[r])
             cols = cols[np.argsort(-log_p[r, cols], kind="stable")]
             out.append([SidInfo(sid=cand[r, c].tolist(), weight=float(weights[r, c]),
-                                log_prob=finite_or_none(log_p[r, c])) for c in cols])
+                                log_prob=finite_or_none(log_p[r, c]))
+                        for c in cols])
         return out
 
     def item_sids(self, item: int) -> list[SidInfo]:
