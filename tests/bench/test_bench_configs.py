@@ -30,7 +30,8 @@ def test_main_lists_every_method_and_the_pit_ablations():
                       "pit/cf-lean", "tiger/cf-stride", "pit/cf-lean-stride", "pit/cf-lean-stride-relative",
                       "tiger/cf-stride-b128", "pit/cf-lean-stride-b128", "tiger/cf-stride-ffn512",
                       "tiger/cf-stride-ffn256", "pit/cf-lean-stride-ffn256", "pit/cf-lean-stride-ffn256-below",
-                      "pit/cf-lean-stride-ffn256-below-capped"]
+                      "pit/cf-lean-stride-ffn256-below-capped", "tiger/stride-ffn256",
+                      "pit/lean-stride-ffn256-below-capped"]
     runs, notes = plan_runs(bench, datasets=["beauty"])
     cf = [r for r in runs if r.method.variant.startswith("cf-")]
     assert cf and all(r.cfg.tokenizer.collaborative_dim == 64 for r in cf)
@@ -129,15 +130,16 @@ def test_long_runs_differ_from_main_only_in_budget_patience_and_the_imported_tab
     assert {(r.cfg.train.max_minutes, r.cfg.train.patience) for r in sports} == {(80, 100)}
 
 
-def _differs_only_in(pairs: dict[str, str], section: str, key: str, values: tuple) -> None:
+def _differs_only_in(pairs: dict[str, str], *changes: tuple[str, str, tuple]) -> None:
     """Each main.yaml variant of ``pairs`` (variant -> base) equals its base, seed for seed, but for
-    ``section.key`` (``values``: the variant's, the base's) and its run directory."""
+    each change ``(section, key, (variant's value, base's value))`` and its run directory."""
     runs, _ = plan_runs(load_bench(BENCHMARKS / "main.yaml"), datasets=["beauty"])
     by_label = {(r.method.label, r.seed): r.cfg.to_dict() for r in runs}
     for variant, base in pairs.items():
         for seed in (0, 1, 2):
             mine, theirs = by_label[(variant, seed)], by_label[(base, seed)]
-            assert (mine[section].pop(key), theirs[section].pop(key)) == values
+            for section, key, values in changes:
+                assert (mine[section].pop(key), theirs[section].pop(key)) == values, (variant, section, key)
             for cfg in (mine, theirs):
                 cfg["run"].pop("out")
             assert mine == theirs
@@ -145,41 +147,40 @@ def _differs_only_in(pairs: dict[str, str], section: str, key: str, values: tupl
 
 def test_stride_variants_differ_from_their_base_only_in_the_window_stride():
     _differs_only_in({"tiger/cf-stride": "tiger/cf-sids", "pit/cf-lean-stride": "pit/cf-lean"},
-                     "train", "long_history_stride", (10, 1))
+                     ("train", "long_history_stride", (10, 1)))
 
 
 def test_relative_variant_differs_from_cf_lean_stride_only_in_the_selection_rule():
-    _differs_only_in({"pit/cf-lean-stride-relative": "pit/cf-lean-stride"}, "pit", "selection_rule",
-                     ("relative", "min_loss"))
+    _differs_only_in({"pit/cf-lean-stride-relative": "pit/cf-lean-stride"},
+                     ("pit", "selection_rule", ("relative", "min_loss")))
 
 
 def test_half_batch_variants_differ_from_the_stride_variants_only_in_the_batch_size():
     _differs_only_in({"tiger/cf-stride-b128": "tiger/cf-stride", "pit/cf-lean-stride-b128": "pit/cf-lean-stride"},
-                     "train", "batch_size", (128, 256))
+                     ("train", "batch_size", (128, 256)))
 
 
 def test_narrow_ffn_variants_differ_from_the_stride_variant_only_in_the_feed_forward_width():
-    _differs_only_in({"tiger/cf-stride-ffn512": "tiger/cf-stride"}, "u2t", "ffn", (512, 1024))
+    _differs_only_in({"tiger/cf-stride-ffn512": "tiger/cf-stride"},
+                     ("u2t", "ffn", (512, 1024)))
     _differs_only_in({"tiger/cf-stride-ffn256": "tiger/cf-stride", "pit/cf-lean-stride-ffn256": "pit/cf-lean-stride"},
-                     "u2t", "ffn", (256, 1024))
+                     ("u2t", "ffn", (256, 1024)))
 
 
 def test_below_primary_variant_differs_from_its_base_only_in_how_proposals_enter_the_index():
-    _differs_only_in({"pit/cf-lean-stride-ffn256-below": "pit/cf-lean-stride-ffn256"}, "pit", "new_edges",
-                     ("below_primary", "weighted"))
+    _differs_only_in({"pit/cf-lean-stride-ffn256-below": "pit/cf-lean-stride-ffn256"},
+                     ("pit", "new_edges", ("below_primary", "weighted")))
 
 
 def test_capped_variant_differs_from_below_primary_only_in_the_auxiliary_and_selection_shares():
-    runs, _ = plan_runs(load_bench(BENCHMARKS / "main.yaml"), datasets=["beauty"])
-    by_label = {(r.method.label, r.seed): r.cfg.to_dict() for r in runs}
-    for seed in (0, 1, 2):
-        mine = by_label[("pit/cf-lean-stride-ffn256-below-capped", seed)]
-        theirs = by_label[("pit/cf-lean-stride-ffn256-below", seed)]
-        shares = [(cfg["pit"].pop("selection_share"), cfg["pit"].pop("aux_share")) for cfg in (mine, theirs)]
-        assert shares == [(0.15, 0.125), (0.25, 0.25)]
-        for cfg in (mine, theirs):
-            cfg["run"].pop("out")
-        assert mine == theirs
+    _differs_only_in({"pit/cf-lean-stride-ffn256-below-capped": "pit/cf-lean-stride-ffn256-below"},
+                     ("pit", "selection_share", (0.15, 0.25)), ("pit", "aux_share", (0.125, 0.25)))
+
+
+def test_content_only_variants_differ_from_their_cf_rows_only_in_the_collaborative_part_of_the_sids():
+    _differs_only_in({"tiger/stride-ffn256": "tiger/cf-stride-ffn256",
+                      "pit/lean-stride-ffn256-below-capped": "pit/cf-lean-stride-ffn256-below-capped"},
+                     ("tokenizer", "collaborative_dim", (0, 64)))
 
 
 def test_two_cores_is_main_tiger_alone_on_both_cores_within_45_wall_minutes():

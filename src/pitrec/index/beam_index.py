@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from pitrec.index.index_state import (BeamIndexError, SidKeys, Snapshot, add_to_known_edges, churn_between, group_rows,
+from pitrec.index.index_state import (BeamIndexError, SidKeys, Snapshot, add_to_known_edges, churn_between, group_rows, item_windows,
                                       rank_within, read_index_dir, write_index_dir)
 from pitrec.index.trie import Trie
 
@@ -91,11 +91,7 @@ class BeamIndex:
         items = self._check_items(items, "candidates: items")
         if max_c < 1:
             raise BeamIndexError(f"candidates: max_c must be >= 1, got {max_c}")
-        start, deg = self._ptr[items], np.minimum(np.diff(self._ptr)[items], max_c)
-        width = int(deg.max()) if len(items) else 1
-        col = np.arange(width)
-        mask = col[None, :] < deg[:, None]
-        rows = np.where(mask, start[:, None] + col[None, :], 0)
+        rows, mask = item_windows(self._ptr, items, max_c)
         codes = np.where(mask[..., None], self._sid.decode(self._keys[rows]), 0)
         weights = np.where(mask, self._weights[rows], 0.0)
         return codes, mask, weights

@@ -130,13 +130,13 @@ def add_to_known_edges(ptr: np.ndarray, keys: np.ndarray, weights: np.ndarray, i
     index of 41,772 edges, 0.17-0.18 ms this way (benchmarks/tuning/index_step_cost.py)."""
     if not len(items):
         return keys, weights
-    rows, valid = _item_windows(ptr, items)
+    rows, valid = item_windows(ptr, items)
     hit = valid & (keys[rows] == rec_keys[:, None])
     if not hit.any(axis=1).all():
         return None
     new_weights = weights.copy()
     np.add.at(new_weights, rows[np.arange(len(items)), hit.argmax(axis=1)], 1.0)
-    rows, valid = _item_windows(ptr, np.unique(items))
+    rows, valid = item_windows(ptr, np.unique(items))
     order = np.argsort(-np.where(valid, new_weights[rows], -np.inf), axis=1, kind="stable")
     source = np.take_along_axis(rows, order, axis=1)[valid]  # valid columns are a prefix of each row
     new_keys = keys.copy()
@@ -145,10 +145,13 @@ def add_to_known_edges(ptr: np.ndarray, keys: np.ndarray, weights: np.ndarray, i
     return new_keys, new_weights
 
 
-def _item_windows(ptr: np.ndarray, items: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Each item's edge rows, padded to the widest: (rows (B, W), valid (B, W))."""
+def item_windows(ptr: np.ndarray, items: np.ndarray, max_c: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Each item's first ``max_c`` edge rows (all by default), padded to the widest: (rows (B, W),
+    valid (B, W)); padding rows point at row 0. ``W`` is at least 1, so an empty batch has a shape."""
     start, deg = ptr[items], ptr[items + 1] - ptr[items]
-    col = np.arange(int(deg.max()))
+    if max_c is not None:
+        deg = np.minimum(deg, max_c)
+    col = np.arange(int(deg.max()) if len(items) else 1)
     valid = col[None, :] < deg[:, None]
     return np.where(valid, start[:, None] + col[None, :], 0), valid
 
