@@ -82,3 +82,23 @@ def test_reads_the_sid_table_its_checkpoint_was_trained_on(trained_runs, method,
     monkeypatch.setattr("pitrec.tokenizers.stage.sid_table", rebuilt)
     record = evaluate_run(run)
     assert {k: record["metrics"][k] for k in METRIC_KEYS} == {k: written[k] for k in METRIC_KEYS}
+
+
+def test_pit_can_be_measured_again_with_one_sid_per_item(trained_runs, monkeypatch):
+    """``pit.one_to_many`` is a decoding setting (the single-SID ablation's inference): a trained
+    run can be ranked again through its items' strongest SIDs only, without retraining."""
+    import pitrec.train.recipes.pit as pit_recipe
+
+    decoded_with = []
+    real = pit_recipe.compile_index
+
+    def spy(index, one_to_many, device):
+        decoded_with.append(one_to_many)
+        return real(index, one_to_many, device)
+
+    monkeypatch.setattr(pit_recipe, "compile_index", spy)
+    single = evaluate_run(trained_runs("pit"), overrides=["--pit.one_to_many=false"])
+    assert decoded_with and not any(decoded_with)
+    assert single["overrides"] == {"pit": {"one_to_many": False}}
+    assert single["metrics"]["users"] == evaluate_run(trained_runs("pit"))["metrics"]["users"]
+    assert decoded_with[-1] is True  # the run's own setting when not overridden
