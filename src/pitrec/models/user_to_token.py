@@ -279,9 +279,25 @@ class UserToToken(nn.Module):
         return torch.cat([bos, self.offsets[:-1] + codes[..., :-1]], dim=-1)
 
     def _nll(self, memory: Memory, codes: torch.Tensor, cross_mask: torch.Tensor, cross=None,
-             last_valid: torch.Tensor | None = None) -> torch.Tensor:
+             last_valid: torch.Tensor | None = None, share_bos: bool = False) -> torch.Tensor:
         cross = self.cross_keys_values(memory) if cross is None else cross
-        log_probs, _ = self._decode(self._teacher_inputs(codes), 0, cross, cross_mask, None)
+        inputs = self._teacher_inputs(codes)
+        B, C, L = codes.shape
+        if share_bos and C > 1:
+            # the first position (BOS) sees only the user's memory: the same for every candidate of
+            # a user, so it is computed once per user and its keys/values serve all C candidates
+            first, cache = self._decode(inputs[:, :1, :1], 0, cross, cross_mask, None)
+            first = first.expand(B, C, 1, first.shape[-1])
+            if L == 1:
+                log_probs = first
+            else:
+                cache = [(k.expand(B, C, *k.shape[2:]), v.expand(B, C, *v.shape[2:])) for k, v in cache]
+                rest, _ = self._decode(inputs[:, :, 1:], 1, cross, cross_mask, cache)
+                width = max(first.shape[-1], rest.shape[-1])  # each call pads to its own levels' widest
+                log_probs = torch.cat([F.pad(part, (0, width - part.shape[-1]), value=float("-inf"))
+                                       for part in (first, rest)], dim=2)
+        else:
+            log_probs, _ = self._decode(inputs, 0, cross, cross_mask, None)
         picked = log_probs.gather(-1, codes.unsqueeze(-1)).squeeze(-1)
         if last_valid is not None:  # the last level renormalised over the allowed codes
             last = log_probs[..., -1, :self.codebook_sizes[-1]].masked_fill(~last_valid, float("-inf"))
@@ -297,7 +313,7 @@ class UserToToken(nn.Module):
         ``renormalize_last``; ``Trie.last_level_mask`` gives them)."""
         if cand_codes.shape[-1] != self.n_levels:
             raise ValueError(f"candidate SIDs have {cand_codes.shape[-1]} levels, the model {self.n_levels}")
-        nll = self._nll(memory, cand_codes.clamp(min=0), self._cross_mask(memory), last_valid=last_valid)
+        nll = self._nll(memory, cand_codes.clamp(min=0), self._cross_mask(memory), last_valid=last_valid, share_bos=True)
         if cand_mask is not None:
             nll = nll.masked_fill(~cand_mask, float("inf"))
         return nll
