@@ -131,8 +131,8 @@ class PITEngine(Engine):
         single-SID item always has: its score is that beam's). Multi-SID items' other SIDs get
         one teacher-forced decoder pass against the search's memory, one row per user, so each
         user's cross-attention keys/values are computed once. On beauty (PIT, 3.5 SIDs per item)
-        scoring all 37 SIDs of a user's top 10 this way cost 2.6x the beam search; the beams
-        already hold about half of them. Without ``score_all`` that pass is skipped and multi-SID
+        scoring all 37.7 SIDs of a user's top 10 this way cost 2.6x the beam search; the beams
+        hold 10 of them (benchmarks/tuning/pit_decode_parts.py). Without ``score_all`` that pass is skipped and multi-SID
         items' SIDs carry their weights only (log_prob None).
         """
         m, items = self.models, ranked.items
@@ -145,10 +145,11 @@ class PITEngine(Engine):
         single = mask.sum(1) == 1
         user_of = np.repeat(np.arange(len(items)), valid.sum(1).cpu().numpy())
         leaves = self.trie.lookup(torch.from_numpy(cand).to(m.device))  # (n, C)
-        beam_leaves, beam_log_p = ranked.leaves[user_of], ranked.log_probs[user_of].float()  # (n, W)
+        owner = torch.from_numpy(user_of).to(m.device)
+        beam_leaves, beam_log_p = ranked.leaves[owner], ranked.log_probs[owner].float()  # (n, W)
         hit = (leaves[:, :, None] == beam_leaves[:, None, :]) & (beam_leaves[:, None, :] >= 0)  # (n, C, W)
         known = hit.any(-1).cpu().numpy() & mask
-        from_beam = torch.where(hit, beam_log_p[:, None, :], torch.tensor(float("-inf"))).amax(-1)
+        from_beam = beam_log_p[:, None, :].masked_fill(~hit, float("-inf")).amax(-1)
         log_p = np.where(known & (single[:, None] | score_all), from_beam.cpu().numpy(), -np.inf).astype(np.float32)
         todo = mask & ~known & ~single[:, None]
         if score_all and todo.any():
