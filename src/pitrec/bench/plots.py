@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import matplotlib
 import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
@@ -121,15 +122,17 @@ def _curves(logs: dict[str, list[dict]], value_of, ylabel: str, what: str, path:
                              np.array([_std(per_epoch[e]) for e in epochs]))
     if not series:
         return Plot(what, None, f"{what}: skipped, no run logged it in metrics.jsonl")
-    fig = Figure(figsize=(7, 4.2), layout="constrained")
+    fig = Figure(figsize=(9, 4.2), layout="constrained")
     ax = fig.subplots()
-    for label, (x, mean, std) in series.items():
-        ax.plot(x, mean, marker="o" if len(x) < 30 else None, markersize=3, label=label)
-        ax.fill_between(x, mean - std, mean + std, alpha=0.2)
+    colors = _colors(len(series))
+    for (label, (x, mean, std)), color in zip(series.items(), colors):
+        ax.plot(x, mean, marker="o" if len(x) < 30 else None, markersize=3, label=label, color=color,
+                linestyle="--" if label.startswith("pit") else "-")
+        ax.fill_between(x, mean - std, mean + std, alpha=0.2, color=color)
     ax.set(xlabel="epoch", ylabel=ylabel, title=title)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.grid(alpha=0.3)
-    ax.legend()
+    _legend(ax)
     _save(fig, path)
     return Plot(what, path, f"{what}: {', '.join(series)}")
 
@@ -174,18 +177,31 @@ def _entropy(logs: dict[str, list[dict]], path: Path, dataset: str) -> Plot:
     if not bars:
         return Plot("codebook entropy", None, "codebook entropy: skipped, no run has sid_stats.json or "
                                               "codebook_entropy in metrics.jsonl" + ragged_note)
-    fig = Figure(figsize=(7, 4.2), layout="constrained")
+    fig = Figure(figsize=(9, 4.2), layout="constrained")
     ax = fig.subplots()
     width = 0.8 / len(bars)
-    for i, (label, values) in enumerate(bars.items()):
-        ax.bar(np.arange(len(values)) + i * width, values, width, label=label)
+    for i, ((label, values), color) in enumerate(zip(bars.items(), _colors(len(bars)))):
+        ax.bar(np.arange(len(values)) + i * width, values, width, label=label, color=color,
+               hatch="//" if label.startswith("pit") else None)
     most = max(len(v) for v in bars.values())
     ax.set_xticks(np.arange(most) + 0.4 - width / 2, [f"level {lvl + 1}" for lvl in range(most)])
     ax.set(ylabel="codebook entropy (final SIDs)", title=f"{dataset}: per-level codebook entropy (mean over seeds)")
     ax.grid(axis="y", alpha=0.3)
-    ax.legend()
+    _legend(ax)
     _save(fig, path)
     return Plot("codebook entropy", path, f"codebook entropy: {', '.join(bars)}{ragged_note}")
+
+
+def _colors(n: int) -> list:
+    """One colour per method: matplotlib's ten-colour cycle repeats after ten, and a bench file
+    holds more methods than that (PIT's are also dashed or hatched)."""
+    cmap = matplotlib.colormaps["tab10" if n <= 10 else "tab20"]
+    return [cmap(i % cmap.N) for i in range(n)]
+
+
+def _legend(ax) -> None:
+    """Beside the axes, not over the curves."""
+    ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
 
 
 def _save(fig: Figure, path: Path) -> None:
