@@ -1,4 +1,4 @@
-"""Where a served PIT ranking spends its CPU: encoder, constrained beam search, the whole ranking
+"""Where a served PIT ranking spends its CPU: encoder, encoder + constrained beam search, the whole ranking
 without explanations, and with them (log P(SID | history) for every SID of every returned item).
 
     python benchmarks/tuning/pit_decode_parts.py RUN_DIR [--users 1024] [--batch 256] [--threads 1]
@@ -43,7 +43,7 @@ def main() -> None:
     engine.rank(batches[0][:32], args.k, False, True)  # warm-up
 
     parts = {"encode": lambda b: m.u2t.encode_by_length(engine.history_codes[b.clamp(min=0)], b == PAD),
-             "beam search": lambda b: m.u2t.generate(
+             "encode + beam search": lambda b: m.u2t.generate(
                  m.u2t.encode_by_length(engine.history_codes[b.clamp(min=0)], b == PAD), m.pc.beam_width, engine.trie,
                  renormalize_last=m.pc.last_level == "renormalized"),
              "rank, explain=False": lambda b: engine.rank(b, args.k, False, False),
