@@ -1,5 +1,6 @@
-"""Where a served PIT ranking spends its CPU: encoder, encoder + constrained beam search, the whole ranking
-without explanations, and with them (log P(SID | history) for every SID of every returned item).
+"""Where a served PIT ranking spends its CPU: the encoder, encoder + constrained beam search, the
+whole ranking without explanations, and with them (log P(SID | history) for every SID of every
+returned item).
 
     python benchmarks/tuning/pit_decode_parts.py RUN_DIR [--users 1024] [--batch 256] [--threads 1]
 
