@@ -43,26 +43,27 @@ def main() -> None:
     batches = [_padded(histories[i:i + args.batch]) for i in range(0, len(histories), args.batch)]
     engine.rank(batches[0][:32], args.k, False, True)  # warm-up
 
-    parts = {"encode": lambda b: m.u2t.encode_by_length(engine.history_codes[b.clamp(min=0)], b == PAD),
+    def encode(b):
+        return m.u2t.encode_by_length(engine.history_codes[b.clamp(min=0)], b == PAD)
+
+    parts = {"encode": encode,
              "encode + beam search": lambda b: m.u2t.generate(
-                 m.u2t.encode_by_length(engine.history_codes[b.clamp(min=0)], b == PAD), m.pc.beam_width, engine.trie,
-                 renormalize_last=m.pc.last_level == "renormalized"),
+                 encode(b), m.pc.beam_width, engine.trie, renormalize_last=m.pc.last_level == "renormalized"),
              "rank, explain=False": lambda b: engine.rank(b, args.k, False, False),
              "rank, explain=True": lambda b: engine.rank(b, args.k, False, True)}
     cpu = {name: 0.0 for name in parts}
     sids = reached = 0
     for b in batches:
+        out = {}
         for name, f in parts.items():
             start = time.process_time()
-            out = f(b)
+            out[name] = f(b)
             cpu[name] += time.process_time() - start
-        for row in out:  # the explained ranking: each item's SIDs with their log-probabilities
-            sids += sum(len(r.sids) for r in row)
-        beams = m.u2t.generate(m.u2t.encode_by_length(engine.history_codes[b.clamp(min=0)], b == PAD),
-                               m.pc.beam_width, engine.trie).leaves
-        for row, leaves in zip(out, beams):
+        # the explained ranking: each item's SIDs, and which of them the timed search's beams reached
+        for row, leaves in zip(out["rank, explain=True"], out["encode + beam search"].leaves):
             found = set(leaves[leaves >= 0].tolist())
             keys = [s.sid for r in row for s in r.sids]
+            sids += len(keys)
             reached += int(sum(int(leaf) in found for leaf in engine.trie.lookup(torch.tensor(keys)))) if keys else 0
     n = len(histories)
     print(f"{args.run_dir}: {n} users, batches of {args.batch}, {args.threads} thread(s), "
