@@ -77,6 +77,39 @@ def test_beams_are_distinct_sorted_and_scored_by_nll():
 
 
 @torch.no_grad()
+@pytest.mark.parametrize("k", [1, 2])
+def test_prefix_forced_beams_are_the_best_siblings(k):
+    """Against exhaustive scoring of every SID below each item's prefix: a width that covers
+    them all returns exactly them, in the order of their teacher-forced probability."""
+    model = make_model(seed=4).eval()
+    x = torch.randn(3, DIM)
+    prefix = random_codes(3, seed=5)[:, :k]
+    below = int(torch.tensor(SIZES[k:]).prod())
+    result = model.generate(x, beam_width=below + 2, prefix=prefix)
+    assert result.alive.sum(1).tolist() == [below] * 3  # one live beam per item until the prefix ends
+    for b in range(3):
+        live = result.codes[b][result.alive[b]]
+        assert (live[:, :k] == prefix[b]).all()
+        tails = torch.cartesian_prod(*(torch.arange(s) for s in SIZES[k:])).reshape(below, -1)
+        every = torch.cat([prefix[b].expand(below, -1), tails], 1)
+        exact = (-model.nll(x[b:b + 1].expand(below, -1), every)).sort(descending=True).values
+        torch.testing.assert_close(result.log_probs[b][result.alive[b]], exact, atol=1e-5, rtol=1e-5)
+    # a narrow search is approximate below the prefix, but stays in it and scores what it returns
+    narrow = model.generate(x, beam_width=2, prefix=prefix)
+    assert narrow.alive.all() and (narrow.codes[:, :, :k] == prefix[:, None]).all()
+    nll = model.nll(x.repeat_interleave(2, 0), narrow.codes.reshape(6, -1))
+    torch.testing.assert_close(-nll, narrow.log_probs.reshape(-1), atol=1e-5, rtol=1e-5)
+
+
+def test_bad_prefix_is_named():
+    model = make_model()
+    with pytest.raises(ValueError, match=r"prefix must be \(2, k\) with 0 < k < 3"):
+        model.generate(torch.randn(2, DIM), 2, prefix=torch.zeros(2, 3, dtype=torch.long))
+    with pytest.raises(ValueError, match="row 1 level 0: 5 outside"):
+        model.generate(torch.randn(2, DIM), 2, prefix=torch.tensor([[0], [5]]))
+
+
+@torch.no_grad()
 def test_constrained_generation_stays_in_trie():
     model = make_model(seed=1).eval()
     allowed = random_codes(6, seed=9)

@@ -432,3 +432,23 @@ def test_resume_reads_the_run_s_sid_table_instead_of_building_the_stage(tmp_path
     again = train_run("pit", cfg, resume=True)
     metrics = [k for k in first["test"] if k.startswith(("recall@", "ndcg@"))]
     assert metrics and {k: again["test"][k] for k in metrics} == {k: first["test"][k] for k in metrics}
+
+
+@pytest.mark.parametrize("prefix", [0, 1])
+def test_proposal_prefix_keeps_i2t_s_new_sids_below_the_primary_s_first_codes(tmp_path, prefix):
+    """Free proposals land anywhere in the codebooks (on this catalogue some differ from the
+    primary at the first code); with a prefix every new edge is a sibling of its item's primary."""
+    cfg = tiny_cfg(tmp_path, f"pit.proposal_prefix={prefix}", "pit.candidates=4")
+    data, split = prepare_data(cfg)
+    recipe = build_recipe("pit", cfg, data, split)
+    primary = recipe.index.primary_codes().copy()
+    items, codes, _ = recipe.index.edges()
+    old = {(i, tuple(c)) for i, c in zip(items.tolist(), codes.tolist())}
+    recipe.refresh_index()
+    items, codes, _ = recipe.index.edges()
+    new = np.array([(i, tuple(c)) not in old for i, c in zip(items.tolist(), codes.tolist())])
+    assert new.sum() > 0
+    first_differs = (codes[new, 0] != primary[items[new], 0])
+    assert (not first_differs.any()) if prefix else first_differs.any()
+    with pytest.raises(ValueError, match="proposal_prefix=3 leaves no level to propose"):
+        build_recipe("pit", tiny_cfg(tmp_path, "pit.proposal_prefix=3"), data, split)

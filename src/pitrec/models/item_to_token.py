@@ -16,7 +16,7 @@ well-formed SID of the same codebooks.
 from __future__ import annotations
 
 from functools import partial
-from typing import Sequence
+from typing import Any, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -147,10 +147,19 @@ class ItemToToken(nn.Module):
 
     @torch.no_grad()
     def generate(self, x: torch.Tensor, beam_width: int, trie: Trie | None = None,
-                 renormalize_last: bool = False) -> BeamResult:
+                 renormalize_last: bool = False, prefix: torch.Tensor | None = None) -> BeamResult:
         """The ``beam_width`` most probable SIDs per item, best first: unconstrained (proposals
-        for the beam index), or restricted to the SIDs of ``trie``."""
+        for the beam index), or restricted to the SIDs of ``trie``.
+
+        ``prefix`` (B, k), k < L: every item's SIDs start with its row of codes, so the beams are
+        the item's most probable SIDs below that prefix (siblings of an existing SID); a beam's
+        log-probability still counts the prefix's levels."""
         step = partial(self.step, self.start_inputs(x))
+        if prefix is not None:
+            if prefix.ndim != 2 or prefix.shape[0] != x.shape[0] or not 0 < prefix.shape[1] < self.n_levels:
+                raise ValueError(f"prefix must be ({x.shape[0]}, k) with 0 < k < {self.n_levels}, got {tuple(prefix.shape)}")
+            self._check_codes(torch.cat([prefix, prefix.new_zeros(len(prefix), self.n_levels - prefix.shape[1])], 1), len(prefix))
+            step = partial(_forced_prefix_step, step, prefix)
         return beam_search(step, x.shape[0], self.codebook_sizes, beam_width, trie, device=x.device,
                            renormalize_last=renormalize_last)
 
@@ -173,3 +182,16 @@ class ItemToToken(nn.Module):
         if bad.any():
             r, l = bad.nonzero()[0].tolist()
             raise ValueError(f"codes row {r} level {l}: {int(codes[r, l])} outside [0, {self.codebook_sizes[l]})")
+
+
+def _forced_prefix_step(step, prefix: torch.Tensor, prev: torch.Tensor | None, level: int, cache: Any,
+                        rows: torch.Tensor | None = None) -> tuple[torch.Tensor, Any]:
+    """``step`` with every code but the prefix's masked at the prefix's levels: the search keeps
+    one live beam per item until the prefix ends, then branches as usual."""
+    log_probs, cache = step(prev, level, cache, rows=rows)
+    if level < prefix.shape[1]:
+        forced = prefix[:, level] if rows is None else prefix[rows, level]
+        keep = torch.zeros_like(log_probs, dtype=torch.bool)
+        keep.scatter_(-1, forced[:, None, None].expand(-1, log_probs.shape[1], 1), True)
+        log_probs = log_probs.masked_fill(~keep, float("-inf"))
+    return log_probs, cache

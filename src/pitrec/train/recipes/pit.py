@@ -73,6 +73,9 @@ class PITRecipe(Recipe):
             raise ValueError(f"SID table has {table.n_items} items, the dataset {self.split.n_items}")
         self.sid_meta = dict(table.meta)
         self.sizes = list(table.codebook_sizes)
+        if pc.proposal_prefix >= len(self.sizes):
+            raise ValueError(f"pit.proposal_prefix={pc.proposal_prefix} leaves no level to propose: the SIDs have "
+                             f"{len(self.sizes)} levels, so it must be below {len(self.sizes)}")
         self.initial_codes = torch.from_numpy(table.codes).to(self.device)
         # U2T first, so that with the same seed it starts from the same weights as TIGER's
         self.u2t = UserToToken(self.sizes, cfg.u2t).to(self.device)
@@ -309,9 +312,11 @@ class PITRecipe(Recipe):
         pc = self.cfg.pit
         n = self.split.n_items
         codes, scores, alive = [], [], []
+        primary = torch.from_numpy(self.index.primary_codes()).long().to(self.device)
         for start in range(0, n, pc.refresh_batch_size):
             items = torch.arange(start, min(n, start + pc.refresh_batch_size), device=self.device)
-            res = self.i2t.generate(self.tokenizer_inputs(items), pc.candidates)
+            prefix = primary[items, :pc.proposal_prefix] if pc.proposal_prefix else None
+            res = self.i2t.generate(self.tokenizer_inputs(items), pc.candidates, prefix=prefix)
             codes.append(res.codes.cpu())
             scores.append(res.log_probs.cpu())
             alive.append(res.alive.cpu())

@@ -26,6 +26,12 @@ class PITConfig(Section):
     # (benchmarks/tuning/primary_drift.py). below_primary: a proposal enters at most at the item's
     # strongest weight, ranked under it: only selections move the primary (test metrics within 2 sd).
     new_edges: Literal["weighted", "below_primary"] = "weighted"
+    # I2T's proposals keep the first proposal_prefix codes of the item's primary SID (0: free).
+    # Free proposals differ from the primary at the first code in 79-94% of cases on beauty
+    # (benchmarks/tuning/index_prefixes.py), where a U2T trained on the primary gives them almost
+    # no mass, so the minimum-loss selection never picks them (selection_margin_beauty.md).
+    # Siblings below a shared prefix are alternatives U2T can prefer for some users.
+    proposal_prefix: int = Field(0, ge=0)
     csa: bool = True
     sid_selection: bool = True
     one_to_many: bool = True
