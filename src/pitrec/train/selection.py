@@ -6,7 +6,11 @@ User-to-Token loss for this user, plus log(items holding the SID) when ``collisi
 cheapest SID is the one every item shares). Candidates are scored with dropout off (the choice
 should follow the model, not the noise), in one decoder pass against the user's memory; targets
 with a single candidate skip scoring. Training and the service's online feedback apply the same
-rule. With a ``baseline`` (``pit.selection_rule="relative"``, see
+rule. With a ``temperature`` (``pit.selection_rule="posterior"``) the SID is drawn with probability
+proportional to exp(-cost / temperature): at temperature 1 the posterior P(SID | user, item) of a
+model whose item probability sums over the item's SIDs (what the one-to-many decoding scores), so
+training is stochastic EM on that mixture where the minimum is its hard-EM limit, which
+reinforces whichever SID U2T already prefers. With a ``baseline`` (``pit.selection_rule="relative"``, see
 ``pitrec.train.selection_baseline``) the choice is made on the cost relative to the item's other
 users instead, and the scored costs update the baseline.
 
@@ -90,9 +94,16 @@ def selection_cost(u2t: UserToToken, index: BeamIndex, memory: Memory, cand: tor
 
 
 def _choose(cost: torch.Tensor, items: np.ndarray, cand_np: np.ndarray, rows: torch.Tensor,
-            baseline: SelectionBaseline | None) -> torch.Tensor:
-    """The column each scored row trains on: the lowest cost, or with a baseline the relative
-    rule's choice (then the costs join the baseline)."""
+            baseline: SelectionBaseline | None, temperature: float = 0.0,
+            rng: np.random.Generator | None = None) -> torch.Tensor:
+    """The column each scored row trains on: the lowest cost; with a ``temperature`` a draw with
+    probability proportional to exp(-cost / temperature) (Gumbel-max, from ``rng``); with a
+    baseline the relative rule's choice (then the costs join the baseline)."""
+    if temperature > 0:
+        if rng is None:
+            raise ValueError("a selection temperature above 0 needs a random generator (rng)")
+        gumbel = torch.from_numpy(rng.gumbel(size=tuple(cost.shape))).to(cost)
+        return (cost / temperature - gumbel).argmin(1)  # +inf (no candidate) is never drawn
     if baseline is None:
         return cost.argmin(1)
     keep = rows.cpu().numpy()
@@ -102,7 +113,8 @@ def _choose(cost: torch.Tensor, items: np.ndarray, cand_np: np.ndarray, rows: to
 @torch.no_grad()
 def min_loss_sids(u2t: UserToToken, index: BeamIndex, memory: Memory, target: torch.Tensor, n_candidates: int,
                   collision_penalty: bool = True, precision: str = "float32", share: float = 1.0,
-                  rng: np.random.Generator | None = None, baseline: SelectionBaseline | None = None) -> Selection:
+                  rng: np.random.Generator | None = None, baseline: SelectionBaseline | None = None,
+                  temperature: float = 0.0) -> Selection:
     """One history per row (B rows)."""
     items_np = target.cpu().numpy()
     cand_np, mask_np, _ = index.candidates(items_np, n_candidates)
@@ -115,7 +127,7 @@ def min_loss_sids(u2t: UserToToken, index: BeamIndex, memory: Memory, target: to
     if multi.any():
         sub = Memory(memory.states[multi], memory.valid[multi])
         cost = selection_cost(u2t, index, sub, cand[multi], mask[multi], collision_penalty, precision)
-        pick[multi] = _choose(cost, items_np, cand_np, multi, baseline)
+        pick[multi] = _choose(cost, items_np, cand_np, multi, baseline, temperature, rng)
     return Selection(cand[torch.arange(len(target), device=device), pick], pick, multi, choice & ~multi)
 
 
@@ -124,7 +136,7 @@ def min_loss_sids_prefix(u2t: UserToToken, index: BeamIndex, memory: Memory, pre
                          targets: torch.Tensor, real: torch.Tensor, n_candidates: int,
                          collision_penalty: bool = True, precision: str = "float32", share: float = 1.0,
                          rng: np.random.Generator | None = None,
-                         baseline: SelectionBaseline | None = None) -> Selection:
+                         baseline: SelectionBaseline | None = None, temperature: float = 0.0) -> Selection:
     """Windows (``UserToToken.encode_windows``): ``targets`` (B, n_last) items, ``real`` (B, n_last)
     which of them are training targets. Returns the selection of the real ones, in row-major order."""
     device = memory.states.device
@@ -139,7 +151,7 @@ def min_loss_sids_prefix(u2t: UserToToken, index: BeamIndex, memory: Memory, pre
     if multi.any():
         cost = prefix_selection_cost(u2t, index, memory, prefix_mask, real, cand_np, mask, multi,
                                      collision_penalty, precision)
-        pick[multi] = _choose(cost, items_np, cand_np, multi, baseline)
+        pick[multi] = _choose(cost, items_np, cand_np, multi, baseline, temperature, rng)
     return Selection(cand[torch.arange(len(flat), device=device), pick], pick, multi, choice & ~multi)
 
 

@@ -223,15 +223,18 @@ class PITEngine(Engine):
     @torch.no_grad()
     def with_feedback(self, history: torch.Tensor, item: int) -> tuple["PITEngine", dict[str, Any], int]:
         """The user-guided selection of training (``min_loss_sids``: lowest U2T loss among the
-        item's candidate SIDs plus the collision charge, or the relative rule when the run was
-        trained with it), recorded as an edge weight."""
+        item's candidate SIDs plus the collision charge, or the relative or posterior rule when
+        the run was trained with it), recorded as an edge weight."""
         m, pc = self.models, self.models.pc
         history = history.to(m.device)
         memory = m.u2t.encode(self.history_codes[history.clamp(min=0)], history == PAD)
         target = torch.tensor([item], device=m.device)
         # online feedback always scores (a share below 1 is a training-cost lever)
+        posterior = pc.selection_rule == "posterior"
+        rng = np.random.default_rng([m.run.cfg.run.seed, self.index.version, item]) if posterior else None
         sel = min_loss_sids(m.u2t, self.index, memory, target, pc.candidates, pc.collision_penalty,
-                            pc.selection_precision, baseline=m.baseline)
+                            pc.selection_precision, rng=rng, baseline=m.baseline,
+                            temperature=pc.selection_temperature if posterior else 0.0)
         pick, codes = sel.pick, sel.chosen.cpu().numpy()
         index = copy.deepcopy(self.index)
         index.record_selections(np.array([item]), codes)

@@ -180,7 +180,8 @@ class PITRecipe(Recipe):
             pc = self.cfg.pit
             sel = self._count(min_loss_sids_prefix(self.u2t, self.index, memory, mask, targets, real, pc.candidates,
                                                    pc.collision_penalty, pc.selection_precision,
-                                                   pc.selection_share, self._selection_rng(), self.baseline))
+                                                   pc.selection_share, self._selection_rng(), self.baseline,
+                                                   self._temperature))
         else:
             sel = self._unselected(flat)
         grid = self.initial_codes[targets.clamp(min=0)].clone()
@@ -262,7 +263,7 @@ class PITRecipe(Recipe):
         pc = self.cfg.pit
         return self._count(min_loss_sids(self.u2t, self.index, memory, target, pc.candidates, pc.collision_penalty,
                                          pc.selection_precision, pc.selection_share, self._selection_rng(),
-                                         self.baseline))
+                                         self.baseline, self._temperature))
 
     def _unselected(self, target: torch.Tensor) -> Selection:
         none = torch.zeros(len(target), dtype=torch.bool, device=target.device)
@@ -273,10 +274,16 @@ class PITRecipe(Recipe):
         self._counters.add(len(sel.pick), int(sel.scored.sum()), int((sel.pick != 0).sum()), int(sel.skipped.sum()))
         return sel
 
+    @property
+    def _temperature(self) -> float:
+        pc = self.cfg.pit
+        return pc.selection_temperature if pc.selection_rule == "posterior" else 0.0
+
     def _selection_rng(self) -> np.random.Generator | None:
-        """Which targets ``pit.selection_share`` scores: drawn from (seed, step), reproducible and
-        the same after a resume (and apart from the catalogue batch's draws)."""
-        if self.cfg.pit.selection_share >= 1:
+        """Which targets ``pit.selection_share`` scores (and the posterior rule's draws): from
+        (seed, step), reproducible and the same after a resume (and apart from the catalogue
+        batch's draws)."""
+        if self.cfg.pit.selection_share >= 1 and not self._temperature:
             return None
         return np.random.default_rng([self.cfg.run.seed, getattr(self, "_step", 0), 1])
 

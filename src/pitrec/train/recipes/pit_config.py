@@ -53,7 +53,10 @@ class PITConfig(Section):
     # loss minus its running mean over the item's users, and an alternative must win by
     # selection_margin nats (pitrec.train.selection_baseline). The service's online feedback applies
     # the run's rule. Single-process only (the means are not shared across ranks).
-    selection_rule: Literal["min_loss", "relative"] = "min_loss"
+    # posterior: a draw with probability proportional to exp(-loss / selection_temperature)
+    # (pitrec.train.selection): alternatives keep being trained in proportion to how well they fit
+    selection_rule: Literal["min_loss", "relative", "posterior"] = "min_loss"
+    selection_temperature: float = Field(1.0, gt=0)
     selection_margin: float = Field(1.0, ge=0)  # nats
     selection_baseline_rate: float = Field(0.25, gt=0, le=1)
     # co-evolution scores the candidates of this share of the targets that have a choice, drawn
