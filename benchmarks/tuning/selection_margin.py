@@ -8,7 +8,8 @@ by co-evolution's own function (``prefix_selection_cost``): U2T's -log P(SID | h
 dropout off, in float32, plus the collision charge. The gap is the best alternative's cost minus the primary SID's (the strongest,
 the one the item trains on unless an alternative wins). A gap above 0 keeps the primary; its size
 says how far the alternatives are from ever winning. Also: how many of the best alternatives share
-the primary's first code, and its first two. Prints one Markdown row per run.
+the primary's first code, and its first two; and how often ``pit.selection_rule=posterior`` (temperature 1)
+would draw an alternative: the mean of 1 - softmax(-cost)[primary]. Prints one Markdown row per run.
 """
 
 from __future__ import annotations
@@ -54,12 +55,13 @@ def scored_targets(pit, n_batches: int):
 
 def margins(run_dir: str, n_batches: int) -> dict[str, float]:
     pit, state = recipe_at_checkpoint("pit", run_dir)
-    gaps, first, first_two, n_targets, n_choice = [], [], [], 0, 0
+    gaps, first, first_two, posterior, n_targets, n_choice = [], [], [], [], 0, 0
     for _, codes, cost, n in scored_targets(pit, n_batches):
         n_targets, n_choice = n_targets + n, n_choice + len(codes)
         if not len(codes):
             continue
         gaps.append((cost[:, 1:].min(1).values - cost[:, 0]).numpy())
+        posterior.append(1 - torch.softmax(-cost, 1)[:, 0].numpy())  # P(draw an alternative), temperature 1
         best = codes[np.arange(len(codes)), 1 + cost[:, 1:].argmin(1).numpy()]
         first.append(best[:, 0] == codes[:, 0, 0])
         first_two.append((best[:, :2] == codes[:, 0, :2]).all(1))
@@ -68,7 +70,7 @@ def margins(run_dir: str, n_batches: int) -> dict[str, float]:
     g = np.concatenate(gaps)
     p5, p25, p50, p75, p95 = np.percentile(g, [5, 25, 50, 75, 95])
     return {"epoch": state["epoch"], "targets": n_targets, "choice_share": n_choice / max(n_targets, 1),
-            "switch_share": float((g < 0).mean()), "p5": p5, "p25": p25, "p50": p50, "p75": p75, "p95": p95,
+            "switch_share": float((g < 0).mean()), "posterior_switch": float(np.concatenate(posterior).mean()), "p5": p5, "p25": p25, "p50": p50, "p75": p75, "p95": p95,
             "same_first": float(np.concatenate(first).mean()), "same_first_two": float(np.concatenate(first_two).mean())}
 
 
@@ -79,16 +81,16 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
     set_threads(args.threads)
-    print("| run | epoch | targets | with a choice | alternative wins | gap p5 | p25 | median | p75 | p95 | "
+    print("| run | epoch | targets | with a choice | alternative wins | posterior draws an alternative | gap p5 | p25 | median | p75 | p95 | "
           "best alternative shares code 1 | codes 1-2 |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for run_dir in args.run_dirs:
         m = margins(run_dir, args.batches)
         if "p50" not in m:
-            print(f"| `{run_dir}` | {m['epoch']} | {m['targets']:,} | 0% | - | - | - | - | - | - | - | - |")
+            print(f"| `{run_dir}` | {m['epoch']} | {m['targets']:,} | 0% | - | - | - | - | - | - | - | - | - |")
             continue
         print(f"| `{run_dir}` | {m['epoch']} | {m['targets']:,} | {m['choice_share']:.0%} | {m['switch_share']:.2%} | "
-              f"{m['p5']:.2f} | {m['p25']:.2f} | {m['p50']:.2f} | {m['p75']:.2f} | {m['p95']:.2f} | "
+              f"{m['posterior_switch']:.2%} | {m['p5']:.2f} | {m['p25']:.2f} | {m['p50']:.2f} | {m['p75']:.2f} | {m['p95']:.2f} | "
               f"{m['same_first']:.0%} | {m['same_first_two']:.0%} |")
 
 
