@@ -33,6 +33,7 @@ def test_main_lists_every_method_and_the_pit_ablations():
                       "pit/cf-lean-stride-ffn256-below-capped", "tiger/stride-ffn256",
                       "pit/lean-stride-ffn256-below-capped", "pit/lean-stride-ffn256-below-capped-siblings",
                       "pit/cf-lean-stride-ffn256-below-capped-siblings",
+                      "pit/cf-lean-stride-ffn256-below-capped-siblings-frozen8",
                       "pit/lean-stride-ffn256-below-capped-siblings-posterior",
                       "pit/cf-lean-stride-ffn256-below-capped-siblings-posterior"]
     runs, notes = plan_runs(bench, datasets=["beauty"])
@@ -50,6 +51,7 @@ def test_main_lists_every_method_and_the_pit_ablations():
                if v not in ("cf-fast-selection", "cf-lean", "cf-lean-stride", "cf-lean-stride-relative",
                              "cf-lean-stride-b128", "cf-lean-stride-ffn256", "cf-lean-stride-ffn256-below",
                              "cf-lean-stride-ffn256-below-capped", "cf-lean-stride-ffn256-below-capped-siblings",
+                             "cf-lean-stride-ffn256-below-capped-siblings-frozen8",
                              "cf-lean-stride-ffn256-below-capped-siblings-posterior"))
     assert {(r.cfg.train.max_minutes, r.cfg.train.budget_clock, r.cfg.run.num_threads) for r in runs
             if r.method.method in ("tiger", "pit")} == {(30, "cpu", 1)}
@@ -187,7 +189,7 @@ def test_content_only_variants_differ_from_their_cf_rows_only_in_the_collaborati
                      ("tokenizer", "collaborative_dim", (0, 64)))
 
 
-def test_sibling_and_posterior_variants_each_differ_from_their_base_in_one_pit_key():
+def test_sibling_posterior_and_frozen_variants_each_differ_from_their_base_in_one_pit_key():
     _differs_only_in({"pit/lean-stride-ffn256-below-capped-siblings": "pit/lean-stride-ffn256-below-capped",
                       "pit/cf-lean-stride-ffn256-below-capped-siblings": "pit/cf-lean-stride-ffn256-below-capped"},
                      ("pit", "proposal_prefix", (2, 0)))
@@ -195,6 +197,9 @@ def test_sibling_and_posterior_variants_each_differ_from_their_base_in_one_pit_k
                       "pit/cf-lean-stride-ffn256-below-capped-siblings-posterior":
                       "pit/cf-lean-stride-ffn256-below-capped-siblings"},
                      ("pit", "selection_rule", ("posterior", "min_loss")))
+    _differs_only_in({"pit/cf-lean-stride-ffn256-below-capped-siblings-frozen8":
+                      "pit/cf-lean-stride-ffn256-below-capped-siblings"},
+                     ("pit", "coevolution_epochs", (8, None)))
 
 
 def test_two_cores_is_main_tiger_alone_on_both_cores_within_45_wall_minutes():

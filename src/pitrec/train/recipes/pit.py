@@ -119,10 +119,19 @@ class PITRecipe(Recipe):
     # -- state of the co-evolution ------------------------------------------------------------
     @property
     def coevolving(self) -> bool:
-        return self.epoch >= self.cfg.pit.warmup_epochs
+        return self.epoch >= self.cfg.pit.warmup_epochs and not self.tokenizer_frozen
+
+    @property
+    def tokenizer_frozen(self) -> bool:
+        """After ``pit.coevolution_epochs`` of co-evolution: U2T alone trains, on the index as it is."""
+        return self._frozen_at(self.epoch)
+
+    def _frozen_at(self, epoch: int) -> bool:
+        n = self.cfg.pit.coevolution_epochs
+        return n is not None and epoch >= self.cfg.pit.warmup_epochs + n
 
     def _train_i2t(self) -> bool:
-        return not (self.cfg.pit.freeze_i2t and self.coevolving)
+        return not self.tokenizer_frozen and not (self.cfg.pit.freeze_i2t and self.coevolving)
 
     def _sync_history_codes(self) -> None:
         self.primary_codes = torch.from_numpy(self.index.primary_codes()).to(self.device)
@@ -209,10 +218,11 @@ class PITRecipe(Recipe):
                 items, codes = torch.cat([aux_target, extra]), torch.cat([chosen, self.primary_codes[extra]])
             losses["i2t"] = self.i2t.loss(self.tokenizer_inputs(items), codes)
             loss = loss + pc.i2t_weight * losses["i2t"]
-        if self.csa is not None:
+        if self.csa is not None and not self.tokenizer_frozen:
             losses["csa"] = self.csa.loss(memory.states, memory.valid, aux_target, rows=rows)
             loss = loss + pc.csa_weight * losses["csa"]
-        self._record(target[~sel.skipped], sel.chosen[~sel.skipped])
+        if not self.tokenizer_frozen:
+            self._record(target[~sel.skipped], sel.chosen[~sel.skipped])
         losses["loss"] = loss
         return losses
 
@@ -266,9 +276,11 @@ class PITRecipe(Recipe):
                                          self.baseline, self._temperature))
 
     def _unselected(self, target: torch.Tensor) -> Selection:
+        """Warm-up and the no-selection ablation: the warm-up SID; a frozen tokenizer: the strongest."""
         none = torch.zeros(len(target), dtype=torch.bool, device=target.device)
         self._counters.add(len(target), 0, 0)
-        return Selection(self.initial_codes[target], torch.zeros_like(target), none, none)
+        codes = self.primary_codes if self.tokenizer_frozen else self.initial_codes
+        return Selection(codes[target], torch.zeros_like(target), none, none)
 
     def _count(self, sel: Selection) -> Selection:
         self._counters.add(len(sel.pick), int(sel.scored.sum()), int((sel.pick != 0).sum()), int(sel.skipped.sum()))
@@ -290,13 +302,14 @@ class PITRecipe(Recipe):
     def on_epoch_end(self, epoch: int) -> dict[str, Any]:
         pc = self.cfg.pit
         self._counters.all_reduce()
-        stats: dict[str, Any] = {"phase": "co-evolution" if self.coevolving else "warm-up", **self._counters.report()}
+        phase = "frozen" if self.tokenizer_frozen else "co-evolution" if self.coevolving else "warm-up"
+        stats: dict[str, Any] = {"phase": phase, **self._counters.report()}
         self._counters = SelectionCounters()
         if self.baseline is not None:
             stats["selection_baseline_edges"] = len(self.baseline)  # (item, SID) edges with a mean
         resyncs = self._agree_index()
         done = epoch + 1
-        if done >= pc.warmup_epochs and (done - pc.warmup_epochs) % pc.refresh_every == 0:
+        if done >= pc.warmup_epochs and (done - pc.warmup_epochs) % pc.refresh_every == 0 and not self._frozen_at(done):
             stats.update({f"refresh_{k}": v for k, v in self.refresh_index().items()})
             stats["sid_churn"] = stats.get("refresh_primary_changed", 0.0)
             resyncs += self._agree_index()

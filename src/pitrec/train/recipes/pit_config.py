@@ -14,6 +14,12 @@ from pitrec.registry import SECTIONS
 @SECTIONS.register("pit")
 class PITConfig(Section):
     warmup_epochs: int = Field(2, ge=0)  # epochs on the static tokenizer's SIDs before co-evolution
+    # co-evolution epochs before the tokenizer freezes (None: to the end, the paper's). Frozen: no
+    # selection, no refresh, no CSA or I2T loss; U2T trains on each item's strongest SID, and the
+    # index (all its SIDs) serves decoding. With sibling proposals the selection stops switching
+    # by epoch 10-12 on beauty, after which co-evolution costs 1.3-1.4x a TIGER epoch and changes
+    # nothing (benchmarks/tuning/sibling_proposals_beauty.md).
+    coevolution_epochs: int | None = Field(None, ge=0)
     candidates: int = Field(4, ge=1)  # B: candidate SIDs per target (and I2T beam width at refresh)
     max_sids_per_item: int = Field(4, ge=1)  # index capacity per item
     refresh_every: int = Field(1, ge=1)  # epochs between I2T refreshes of the index
