@@ -70,7 +70,8 @@ def margins(run_dir: str, n_batches: int) -> dict[str, float]:
     g = np.concatenate(gaps)
     p5, p25, p50, p75, p95 = np.percentile(g, [5, 25, 50, 75, 95])
     return {"epoch": state["epoch"], "targets": n_targets, "choice_share": n_choice / max(n_targets, 1),
-            "switch_share": float((g < 0).mean()), "posterior_switch": float(np.concatenate(posterior).mean()), "p5": p5, "p25": p25, "p50": p50, "p75": p75, "p95": p95,
+            "switch_share": float((g < 0).mean()), "posterior_switch": float(np.concatenate(posterior).mean()),
+            "p5": p5, "p25": p25, "p50": p50, "p75": p75, "p95": p95,
             "same_first": float(np.concatenate(first).mean()), "same_first_two": float(np.concatenate(first_two).mean())}
 
 

@@ -230,11 +230,9 @@ class PITEngine(Engine):
         memory = m.u2t.encode(self.history_codes[history.clamp(min=0)], history == PAD)
         target = torch.tensor([item], device=m.device)
         # online feedback always scores (a share below 1 is a training-cost lever)
-        posterior = pc.selection_rule == "posterior"
-        rng = np.random.default_rng([m.run.cfg.run.seed, self.index.version, item]) if posterior else None
+        rng = np.random.default_rng([m.run.cfg.run.seed, self.index.version, item]) if pc.draw_temperature else None
         sel = min_loss_sids(m.u2t, self.index, memory, target, pc.candidates, pc.collision_penalty,
-                            pc.selection_precision, rng=rng, baseline=m.baseline,
-                            temperature=pc.selection_temperature if posterior else 0.0)
+                            pc.selection_precision, rng=rng, baseline=m.baseline, temperature=pc.draw_temperature)
         pick, codes = sel.pick, sel.chosen.cpu().numpy()
         index = copy.deepcopy(self.index)
         index.record_selections(np.array([item]), codes)

@@ -190,7 +190,7 @@ class PITRecipe(Recipe):
             sel = self._count(min_loss_sids_prefix(self.u2t, self.index, memory, mask, targets, real, pc.candidates,
                                                    pc.collision_penalty, pc.selection_precision,
                                                    pc.selection_share, self._selection_rng(), self.baseline,
-                                                   self._temperature))
+                                                   pc.draw_temperature))
         else:
             sel = self._unselected(flat)
         grid = self.initial_codes[targets.clamp(min=0)].clone()
@@ -273,7 +273,7 @@ class PITRecipe(Recipe):
         pc = self.cfg.pit
         return self._count(min_loss_sids(self.u2t, self.index, memory, target, pc.candidates, pc.collision_penalty,
                                          pc.selection_precision, pc.selection_share, self._selection_rng(),
-                                         self.baseline, self._temperature))
+                                         self.baseline, pc.draw_temperature))
 
     def _unselected(self, target: torch.Tensor) -> Selection:
         """Warm-up and the no-selection ablation: the warm-up SID; a frozen tokenizer: the strongest."""
@@ -286,16 +286,11 @@ class PITRecipe(Recipe):
         self._counters.add(len(sel.pick), int(sel.scored.sum()), int((sel.pick != 0).sum()), int(sel.skipped.sum()))
         return sel
 
-    @property
-    def _temperature(self) -> float:
-        pc = self.cfg.pit
-        return pc.selection_temperature if pc.selection_rule == "posterior" else 0.0
-
     def _selection_rng(self) -> np.random.Generator | None:
         """Which targets ``pit.selection_share`` scores (and the posterior rule's draws): from
         (seed, step), reproducible and the same after a resume (and apart from the catalogue
         batch's draws)."""
-        if self.cfg.pit.selection_share >= 1 and not self._temperature:
+        if self.cfg.pit.selection_share >= 1 and not self.cfg.pit.draw_temperature:
             return None
         return np.random.default_rng([self.cfg.run.seed, getattr(self, "_step", 0), 1])
 
@@ -332,7 +327,8 @@ class PITRecipe(Recipe):
         pc = self.cfg.pit
         n = self.split.n_items
         codes, scores, alive = [], [], []
-        primary = torch.from_numpy(self.index.primary_codes()).long().to(self.device)
+        primary_np = self.index.primary_codes()
+        primary = torch.from_numpy(primary_np).long().to(self.device)
         for start in range(0, n, pc.refresh_batch_size):
             items = torch.arange(start, min(n, start + pc.refresh_batch_size), device=self.device)
             prefix = primary[items, :pc.proposal_prefix] if pc.proposal_prefix else None
@@ -342,7 +338,7 @@ class PITRecipe(Recipe):
             alive.append(res.alive.cpu())
         codes_np, alive_np = torch.cat(codes).numpy(), torch.cat(alive).numpy()
         # how well I2T knows the items' current SIDs: its best beam is the primary SID
-        i2t_top1 = float(((codes_np[:, 0] == self.index.primary_codes()).all(-1) & alive_np[:, 0]).mean())
+        i2t_top1 = float(((codes_np[:, 0] == primary_np).all(-1) & alive_np[:, 0]).mean())
         # a SID proposed for many items says nothing about any of them: drop such proposals
         _, inverse, counts = np.unique(codes_np.reshape(-1, codes_np.shape[-1]), axis=0,
                                        return_inverse=True, return_counts=True)

@@ -93,3 +93,9 @@ class PITConfig(Section):
     # tokenizer read (with tokenizer.collaborative_dim > 0: [unit text embedding ; collaborative
     # vector], so I2T can see what the warm-up SIDs encode). Identical when collaborative_dim = 0.
     item_content: Literal["content", "tokenizer_input"] = "content"
+
+    @property
+    def draw_temperature(self) -> float:
+        """The selection's draw temperature: ``selection_temperature`` under the posterior rule,
+        0 (the minimum, no draw) under the others. Training and the service's feedback read it."""
+        return self.selection_temperature if self.selection_rule == "posterior" else 0.0
