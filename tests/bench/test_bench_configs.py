@@ -31,8 +31,9 @@ def test_main_lists_every_method_and_the_pit_ablations():
                       "tiger/cf-stride-b128", "pit/cf-lean-stride-b128", "tiger/cf-stride-ffn512",
                       "tiger/cf-stride-ffn256", "pit/cf-lean-stride-ffn256", "pit/cf-lean-stride-ffn256-below",
                       "pit/cf-lean-stride-ffn256-below-capped", "tiger/stride-ffn256",
-                      "pit/lean-stride-ffn256-below-capped", "pit/lean-stride-ffn256-below-capped-siblings",
-                      "pit/cf-lean-stride-ffn256-below-capped-siblings",
+                      "pit/lean-stride-ffn256-below-capped", "tiger/stride-ffn256-patient",
+                      "pit/lean-stride-ffn256-below-capped-siblings-patient",
+                      "pit/lean-stride-ffn256-below-capped-siblings", "pit/cf-lean-stride-ffn256-below-capped-siblings",
                       "pit/cf-lean-stride-ffn256-below-capped-siblings-frozen8",
                       "pit/lean-stride-ffn256-below-capped-siblings-posterior",
                       "pit/cf-lean-stride-ffn256-below-capped-siblings-posterior"]
@@ -187,6 +188,12 @@ def test_content_only_variants_differ_from_their_cf_rows_only_in_the_collaborati
     _differs_only_in({"tiger/stride-ffn256": "tiger/cf-stride-ffn256",
                       "pit/lean-stride-ffn256-below-capped": "pit/cf-lean-stride-ffn256-below-capped"},
                      ("tokenizer", "collaborative_dim", (0, 64)))
+
+
+def test_patient_variants_differ_from_their_base_only_in_early_stopping():
+    _differs_only_in({"tiger/stride-ffn256-patient": "tiger/stride-ffn256",
+                      "pit/lean-stride-ffn256-below-capped-siblings-patient": "pit/lean-stride-ffn256-below-capped-siblings"},
+                     ("train", "patience", (100, 5)))
 
 
 def test_sibling_posterior_and_frozen_variants_each_differ_from_their_base_in_one_pit_key():
