@@ -40,13 +40,13 @@ import torch
 from pitrec.data.batches import PAD, PrefixSamples
 from pitrec.decoding.pit_ranker import PITRanker, compile_index
 from pitrec.index.beam_index import BeamIndex
-from pitrec.index.proposals import unique_proposals
 from pitrec.models.csa import CSA
 from pitrec.models.item_to_token import ItemToToken
 from pitrec.models.user_to_token import Memory, UserToToken
 from pitrec.registry import RECIPES
 from pitrec.tokenizers.sid_table import SidTable
 from pitrec.train import distributed as dist
+from pitrec.train.index_refresh import refresh_from_item_to_token
 from pitrec.train.prefix_windows import training_windows
 from pitrec.train.recipe import Recipe
 from pitrec.train.recipes.pit_config import PITConfig  # noqa: F401  (registers the `pit` section)
@@ -318,47 +318,18 @@ class PITRecipe(Recipe):
         stats["primary_collision_rate"] = primary.get("collision_rate")
         return stats
 
-    @torch.no_grad()
     def refresh_index(self) -> dict[str, float]:
-        """I2T beam search over every item proposes ``candidates`` SIDs each; weights decay first
-        so that old selections fade, then the index merges and prunes (never orphaning an item)."""
+        """I2T proposes fresh SIDs for every item and the index merges them
+        (``pitrec.train.index_refresh``), in eval mode."""
         modes = {name: m.training for name, m in self.modules().items()}
         self.train(False)
-        pc = self.cfg.pit
-        n = self.split.n_items
-        codes, scores, alive = [], [], []
-        primary_np = self.index.primary_codes()
-        primary = torch.from_numpy(primary_np).long().to(self.device)
-        for start in range(0, n, pc.refresh_batch_size):
-            items = torch.arange(start, min(n, start + pc.refresh_batch_size), device=self.device)
-            prefix = primary[items, :pc.proposal_prefix] if pc.proposal_prefix else None
-            res = self.i2t.generate(self.tokenizer_inputs(items), pc.candidates, prefix=prefix)
-            codes.append(res.codes.cpu())
-            scores.append(res.log_probs.cpu())
-            alive.append(res.alive.cpu())
-        codes_np, alive_np = torch.cat(codes).numpy(), torch.cat(alive).numpy()
-        # how well I2T knows the items' current SIDs: its best beam is the primary SID
-        i2t_top1 = float(((codes_np[:, 0] == primary_np).all(-1) & alive_np[:, 0]).mean())
-        # a SID proposed for many items says nothing about any of them: drop such proposals
-        _, inverse, counts = np.unique(codes_np.reshape(-1, codes_np.shape[-1]), axis=0,
-                                       return_inverse=True, return_counts=True)
-        generic = (counts[inverse.reshape(-1)] > pc.max_items_per_sid).reshape(alive_np.shape)
-        scores_np = torch.cat(scores).numpy()
-        usable = alive_np & ~generic
-        made_unique: dict[str, float] = {}
-        if pc.unique_sids:
-            edge_items, edge_codes, _ = self.index.edges()
-            codes_np, usable, made_unique = unique_proposals(
-                edge_items, edge_codes, np.arange(n), codes_np, scores_np, usable,
-                free_last_level=self.sid_meta.get("collision_policy") == "extra_level", last_level_size=self.sizes[-1])
-        self.index.decay(pc.decay)
-        churn = self.index.refresh(np.arange(n), codes_np, scores_np, usable, below_primary=pc.new_edges == "below_primary")
-        churn["dropped_generic_share"] = float((alive_np & generic).sum() / max(1, alive_np.sum()))
-        churn["i2t_top1_is_primary"] = i2t_top1
-        churn.update({f"unique_{k}": v for k, v in made_unique.items()})
-        for name, m in self.modules().items():
-            m.train(modes[name])
-        return churn
+        try:
+            return refresh_from_item_to_token(
+                self.i2t, self.tokenizer_inputs, self.index, self.cfg.pit, self.sizes[-1],
+                free_last_level=self.sid_meta.get("collision_policy") == "extra_level", device=self.device)
+        finally:
+            for name, m in self.modules().items():
+                m.train(modes[name])
 
     # -- evaluation -----------------------------------------------------------------------------
     def ranker(self) -> PITRanker:
