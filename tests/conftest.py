@@ -18,6 +18,7 @@ from pitrec.config import load_config
 from pitrec.data.interactions import Interactions
 from pitrec.data.split import Split, leave_one_out
 from pitrec.data.synthetic import generate
+from pitrec.registry import RECIPES
 from pitrec.train.api import train_run
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -76,6 +77,7 @@ OVERRIDES = {
     "tiger": GENERATIVE + ["train.epochs=2", "tiger.beam_width=6"],
     "sasrec": ["sasrec.hidden=16", "sasrec.ffn=32", "sasrec.max_len=6", "train.epochs=2"],
     "popularity": [],
+    "content-knn": ["embed.encoder=tfidf", "embed.tfidf_dim=16", "knn.last_items=2"],
 }
 
 
@@ -89,8 +91,9 @@ def trained_runs(tmp_path_factory) -> Callable[[str], Path]:
         if method not in built:
             out = root / method
             paths = [f"embed.cache_dir={root / 'cache'}", f"run.out={out}"]
-            cfg = load_config(method.split("-")[0], overrides=DATA + OVERRIDES[method] + paths)
-            train_run(method.split("-")[0], cfg)
+            recipe = method if method in RECIPES else method.split("-")[0]  # pit-cf: the pit recipe
+            cfg = load_config(recipe, overrides=DATA + OVERRIDES[method] + paths)
+            train_run(recipe, cfg)
             built[method] = out
         return built[method]
 

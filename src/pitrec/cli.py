@@ -102,7 +102,7 @@ def data_synth(out: Path = typer.Option(..., help="folder to write (S3-Rec layou
 
 @app.command("train", context_settings=EXTRA)
 def train(ctx: typer.Context,
-          method: str = typer.Argument(..., help="popularity | sasrec | tiger | pit"),
+          method: str = typer.Argument(..., help="popularity | content-knn | sasrec | tiger | pit"),
           data: Optional[str] = typer.Option(None, help="dataset path (default: the embedded synthetic data)"),
           out: Optional[str] = typer.Option(None, help="run directory"),
           config: Optional[list[Path]] = typer.Option(None, help="YAML config layer(s), in order"),
@@ -161,7 +161,7 @@ DEMO_OVERLAY = Path(__file__).parent / "configs" / "demo_overlay.yaml"
 
 @app.command("demo", context_settings=EXTRA)
 def demo(ctx: typer.Context,
-         methods: str = typer.Option("popularity,sasrec,tiger,pit", help="comma-separated methods"),
+         methods: str = typer.Option("popularity,content-knn,sasrec,tiger,pit", help="comma-separated methods"),
          out: Path = typer.Option(Path("runs/demo"), help="folder for the runs")) -> None:
     """Train and compare the methods on the embedded synthetic dataset; print a results table."""
     from pitrec.registry import RECIPES

@@ -11,14 +11,15 @@ from pitrec.registry import RECIPES
 BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 
 
-def test_foundation_plans_popularity_and_sasrec_on_both_datasets():
+def test_foundation_plans_popularity_content_knn_and_sasrec_on_both_datasets():
     bench = load_bench(BENCHMARKS / "foundation.yaml")
     assert {name: ds.path for name, ds in bench.datasets.items()} == {
         "beauty": "../shared/data/amazon2014/beauty", "sports": "../shared/data/amazon2014/sports"}
     assert bench.seeds == [0, 1, 2] and bench.results_dir == "benchmarks/results"
     runs, notes = plan_runs(bench)
     assert notes == []
-    assert len(runs) == 2 * 2 * 3
+    assert len(runs) == 3 * 2 * 3
+    assert {r.method.label for r in runs} == {"popularity", "content-knn", "sasrec"}
     assert {tuple(r.cfg.eval.ks) for r in runs} == {(5, 10, 20)}
 
 

@@ -36,7 +36,7 @@ def load_without_dataset(monkeypatch, run: Path, **kwargs) -> Recommender:
         return Recommender.load(run, **kwargs)
 
 
-@pytest.mark.parametrize("method", ["pit", "tiger", "sasrec"])
+@pytest.mark.parametrize("method", ["pit", "tiger", "sasrec", "content-knn"])
 def test_served_rankings_reproduce_the_evaluated_test_metrics(trained_runs, monkeypatch, method):
     run = trained_runs(method)
     rec = load_without_dataset(monkeypatch, run, persist=False)

@@ -24,7 +24,7 @@ REQUIRED_METRICS = tuple(f"{m}@{k}" for m in ("recall", "ndcg") for k in (5, 10,
 SPEED_KEYS = ("train_seconds", "train_samples_per_s", "eval_users_per_s", "peak_rss_mb")
 # Summarised besides the metrics when runs carry them (timings of whole subprocesses, epochs).
 EXTRA_SUMMARY_KEYS = ("wall_seconds", "train_cpu_seconds", "epochs", "time_to_accuracy_s")
-METHOD_ORDER = ("popularity", "sasrec", "tiger", "pit")
+METHOD_ORDER = ("popularity", "content-knn", "sasrec", "tiger", "pit")
 
 
 class _Open(BaseModel):

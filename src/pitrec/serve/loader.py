@@ -17,7 +17,7 @@ from pitrec.serve.catalog import Catalog
 from pitrec.train.checkpoint import load_checkpoint
 from pitrec.train.run_dir import RunDir
 
-METHODS = ("pit", "tiger", "sasrec", "popularity")
+METHODS = ("pit", "tiger", "sasrec", "popularity", "content-knn")
 
 
 class RunDirError(ValueError):

@@ -1,10 +1,11 @@
-"""Methods that score every item (SASRec, popularity): top-k of a full score vector, exactly as
+"""Methods that score every item (SASRec, popularity, content kNN): top-k of a full score vector, exactly as
 their evaluation rankers do (``topk_from_scores``), with the scores returned too."""
 
 from __future__ import annotations
 
 from typing import Callable
 
+import numpy as np
 import torch
 
 from pitrec.data.errors import DataError
@@ -12,6 +13,7 @@ from pitrec.eval.evaluator import topk_from_scores
 from pitrec.models.sasrec import SASRec
 from pitrec.serve.engines.base import Engine, Ranked
 from pitrec.serve.loader import RunDirError, ServedRun
+from pitrec.train.recipes.content_knn import COUNTS_FILE, VECTORS_FILE, ContentKNNRanker
 from pitrec.train.recipes.popularity import PopularityRanker
 
 
@@ -38,7 +40,26 @@ def load_score_engine(run: ServedRun, device: str | torch.device) -> ScoreEngine
         run.load_modules({"sasrec": model})
         model.to(device).eval()
         return ScoreEngine("sasrec", n, lambda history: model.scores(history.to(device)))
+    if run.method == "content-knn":
+        return ScoreEngine("content-knn", n, _knn_scores(run, n, device))
     return ScoreEngine("popularity", n, _popularity_scores(run))
+
+
+def _knn_scores(run: ServedRun, n: int, device: torch.device) -> Callable[[torch.Tensor], torch.Tensor]:
+    arrays = []
+    for name in (VECTORS_FILE, COUNTS_FILE):
+        try:
+            arrays.append(np.load(run.path / name, allow_pickle=False))
+        except (FileNotFoundError, ValueError) as exc:
+            raise RunDirError(f"{run.path / name}: missing or unreadable; a content-knn run directory holds "
+                              f"its item vectors and counts ({exc})") from None
+    vectors, counts = arrays
+    if vectors.ndim != 2 or len(vectors) != n or counts.shape != (n,):
+        raise RunDirError(f"{run.path}: {VECTORS_FILE} {vectors.shape} and {COUNTS_FILE} {counts.shape} "
+                          f"do not match catalog.json.gz ({n} items)")
+    kc = run.cfg.knn
+    ranker = ContentKNNRanker(torch.from_numpy(vectors).to(device), torch.from_numpy(counts), kc.last_items, kc.decay)
+    return lambda history: ranker.scores(history.to(device))
 
 
 def _popularity_scores(run: ServedRun) -> Callable[[torch.Tensor], torch.Tensor]:

@@ -1,7 +1,7 @@
 """Training recipes, registered in ``RECIPES`` under the method names used everywhere
 (``pitrec train NAME``, the benchmark's ``method`` field)."""
 
-from pitrec.train.recipes import popularity, sasrec  # noqa: F401
+from pitrec.train.recipes import content_knn, popularity, sasrec  # noqa: F401
 
 for _optional in ("tiger", "pit"):
     try:
