@@ -75,6 +75,11 @@ OVERRIDES = {
     "pit-no-csa": GENERATIVE + ["pit.csa=false", "i2t.d_model=16", "i2t.layers=1", "i2t.ffn=32", "train.epochs=2",
                                 "pit.warmup_epochs=1", "pit.beam_width=6", "pit.max_items_per_sid=50"],
     "tiger": GENERATIVE + ["train.epochs=2", "tiger.beam_width=6"],
+    # history items also carry a learned id embedding (u2t.history_item_ids)
+    "tiger-ids": GENERATIVE + ["train.epochs=2", "tiger.beam_width=6", "u2t.history_item_ids=true"],
+    "pit-ids": GENERATIVE + ["csa.dim=16", "csa.mlp_hidden=[16,8,8]", "i2t.d_model=16", "i2t.layers=1", "i2t.ffn=32",
+                             "train.epochs=2", "pit.warmup_epochs=1", "pit.beam_width=6", "pit.max_items_per_sid=50",
+                             "u2t.history_item_ids=true"],
     "sasrec": ["sasrec.hidden=16", "sasrec.ffn=32", "sasrec.max_len=6", "train.epochs=2"],
     "popularity": [],
     "content-knn": ["embed.encoder=tfidf", "embed.tfidf_dim=16", "knn.last_items=2"],

@@ -37,7 +37,8 @@ def test_main_lists_every_method_and_the_pit_ablations():
                       "pit/lean-stride-ffn256-below-capped-siblings", "pit/cf-lean-stride-ffn256-below-capped-siblings",
                       "pit/cf-lean-stride-ffn256-below-capped-siblings-frozen8",
                       "pit/lean-stride-ffn256-below-capped-siblings-posterior",
-                      "pit/cf-lean-stride-ffn256-below-capped-siblings-posterior"]
+                      "pit/cf-lean-stride-ffn256-below-capped-siblings-posterior", "tiger/cf-stride-ffn256-ids",
+                      "pit/cf-lean-stride-ffn256-below-capped-siblings-ids"]
     runs, notes = plan_runs(bench, datasets=["beauty"])
     cf = [r for r in runs if r.method.variant.startswith("cf-")]
     assert cf and all(r.cfg.tokenizer.collaborative_dim == 64 for r in cf)
@@ -54,7 +55,8 @@ def test_main_lists_every_method_and_the_pit_ablations():
                              "cf-lean-stride-b128", "cf-lean-stride-ffn256", "cf-lean-stride-ffn256-below",
                              "cf-lean-stride-ffn256-below-capped", "cf-lean-stride-ffn256-below-capped-siblings",
                              "cf-lean-stride-ffn256-below-capped-siblings-frozen8",
-                             "cf-lean-stride-ffn256-below-capped-siblings-posterior"))
+                             "cf-lean-stride-ffn256-below-capped-siblings-posterior",
+                             "cf-lean-stride-ffn256-below-capped-siblings-ids"))
     assert {(r.cfg.train.max_minutes, r.cfg.train.budget_clock, r.cfg.run.num_threads) for r in runs
             if r.method.method in ("tiger", "pit")} == {(30, "cpu", 1)}
     planned = {r.method.label for r in runs}
@@ -195,6 +197,12 @@ def test_patient_variants_differ_from_their_base_only_in_early_stopping():
     _differs_only_in({"tiger/stride-ffn256-patient": "tiger/stride-ffn256",
                       "pit/lean-stride-ffn256-below-capped-siblings-patient": "pit/lean-stride-ffn256-below-capped-siblings"},
                      ("train", "patience", (100, 5)))
+
+
+def test_id_variants_differ_from_their_base_only_in_the_history_item_ids():
+    _differs_only_in({"tiger/cf-stride-ffn256-ids": "tiger/cf-stride-ffn256",
+                      "pit/cf-lean-stride-ffn256-below-capped-siblings-ids": "pit/cf-lean-stride-ffn256-below-capped-siblings"},
+                     ("u2t", "history_item_ids", (True, False)))
 
 
 def test_sibling_posterior_and_frozen_variants_each_differ_from_their_base_in_one_pit_key():

@@ -72,7 +72,8 @@ class PITRanker:
         """``rank_with_scores`` plus what the search already knows: each user's memory and the
         leaves and log-probabilities of its final beams (a widened user's from its widest search),
         so that explaining a ranking need not recompute them."""
-        memory = self.model.encode_by_length(self.history_codes[history.clamp(min=0)], history == PAD)
+        memory = self.model.encode_by_length(self.history_codes[history.clamp(min=0)], history == PAD,
+                                              items=history)
         width = max(self.beam_width, k)
         items, scores, exhausted, leaves, log_probs = self._search(memory, history if exclude_history else None, width, k)
         rows = torch.arange(len(history), device=history.device)

@@ -28,7 +28,7 @@ class GenerativeRanker:
 
     @torch.no_grad()
     def rank(self, history: torch.Tensor, k: int, exclude_history: bool = False) -> torch.Tensor:
-        memory = self.model.encode_by_length(self.item_codes[history.clamp(min=0)], history == PAD)
+        memory = self.model.encode_by_length(self.item_codes[history.clamp(min=0)], history == PAD, items=history)
         result = self.model.generate(memory, max(self.beam_width, k), self.trie if self.constrained else None,
                                      renormalize_last=self.renormalize_last)
         leaves = self.trie.lookup(result.codes)

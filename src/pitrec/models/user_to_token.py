@@ -3,8 +3,9 @@
 The encoder reads the user's history as semantic-ID codes, the decoder writes the next item's SID
 one level at a time over the shared token vocabulary (level ``l`` code ``c`` is token
 ``offset[l] + c``), and level ``l`` is predicted only over its own range, so every output is a
-well-formed SID. The model takes history CODES (B, T, L), never item ids: PIT re-tokenises items
-during training and the model must follow without an item-id table.
+well-formed SID. The model takes history CODES (B, T, L): PIT re-tokenises items during training
+and the model must follow them. Item ids are an option (``u2t.history_item_ids``): a learned
+embedding per item added to its codes' in the history; the decoder still writes SIDs.
 
 Two history encodings (``u2t.history_encoding``):
 - ``sid``: TIGER's input, every item as its L code tokens (T*L encoder positions);
@@ -32,6 +33,7 @@ from pitrec.config import Section
 from pitrec.decoding.beam_search import BeamResult, beam_search
 from pitrec.index.trie import Trie
 from pitrec.models.layers import init_normal, level_log_probs
+from pitrec.models.transformer_blocks import DecoderLayer, EncoderLayer
 from pitrec.registry import SECTIONS
 
 
@@ -55,6 +57,9 @@ class UserToTokenConfig(Section):
     # as accurate per epoch on beauty, 1.5x (item) to 1.9x (sid) more training pairs per CPU-second
     encoder_attention: Literal["bidirectional", "causal"] = "causal"
     max_history: int = Field(20, ge=1)  # item positions the encoder knows; longer histories keep the last ones
+    # history items also get a learned item-id embedding, added to their code embeddings (not
+    # TIGER's model: its history is SIDs only). Items unknown at training (cold start) get none.
+    history_item_ids: bool = False
     init_std: float = Field(0.02, gt=0)
 
     @model_validator(mode="after")
@@ -72,88 +77,11 @@ class Memory:
     valid: torch.Tensor
 
 
-class Attention(nn.Module):
-    def __init__(self, d: int, heads: int):
-        super().__init__()
-        self.heads = heads
-        self.q = nn.Linear(d, d)
-        self.kv = nn.Linear(d, 2 * d)
-        self.out = nn.Linear(d, d)
-
-    def _split(self, x: torch.Tensor) -> torch.Tensor:  # (N, S, d) -> (N, h, S, d/h)
-        return x.unflatten(-1, (self.heads, -1)).transpose(1, 2)
-
-    def keys_values(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        k, v = self.kv(x).chunk(2, dim=-1)
-        return self._split(k), self._split(v)
-
-    def attend(self, x: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-        """Queries from x (N, S_q, d) over keys/values (N, h, S_k, d/h); mask True = may attend."""
-        y = F.scaled_dot_product_attention(self._split(self.q(x)), k, v, attn_mask=mask)
-        return self.out(y.transpose(1, 2).flatten(2))
-
-
-class FeedForward(nn.Sequential):
-    def __init__(self, d: int, ffn: int, activation: str):
-        # in place: the (tokens, ffn) activation is the largest tensor of a decoding step; ReLU's backward
-        # needs only its output, so training is unaffected
-        super().__init__(nn.Linear(d, ffn), nn.ReLU(inplace=True) if activation == "relu" else nn.GELU(), nn.Linear(ffn, d))
-
-
-class EncoderLayer(nn.Module):
-    """Pre-norm self-attention + feed-forward."""
-
-    def __init__(self, cfg: "UserToTokenConfig"):
-        super().__init__()
-        d = cfg.d_model
-        self.norm1, self.norm2 = nn.LayerNorm(d), nn.LayerNorm(d)
-        self.attn = Attention(d, cfg.heads)
-        self.ffn = FeedForward(d, cfg.ffn, cfg.activation)
-        self.drop = nn.Dropout(cfg.dropout)
-
-    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        h = self.norm1(x)
-        x = x + self.drop(self.attn.attend(h, *self.attn.keys_values(h), mask))
-        return x + self.drop(self.ffn(self.norm2(x)))
-
-
-class DecoderLayer(nn.Module):
-    """Pre-norm causal self-attention (with KV cache), cross-attention to the memory, feed-forward."""
-
-    def __init__(self, cfg: "UserToTokenConfig"):
-        super().__init__()
-        d = cfg.d_model
-        self.norm1, self.norm2, self.norm3 = nn.LayerNorm(d), nn.LayerNorm(d), nn.LayerNorm(d)
-        self.self_attn = Attention(d, cfg.heads)
-        self.cross_attn = Attention(d, cfg.heads)
-        self.ffn = FeedForward(d, cfg.ffn, cfg.activation)
-        self.drop = nn.Dropout(cfg.dropout)
-
-    def forward(self, x: torch.Tensor, cross: tuple[torch.Tensor, torch.Tensor], cross_mask: torch.Tensor,
-                cache: tuple[torch.Tensor, torch.Tensor] | None) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
-        """x (B, C, T, d): C sequences per user, T new positions each; cache (B, C, h, t, d/h) holds
-        the keys/values of the t earlier positions; cross_mask broadcasts to (B, h, C*T, S).
-        Returns the output and the extended cache."""
-        B, C, T, d = x.shape
-        h = self.norm1(x).reshape(B * C, T, d)
-        k, v = self.self_attn.keys_values(h)
-        if cache is not None:
-            k = torch.cat([cache[0].flatten(0, 1), k], dim=2)
-            v = torch.cat([cache[1].flatten(0, 1), v], dim=2)
-        t = k.shape[2] - T
-        causal = None
-        if T > 1:
-            causal = torch.arange(t + T, device=x.device) <= torch.arange(t, t + T, device=x.device).unsqueeze(1)
-        x = x + self.drop(self.self_attn.attend(h, k, v, causal).reshape(B, C, T, d))
-        q = self.norm2(x).reshape(B, C * T, d)  # cross-attention: every query of a user, one memory
-        x = x + self.drop(self.cross_attn.attend(q, *cross, cross_mask).reshape(B, C, T, d))
-        x = x + self.drop(self.ffn(self.norm3(x)))
-        return x, (k.unflatten(0, (B, C)), v.unflatten(0, (B, C)))
-
-
 class UserToToken(nn.Module):
-    def __init__(self, codebook_sizes: Sequence[int], cfg: UserToTokenConfig):
+    def __init__(self, codebook_sizes: Sequence[int], cfg: UserToTokenConfig, n_items: int = 0):
         super().__init__()
+        if cfg.history_item_ids and n_items < 1:
+            raise ValueError("u2t.history_item_ids needs the number of items the model is trained on")
         self.codebook_sizes = [int(s) for s in codebook_sizes]
         self.n_levels = len(self.codebook_sizes)
         self.history_encoding = cfg.history_encoding
@@ -168,12 +96,15 @@ class UserToToken(nn.Module):
         self.history_pos = nn.Embedding(cfg.max_history, d)
         self.history_level = nn.Embedding(self.n_levels, d)  # which code of an item (sid encoding)
         self.target_pos = nn.Embedding(self.n_levels, d)
+        # row n_items: padding and items unknown at training, kept at zero (never trained)
+        self.n_items = int(n_items) if cfg.history_item_ids else 0
+        self.item_emb = nn.Embedding(n_items + 1, d, padding_idx=n_items) if cfg.history_item_ids else None
         self.drop = nn.Dropout(cfg.dropout)
         self.encoder = nn.ModuleList(EncoderLayer(cfg) for _ in range(cfg.encoder_layers))
         self.decoder = nn.ModuleList(DecoderLayer(cfg) for _ in range(cfg.decoder_layers))
         self.encoder_norm, self.decoder_norm = nn.LayerNorm(d), nn.LayerNorm(d)
         self.head = nn.Linear(d, self.vocab_size)
-        self.apply(partial(init_normal, std=cfg.init_std))
+        self.apply(partial(init_normal, std=cfg.init_std))  # zeroes the item table's padding row
         # causal: a causal memory state cannot know how recent its item is, so the decoder's
         # cross-attention gets a learned per-head bias on the distance from the latest item
         self.recency_bias = nn.Embedding(cfg.max_history, cfg.heads) if self.causal else None
@@ -181,30 +112,35 @@ class UserToToken(nn.Module):
             nn.init.zeros_(self.recency_bias.weight)
 
     # -- encoder ------------------------------------------------------------------------------
-    def encode(self, history_codes: torch.Tensor, pad_mask: torch.Tensor) -> Memory:
+    def encode(self, history_codes: torch.Tensor, pad_mask: torch.Tensor, items: torch.Tensor | None = None) -> Memory:
         """history_codes (B, T, L), left-padded; pad_mask (B, T) True at padding (codes there are
-        ignored). Histories longer than ``max_history`` keep their most recent items."""
+        ignored); items (B, T): the history's item ids, needed with ``u2t.history_item_ids``.
+        Histories longer than ``max_history`` keep their most recent items."""
         history_codes, pad_mask = history_codes[:, -self.max_history:], pad_mask[:, -self.max_history:]
+        items = None if items is None else items[:, -self.max_history:]
         T = history_codes.shape[1]
         if self.causal:
             pos = torch.arange(T, device=pad_mask.device) - pad_mask.sum(1, keepdim=True)
         else:
             pos = torch.arange(T - 1, -1, -1, device=pad_mask.device).unsqueeze(0)
-        return self._encode(history_codes, ~pad_mask, pos)
+        return self._encode(history_codes, ~pad_mask, pos, items)
 
-    def encode_by_length(self, history_codes: torch.Tensor, pad_mask: torch.Tensor, chunk: int = 64) -> Memory:
+    def encode_by_length(self, history_codes: torch.Tensor, pad_mask: torch.Tensor, chunk: int = 64,
+                         items: torch.Tensor | None = None) -> Memory:
         """``encode`` for ranking: users sorted by history length and encoded ``chunk`` at a time,
         each chunk cut to its longest history. A batch is padded to its longest history, most users'
         are shorter (beauty's test histories: 8 items on average, 20 at most), and the padding
         costs as much encoder work as real items. Same states at every real position; the cut
         positions hold zeros and are not valid, so the decoder (which masks them) is unchanged."""
         history_codes, pad_mask = history_codes[:, -self.max_history:], pad_mask[:, -self.max_history:]
+        items = None if items is None else items[:, -self.max_history:]
         B, T = pad_mask.shape
         lengths = (~pad_mask).sum(1)
         states = valid = None
         for rows in torch.argsort(lengths, stable=True).split(chunk):
             n = max(int(lengths[rows].max()), 1)  # an empty history keeps one (padding) position, as in encode
-            part = self.encode(history_codes[rows, T - n:], pad_mask[rows, T - n:])
+            part = self.encode(history_codes[rows, T - n:], pad_mask[rows, T - n:],
+                               None if items is None else items[rows, T - n:])
             if states is None:
                 S = part.states.shape[1] // n * T
                 states = part.states.new_zeros(B, S, part.states.shape[2])
@@ -213,13 +149,20 @@ class UserToToken(nn.Module):
             valid[rows, S - part.states.shape[1]:] = part.valid
         return Memory(states, valid)
 
-    def _encode(self, codes: torch.Tensor, valid: torch.Tensor, pos: torch.Tensor) -> Memory:
-        """codes (B, T, L), valid (B, T), item positions (B or 1, T) -> memory over T or T*L positions."""
+    def _encode(self, codes: torch.Tensor, valid: torch.Tensor, pos: torch.Tensor,
+                items: torch.Tensor | None = None) -> Memory:
+        """codes (B, T, L), valid (B, T), item positions (B or 1, T), item ids (B, T) or None ->
+        memory over T or T*L positions."""
         L = codes.shape[2]
         if L != self.n_levels:
             raise ValueError(f"history codes have {L} levels, the model {self.n_levels}")
         tokens = self.token_emb(self.offsets + codes.clamp(min=0))  # (B, T, L, d)
         pos = self.history_pos(pos.clamp(0, self.max_history - 1))  # (B or 1, T, d)
+        if self.item_emb is not None:
+            if items is None:
+                raise ValueError("u2t.history_item_ids is on: encoding a history needs its item ids")
+            known = (items >= 0) & (items < self.n_items)
+            pos = pos + self.item_emb(torch.where(known, items, self.n_items))  # one more term per item
         if self.history_encoding == "item":
             x = tokens.sum(2) + pos
         else:
@@ -322,22 +265,24 @@ class UserToToken(nn.Module):
         """-log P(SID | user) of one SID per user, (B, L) -> (B,)."""
         return self.candidate_nll(memory, codes.unsqueeze(1)).squeeze(1)
 
-    def loss(self, history_codes: torch.Tensor, pad_mask: torch.Tensor, target_codes: torch.Tensor) -> torch.Tensor:
+    def loss(self, history_codes: torch.Tensor, pad_mask: torch.Tensor, target_codes: torch.Tensor,
+             items: torch.Tensor | None = None) -> torch.Tensor:
         """Mean next-token cross-entropy (per code), TIGER's training objective."""
-        return self.sid_nll(self.encode(history_codes, pad_mask), target_codes).mean() / self.n_levels
+        return self.sid_nll(self.encode(history_codes, pad_mask, items), target_codes).mean() / self.n_levels
 
-    def prefix_nll(self, window_codes: torch.Tensor, valid: torch.Tensor, n_last: int) -> torch.Tensor:
+    def prefix_nll(self, window_codes: torch.Tensor, valid: torch.Tensor, n_last: int,
+                   items: torch.Tensor | None = None) -> torch.Tensor:
         """Causal encoder only: one encoder pass over LEFT-padded item windows (B, m, L) scores
         each of the last ``n_last`` items from the items before it: (B, n_last), entry c =
         -log P(item j | window items < j) for j = m - n_last + c. Equals
         ``sid_nll(encode(prefix), item j)`` for every j whose prefix is real, at the cost of one
         encoder pass instead of ``n_last`` (entries of padding columns are meaningless)."""
         m = window_codes.shape[1]
-        memory = self.encode_windows(window_codes, valid)
+        memory = self.encode_windows(window_codes, valid, items)
         mask, _ = self.prefix_mask(valid, n_last)
         return self._nll(memory, window_codes[:, m - n_last:].clamp(min=0), mask.repeat_interleave(self.n_levels, dim=2))
 
-    def encode_windows(self, window_codes: torch.Tensor, valid: torch.Tensor) -> Memory:
+    def encode_windows(self, window_codes: torch.Tensor, valid: torch.Tensor, items: torch.Tensor | None = None) -> Memory:
         """Causal encoder over LEFT-padded item windows (B, m, L); every prefix of a window is a
         user history (see ``prefix_mask``)."""
         if not self.causal:
@@ -345,7 +290,7 @@ class UserToToken(nn.Module):
                              "depends on later items)")
         m = window_codes.shape[1]
         pos = torch.arange(m, device=valid.device) - (~valid).sum(1, keepdim=True)
-        return self._encode(window_codes, valid, pos)
+        return self._encode(window_codes, valid, pos, items)
 
     def prefix_mask(self, valid: torch.Tensor, n_last: int) -> tuple[torch.Tensor, torch.Tensor]:
         """For the last ``n_last`` items j of windows (B, m): the additive cross mask (B, h, n_last, S)

@@ -95,7 +95,9 @@ class PITEngine(Engine):
         if index.n_items != n:
             raise RunDirError(f"{run.path}: the beam index has {index.n_items} items, catalog.json.gz {n}")
         sizes = list(index.codebook_sizes)
-        u2t = UserToToken(sizes, cfg.u2t)
+        # the items trained with an id row (cold-start items added since have none)
+        id_rows = flat.get("u2t.item_emb.weight")
+        u2t = UserToToken(sizes, cfg.u2t, n if id_rows is None else int(id_rows.shape[0]) - 1)
         csa = None
         if cfg.pit.csa:
             content = flat.get("csa.item_embedding.content")
@@ -233,7 +235,7 @@ class PITEngine(Engine):
         the run was trained with it), recorded as an edge weight."""
         m, pc = self.models, self.models.pc
         history = history.to(m.device)
-        memory = m.u2t.encode(self.history_codes[history.clamp(min=0)], history == PAD)
+        memory = m.u2t.encode(self.history_codes[history.clamp(min=0)], history == PAD, history)
         target = torch.tensor([item], device=m.device)
         # online feedback always scores (a share below 1 is a training-cost lever)
         rng = np.random.default_rng([m.run.cfg.run.seed, self.index.version, item]) if pc.draw_temperature else None

@@ -47,7 +47,7 @@ class TigerEngine(Engine):
         saved = run.extra_tensors().get("sid_codes")
         if saved is not None and not np.array_equal(saved.numpy(), table.codes):
             raise RunDirError(f"{path}: differs from the SID table the checkpoint {run.checkpoint} was trained on")
-        model = UserToToken(table.codebook_sizes, run.cfg.u2t)
+        model = UserToToken(table.codebook_sizes, run.cfg.u2t, table.n_items)
         run.load_modules({"u2t": model})
         device = torch.device(device)
         return cls(run, model.to(device).eval(), table, device)

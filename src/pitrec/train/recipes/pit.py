@@ -78,7 +78,7 @@ class PITRecipe(Recipe):
                              f"{len(self.sizes)} levels, so it must be below {len(self.sizes)}")
         self.initial_codes = torch.from_numpy(table.codes).to(self.device)
         # U2T first, so that with the same seed it starts from the same weights as TIGER's
-        self.u2t = UserToToken(self.sizes, cfg.u2t).to(self.device)
+        self.u2t = UserToToken(self.sizes, cfg.u2t, self.split.n_items).to(self.device)
         # CSA and I2T draw their initial weights from a forked generator, so the global random
         # stream (dropout masks, negatives) continues exactly as in a TIGER run of the same seed
         with torch.random.fork_rng(devices=[]):
@@ -170,7 +170,7 @@ class PITRecipe(Recipe):
         if self.windows is not None:
             return self._window_step(batch)
         b = self.samples.batch(batch).to(self.device)
-        memory = self.u2t.encode(self.history_codes[b.history.clamp(min=0)], b.history == PAD)
+        memory = self.u2t.encode(self.history_codes[b.history.clamp(min=0)], b.history == PAD, b.history)
         sel = self.select_sids(memory, b.target)
         u2t_loss = self.u2t.sid_nll(memory, sel.chosen).mean() / len(self.sizes)
         return self._losses(u2t_loss, b.target, sel, memory)
@@ -181,7 +181,7 @@ class PITRecipe(Recipe):
         w = self.windows.batch(batch)
         items, real = w.items.to(self.device), w.targets.to(self.device)
         valid = items != PAD
-        memory = self.u2t.encode_windows(self.history_codes[items.clamp(min=0)], valid)
+        memory = self.u2t.encode_windows(self.history_codes[items.clamp(min=0)], valid, items)
         mask, allowed = self.u2t.prefix_mask(valid, w.n_last)
         targets = items[:, -w.n_last:]
         flat = targets[real]

@@ -67,7 +67,7 @@ class TigerRecipe(Recipe):
         self.sid_meta = dict(table.meta)
         self.item_codes = torch.from_numpy(table.codes).to(self.device)
         self.trie = Trie.from_sid_table(table).to(self.device)
-        self.model = UserToToken(table.codebook_sizes, self.cfg.u2t).to(self.device)
+        self.model = UserToToken(table.codebook_sizes, self.cfg.u2t, table.n_items).to(self.device)
         # a causal encoder scores all prefixes of a window in one pass (same pairs, less compute)
         self.windows = training_windows(self.split.train, self.cfg, self.model.causal)
         self.samples = None if self.model.causal else PrefixSamples(self.split.train, self.cfg.data.max_history)
@@ -88,11 +88,11 @@ class TigerRecipe(Recipe):
         if self.windows is not None:
             w = self.windows.batch(batch)
             items, targets = w.items.to(self.device), w.targets.to(self.device)
-            nll = self.model.prefix_nll(self.item_codes[items.clamp(min=0)], items != PAD, w.n_last)
+            nll = self.model.prefix_nll(self.item_codes[items.clamp(min=0)], items != PAD, w.n_last, items)
             return {"loss": nll[targets].mean() / self.model.n_levels}
         b = self.samples.batch(batch).to(self.device)
         history_codes = self.item_codes[b.history.clamp(min=0)]
-        return {"loss": self.model.loss(history_codes, b.history == PAD, self.item_codes[b.target])}
+        return {"loss": self.model.loss(history_codes, b.history == PAD, self.item_codes[b.target], b.history)}
 
     def batch_size_of(self, batch: np.ndarray) -> int:
         """Training pairs in the batch, so samples/s compares across encoder kinds."""
