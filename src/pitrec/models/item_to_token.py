@@ -27,6 +27,7 @@ from pitrec.config import Section
 from pitrec.decoding.beam_search import BeamResult, beam_search
 from pitrec.index.trie import Trie
 from pitrec.models.layers import init_normal, level_log_probs
+from pitrec.models.transformer_blocks import extend_kv_cache
 from pitrec.registry import SECTIONS
 
 LayerCache = tuple[torch.Tensor, torch.Tensor]  # keys, values: (B, W, heads, t, d/heads)
@@ -69,13 +70,7 @@ class CausalBlock(nn.Module):
         B, W, T, d = x.shape
         q, k, v = (part.unflatten(-1, (self.heads, -1)).transpose(1, 2)  # (B*W, h, T, d/h)
                    for part in self.qkv(self.norm1(x).reshape(B * W, T, d)).chunk(3, dim=-1))
-        if cache is not None:
-            k = torch.cat([cache[0].flatten(0, 1), k], dim=2)
-            v = torch.cat([cache[1].flatten(0, 1), v], dim=2)
-        t = k.shape[2] - T
-        causal = None
-        if T > 1:
-            causal = torch.arange(t + T, device=x.device) <= torch.arange(t, t + T, device=x.device).unsqueeze(1)
+        k, v, causal = extend_kv_cache(k, v, cache)
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=causal, dropout_p=self.dropout if self.training else 0.0)
         x = x + self.drop(self.out(y.transpose(1, 2).flatten(2)).reshape(B, W, T, d))
         x = x + self.drop(self.ffn(self.norm2(x)))

@@ -14,6 +14,22 @@ if TYPE_CHECKING:
     from pitrec.models.user_to_token import UserToTokenConfig
 
 
+def extend_kv_cache(k: torch.Tensor, v: torch.Tensor, cache: tuple[torch.Tensor, torch.Tensor] | None
+                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """Keys/values (N, h, T, d/h) of T new positions after a cache (B, C, h, t, d/h) of t earlier
+    ones (N = B*C) -> all t + T keys/values and the causal mask of the new queries (None for a
+    single new position, which may see everything)."""
+    T = k.shape[2]
+    t = 0 if cache is None else cache[0].shape[-2]
+    if cache is not None:
+        k = torch.cat([cache[0].flatten(0, 1), k], dim=2)
+        v = torch.cat([cache[1].flatten(0, 1), v], dim=2)
+    causal = None
+    if T > 1:
+        causal = torch.arange(t + T, device=k.device) <= torch.arange(t, t + T, device=k.device).unsqueeze(1)
+    return k, v, causal
+
+
 class Attention(nn.Module):
     def __init__(self, d: int, heads: int):
         super().__init__()
@@ -78,14 +94,7 @@ class DecoderLayer(nn.Module):
         Returns the output and the extended cache."""
         B, C, T, d = x.shape
         h = self.norm1(x).reshape(B * C, T, d)
-        k, v = self.self_attn.keys_values(h)
-        if cache is not None:
-            k = torch.cat([cache[0].flatten(0, 1), k], dim=2)
-            v = torch.cat([cache[1].flatten(0, 1), v], dim=2)
-        t = k.shape[2] - T
-        causal = None
-        if T > 1:
-            causal = torch.arange(t + T, device=x.device) <= torch.arange(t, t + T, device=x.device).unsqueeze(1)
+        k, v, causal = extend_kv_cache(*self.self_attn.keys_values(h), cache)
         x = x + self.drop(self.self_attn.attend(h, k, v, causal).reshape(B, C, T, d))
         q = self.norm2(x).reshape(B, C * T, d)  # cross-attention: every query of a user, one memory
         x = x + self.drop(self.cross_attn.attend(q, *cross, cross_mask).reshape(B, C, T, d))
