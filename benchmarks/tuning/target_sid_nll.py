@@ -1,5 +1,6 @@
 """How well a trained generator predicts the held-out item's SID, apart from beam search:
-the mean teacher-forced -log P(target SID | history) over validation and test users.
+the mean teacher-forced -log P(target SID | history) over validation and test users, in total and
+per level (-log P(code_l | codes_<l, history); a uniform guess over 256 codes is 5.55).
 
     python benchmarks/tuning/target_sid_nll.py RUN_DIR [RUN_DIR ...] [--users 4000]
 
@@ -12,11 +13,13 @@ same NLL with different metrics points at decoding. Uses each run's best checkpo
 from __future__ import annotations
 
 import argparse
+from functools import partial
 
 import numpy as np
 import torch
 
 from pitrec.data.batches import PAD
+from pitrec.decoding.prefix_scoring import prefix_shared_log_probs
 from pitrec.serve.recommender import _padded
 from pitrec.train.evaluate_run import load_trained_run
 
@@ -48,9 +51,13 @@ def main() -> None:
             for i in range(0, len(users), args.batch):
                 rows = users[i:i + args.batch]
                 h = _padded([histories[u][-trained.cfg.data.max_history:] for u in rows])
-                memory = model.encode(history_codes[h.clamp(min=0)], h == PAD)
-                nll.append(model.sid_nll(memory, target_codes[torch.as_tensor(targets[rows])]))
-            parts.append(f"{part} {torch.cat(nll).mean():.3f}")
+                memory = model.encode(history_codes[h.clamp(min=0)], h == PAD, h)
+                codes = target_codes[torch.as_tensor(targets[rows])].unsqueeze(1)  # (B, 1, L)
+                step = partial(model.decode_step, memory, model.cross_keys_values(memory))
+                nll.append(-prefix_shared_log_probs(step, codes, torch.ones(codes.shape[:2], dtype=torch.bool),
+                                                    model.codebook_sizes)[:, 0])
+            per_level = torch.cat(nll).mean(0)
+            parts.append(f"{part} {per_level.sum():.3f} (levels " + " ".join(f"{x:.2f}" for x in per_level) + ")")
         print(f"{run_dir} ({trained.method}, checkpoint of epoch {trained.state.get('epoch')}): "
               f"mean -log P(target SID) over {len(users)} users: " + ", ".join(parts))
 
