@@ -56,8 +56,8 @@ def main() -> None:
     ap.add_argument("run_dirs", nargs="+")
     ap.add_argument("--users", type=int, default=20000)
     args = ap.parse_args()
-    rng = np.random.default_rng(0)
     for run_dir in args.run_dirs:
+        rng = np.random.default_rng(0)  # the same users and shuffle for every run of a dataset
         cfg = config_from_dict(yaml.safe_load((Path(run_dir) / "config.yaml").read_text()), run_dir)
         data, split = prepare_data(cfg)
         emb = item_embeddings(cfg, data)
