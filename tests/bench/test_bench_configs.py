@@ -33,6 +33,7 @@ def test_main_lists_every_method_and_the_pit_ablations():
                       "tiger/cf-stride-ffn256", "pit/cf-lean-stride-ffn256", "pit/cf-lean-stride-ffn256-below",
                       "pit/cf-lean-stride-ffn256-below-capped", "tiger/stride-ffn256",
                       "pit/lean-stride-ffn256-below-capped", "tiger/stride-ffn256-patient",
+                      "tiger/stride-ffn256-sid-patient",
                       "pit/lean-stride-ffn256-below-capped-siblings-patient",
                       "pit/lean-stride-ffn256-below-capped-siblings", "pit/cf-lean-stride-ffn256-below-capped-siblings",
                       "pit/cf-lean-stride-ffn256-below-capped-siblings-frozen8",
@@ -197,6 +198,8 @@ def test_patient_variants_differ_from_their_base_only_in_early_stopping():
     _differs_only_in({"tiger/stride-ffn256-patient": "tiger/stride-ffn256",
                       "pit/lean-stride-ffn256-below-capped-siblings-patient": "pit/lean-stride-ffn256-below-capped-siblings"},
                      ("train", "patience", (100, 5)))
+    _differs_only_in({"tiger/stride-ffn256-sid-patient": "tiger/stride-ffn256-patient"},
+                     ("u2t", "history_encoding", ("sid", "item")))
 
 
 def test_id_variants_differ_from_their_base_only_in_the_history_item_ids():
