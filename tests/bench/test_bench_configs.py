@@ -39,7 +39,8 @@ def test_main_lists_every_method_and_the_pit_ablations():
                       "pit/cf-lean-stride-ffn256-below-capped-siblings-frozen8",
                       "pit/lean-stride-ffn256-below-capped-siblings-posterior",
                       "pit/cf-lean-stride-ffn256-below-capped-siblings-posterior", "tiger/cf-stride-ffn256-ids",
-                      "pit/cf-lean-stride-ffn256-below-capped-siblings-ids"]
+                      "pit/cf-lean-stride-ffn256-below-capped-siblings-ids", "tiger/cf-stride-ffn256-ids-drop",
+                      "pit/cf-lean-stride-ffn256-below-capped-siblings-ids-drop"]
     runs, notes = plan_runs(bench, datasets=["beauty"])
     cf = [r for r in runs if r.method.variant.startswith("cf-")]
     assert cf and all(r.cfg.tokenizer.collaborative_dim == 64 for r in cf)
@@ -57,7 +58,8 @@ def test_main_lists_every_method_and_the_pit_ablations():
                              "cf-lean-stride-ffn256-below-capped", "cf-lean-stride-ffn256-below-capped-siblings",
                              "cf-lean-stride-ffn256-below-capped-siblings-frozen8",
                              "cf-lean-stride-ffn256-below-capped-siblings-posterior",
-                             "cf-lean-stride-ffn256-below-capped-siblings-ids"))
+                             "cf-lean-stride-ffn256-below-capped-siblings-ids",
+                             "cf-lean-stride-ffn256-below-capped-siblings-ids-drop"))
     assert {(r.cfg.train.max_minutes, r.cfg.train.budget_clock, r.cfg.run.num_threads) for r in runs
             if r.method.method in ("tiger", "pit")} == {(30, "cpu", 1)}
     planned = {r.method.label for r in runs}
@@ -206,6 +208,10 @@ def test_id_variants_differ_from_their_base_only_in_the_history_item_ids():
     _differs_only_in({"tiger/cf-stride-ffn256-ids": "tiger/cf-stride-ffn256",
                       "pit/cf-lean-stride-ffn256-below-capped-siblings-ids": "pit/cf-lean-stride-ffn256-below-capped-siblings"},
                      ("u2t", "history_item_ids", (True, False)))
+    _differs_only_in({"tiger/cf-stride-ffn256-ids-drop": "tiger/cf-stride-ffn256-ids",
+                      "pit/cf-lean-stride-ffn256-below-capped-siblings-ids-drop":
+                      "pit/cf-lean-stride-ffn256-below-capped-siblings-ids"},
+                     ("u2t", "history_item_id_dropout", (0.5, 0.0)))
 
 
 def test_sibling_posterior_and_frozen_variants_each_differ_from_their_base_in_one_pit_key():

@@ -13,11 +13,12 @@ SIZES = [5, 4, 3]
 N_ITEMS = 9
 
 
-def _model(ids: bool, encoding: str = "item", attention: str = "causal", seed: int = 0) -> UserToToken:
+def _model(ids: bool, encoding: str = "item", attention: str = "causal", seed: int = 0,
+           id_dropout: float = 0.0) -> UserToToken:
     torch.manual_seed(seed)
     cfg = UserToTokenConfig(d_model=16, heads=4, encoder_layers=2, decoder_layers=2, ffn=32, dropout=0.0,
                             history_encoding=encoding, max_history=8, encoder_attention=attention,
-                            history_item_ids=ids)
+                            history_item_ids=ids, history_item_id_dropout=id_dropout)
     model = UserToToken(SIZES, cfg, N_ITEMS).eval()
     if model.recency_bias is not None:
         torch.nn.init.normal_(model.recency_bias.weight)
@@ -71,3 +72,25 @@ def test_the_option_needs_item_ids_and_a_catalogue_size():
         model.encode(_codes(1, 3, seed=0), torch.zeros(1, 3, dtype=torch.bool))
     with pytest.raises(ValueError, match="number of items"):
         UserToToken(SIZES, UserToTokenConfig(d_model=16, history_item_ids=True))
+
+
+@torch.no_grad()
+def test_id_dropout_encodes_dropped_items_by_their_codes_in_training_only():
+    codes, pad = _codes(64, 4, seed=2), torch.zeros(64, 4, dtype=torch.bool)
+    items = torch.randint(0, N_ITEMS, (64, 4), generator=torch.Generator().manual_seed(4))
+    plain = _model(False)
+    for p, share in ((1.0, 1.0), (0.0, 0.0), (0.5, None)):
+        model = _model(True, id_dropout=p)
+        plain.load_state_dict({k: v for k, v in model.state_dict().items() if not k.startswith("item_emb")})
+        codes_only = plain.encode(codes, pad).states
+        with_ids = model.eval().encode(codes, pad, items).states
+        assert not torch.allclose(with_ids, codes_only)  # evaluation always reads the ids
+        model.train()
+        torch.manual_seed(0)
+        trained = model.encode(codes, pad, items).states
+        # a causal encoder: the first position depends on the first item only
+        dropped = torch.isclose(trained[:, 0], codes_only[:, 0], atol=1e-6).all(-1).float().mean().item()
+        if share is not None:
+            assert dropped == share
+        else:
+            assert 0.3 < dropped < 0.7

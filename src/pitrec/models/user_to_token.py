@@ -60,6 +60,10 @@ class UserToTokenConfig(Section):
     # history items also get a learned item-id embedding, added to their code embeddings (not
     # TIGER's model: its history is SIDs only). Items unknown at training (cold start) get none.
     history_item_ids: bool = False
+    # in training, each history item's id row is dropped (the item is encoded by its codes alone)
+    # with this probability: on beauty the id rows alone sharpened the head of the ranking but
+    # made the held-out SID less likely on average (memorised sequences)
+    history_item_id_dropout: float = Field(0.0, ge=0, le=1)
     init_std: float = Field(0.02, gt=0)
 
     @model_validator(mode="after")
@@ -98,6 +102,7 @@ class UserToToken(nn.Module):
         self.target_pos = nn.Embedding(self.n_levels, d)
         # row n_items: padding and items unknown at training, kept at zero (never trained)
         self.n_items = int(n_items) if cfg.history_item_ids else 0
+        self.item_id_dropout = cfg.history_item_id_dropout
         self.item_emb = nn.Embedding(n_items + 1, d, padding_idx=n_items) if cfg.history_item_ids else None
         self.drop = nn.Dropout(cfg.dropout)
         self.encoder = nn.ModuleList(EncoderLayer(cfg) for _ in range(cfg.encoder_layers))
@@ -162,6 +167,8 @@ class UserToToken(nn.Module):
             if items is None:
                 raise ValueError("u2t.history_item_ids is on: encoding a history needs its item ids")
             known = (items >= 0) & (items < self.n_items)
+            if self.training and self.item_id_dropout > 0:
+                known &= torch.rand(known.shape, device=known.device) >= self.item_id_dropout
             pos = pos + self.item_emb(torch.where(known, items, self.n_items))  # one more term per item
         if self.history_encoding == "item":
             x = tokens.sum(2) + pos
