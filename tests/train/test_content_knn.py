@@ -38,9 +38,11 @@ def test_earlier_items_add_with_decaying_weight_and_padding_adds_nothing():
     assert scores[1].tolist() == pytest.approx([float("-inf"), 1.0, 0.0, r, -1.0])
 
 
-def test_a_user_without_history_gets_the_popularity_order():
+def test_a_user_without_history_gets_the_popularity_order_with_ties_by_item_id():
     ranker = _ranker(3)
     assert ranker.rank(torch.tensor([[PAD, PAD, PAD]]), 5).tolist() == [[1, 2, 4, 0, 3]]
+    tied = ContentKNNRanker(torch.from_numpy(unit_rows(VECTORS)), torch.tensor([2, 7, 2, 7, 2]), 1, 0.5)
+    assert tied.rank(torch.tensor([[PAD]]), 5).tolist() == [[1, 3, 0, 2, 4]]
     with_history = ranker.rank(torch.tensor([[PAD, PAD, PAD], [PAD, PAD, 0]]), 2)
     assert with_history.tolist() == [[1, 2], [1, 3]]
 
@@ -59,6 +61,9 @@ def test_the_served_run_needs_its_vectors_and_names_what_is_missing(trained_runs
     assert rec.engine.method == "content-knn" and len(rec.recommend([1, 2], k=4).items) == 4
     np.save(run / COUNTS_FILE, np.zeros(3, dtype=np.int64))
     with pytest.raises(RunDirError, match="do not match catalog"):
+        Recommender.load(run, persist=False)
+    (run / VECTORS_FILE).write_bytes(b"\x93NUMPY")  # a truncated file
+    with pytest.raises(RunDirError, match=VECTORS_FILE):
         Recommender.load(run, persist=False)
     (run / VECTORS_FILE).unlink()
     with pytest.raises(RunDirError, match=VECTORS_FILE):

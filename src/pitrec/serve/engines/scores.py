@@ -1,5 +1,5 @@
-"""Methods that score every item (SASRec, popularity, content kNN): top-k of a full score vector, exactly as
-their evaluation rankers do (``topk_from_scores``), with the scores returned too."""
+"""Methods that score every item (SASRec, popularity, content kNN): top-k of a full score vector,
+exactly as their evaluation rankers do (``topk_from_scores``), with the scores returned too."""
 
 from __future__ import annotations
 
@@ -50,7 +50,7 @@ def _knn_scores(run: ServedRun, n: int, device: torch.device) -> Callable[[torch
     for name in (VECTORS_FILE, COUNTS_FILE):
         try:
             arrays.append(np.load(run.path / name, allow_pickle=False))
-        except (FileNotFoundError, ValueError) as exc:
+        except (OSError, ValueError, EOFError) as exc:
             raise RunDirError(f"{run.path / name}: missing or unreadable; a content-knn run directory holds "
                               f"its item vectors and counts ({exc})") from None
     vectors, counts = arrays

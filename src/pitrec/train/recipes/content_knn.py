@@ -3,8 +3,9 @@ generative methods tokenise) to the user's last items. No training.
 
 Why it is in the comparison: a generator on content-only SIDs can only recommend what the SIDs let
 it tell apart, and the SIDs are built from these embeddings. If it does not beat ranking by the
-embeddings themselves, the budget did not let it learn the sequence (on beauty at 30 CPU-minutes
-content-SID TIGER's test NDCG@10 was .0176 and this .0216, benchmarks/tuning/content_signal.py).
+embeddings themselves, the budget did not let it learn the sequence (at 30 CPU-minutes content-SID
+TIGER's test NDCG@10 was .0176 on beauty and .0068 on sports, this .0217 and .0131;
+benchmarks/results/, benchmarks/tuning/content_sids_sports.md).
 
 Score of item i: sum over the last ``knn.last_items`` history items h_j (latest j = 0) of
 ``knn.decay``^j cos(x_i, x_{h_j}). The query items themselves are not recommended (an item is
@@ -40,8 +41,10 @@ class ContentKNNRanker:
     def __init__(self, unit_vectors: torch.Tensor, counts: torch.Tensor, last_items: int, decay: float):
         self.unit = unit_vectors.float()
         self.last_items, self.decay = last_items, decay
-        # users without history: popularity, ties by item id (as the popularity baseline)
-        self.fallback = counts.double() - torch.arange(len(counts), dtype=torch.float64) * 1e-9
+        # users without history: the popularity order, ties by item id (as the popularity baseline),
+        # as ranks (n for the most popular item), exact in float32 where counts minus offsets are not
+        order = torch.argsort(-counts, stable=True)
+        self.fallback = torch.empty(len(counts)).index_put_((order,), torch.arange(len(counts), 0, -1).float())
 
     def scores(self, history: torch.Tensor) -> torch.Tensor:
         """history (B, T) left-padded with PAD -> (B, n_items); query items -inf."""
