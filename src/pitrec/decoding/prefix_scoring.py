@@ -61,7 +61,6 @@ def prefix_shared_log_probs(step: StepFn, codes: torch.Tensor, mask: torch.Tenso
 def _rank_within_user(key: torch.Tensor) -> tuple[torch.Tensor, int]:
     """key (B, C) -> each entry's rank among its row's distinct keys (B, C), and the most distinct
     keys of any row. Rows are users: ranks restart at 0 in each."""
-    B, C = key.shape
     sorted_key, order = key.sort(1)
     new = torch.ones_like(sorted_key, dtype=torch.bool)
     new[:, 1:] = sorted_key[:, 1:] != sorted_key[:, :-1]
