@@ -94,3 +94,29 @@ def test_a_user_without_real_sids_is_refused():
             assert "at least one real SID" in str(exc)
         else:
             raise AssertionError("a user with no real SID was scored")
+
+
+@torch.no_grad()
+def test_window_targets_scored_by_prefix_equal_the_per_pair_pass():
+    """PIT's windowed selection: a target's candidate SIDs scored through ``window_target_step``
+    (each distinct prefix once) equal ``prefix_pair_nll`` of every (target, SID) pair."""
+    torch.manual_seed(0)
+    cfg = UserToTokenConfig(d_model=16, heads=2, encoder_layers=1, decoder_layers=2, ffn=32, max_history=8,
+                            encoder_attention="causal")
+    model = UserToToken(SIZES, cfg).eval()
+    torch.nn.init.normal_(model.recency_bias.weight)
+    rng = np.random.default_rng(1)
+    window = torch.from_numpy(np.stack([rng.integers(0, s, size=(3, 7)) for s in SIZES], axis=-1))
+    valid = torch.ones(3, 7, dtype=torch.bool)
+    valid[1, :3] = False
+    memory = model.encode_windows(window, valid)
+    mask, _ = model.prefix_mask(valid, 4)
+    rows, cols = torch.tensor([0, 0, 1, 2, 2, 1]), torch.tensor([0, 3, 2, 1, 3, 3])
+    cands = torch.from_numpy(_sids(rng, len(rows), 5, shared=2))  # (targets, 5 SIDs, L), siblings
+    cand_mask = torch.from_numpy(rng.random((len(rows), 5)) < 0.8)
+    cand_mask[:, 0] = True
+    step = model.window_target_step(memory, mask, rows, cols)
+    got = prefix_shared_log_probs(step, cands, cand_mask, SIZES).sum(-1)
+    t, c = cand_mask.nonzero(as_tuple=True)
+    expected = -model.prefix_pair_nll(memory, mask, rows[t], cols[t], cands[t, c])
+    torch.testing.assert_close(got[t, c], expected, rtol=1e-4, atol=1e-4)

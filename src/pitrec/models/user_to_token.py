@@ -330,6 +330,26 @@ class UserToToken(nn.Module):
         pair_mask = mask[rows, :, cols].unsqueeze(2)  # (P, h, 1, S)
         return self._nll(memory, codes.clamp(min=0).unsqueeze(1), pair_mask, cross).squeeze(1)
 
+    def window_target_step(self, memory: Memory, mask: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor):
+        """A ``decoding.beam_search.StepFn`` whose users are window targets: target p decodes
+        against the memory of window rows[p] (``encode_windows``), masked by ``prefix_mask`` to the
+        items before its column cols[p]. ``decoding.prefix_scoring`` drives it to score a target's
+        candidate SIDs with their shared prefixes decoded once; ``prefix_pair_nll`` gives the same
+        scores one (target, SID) pair at a time."""
+        used, slot = torch.unique(rows, return_inverse=True)  # memory keys/values once per window
+        cross = [(k[slot], v[slot]) for k, v in self.cross_keys_values(Memory(memory.states[used], memory.valid[used]))]
+        target_mask = mask[rows, :, cols].unsqueeze(2)  # (P, h, 1, S)
+
+        def step(prev_codes: torch.Tensor | None, level: int, cache):
+            if prev_codes is None:
+                inputs = torch.full((len(rows), 1, 1), self.vocab_size, dtype=torch.long, device=rows.device)
+            else:
+                inputs = (self.offsets[level - 1] + prev_codes).unsqueeze(-1)
+            log_probs, cache = self._decode(inputs, level, cross, target_mask, cache)
+            return log_probs[:, :, 0, :self.codebook_sizes[level]], cache
+
+        return step
+
     def decode_step(self, memory: Memory, cross, prev_codes: torch.Tensor | None, level: int, cache,
                     rows: torch.Tensor | None = None):
         """One beam-search step (a ``decoding.beam_search.StepFn`` once memory/cross are bound):

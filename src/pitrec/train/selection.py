@@ -33,6 +33,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
+from pitrec.decoding.prefix_scoring import prefix_shared_log_probs
 from pitrec.index.beam_index import BeamIndex
 from pitrec.models.user_to_token import Memory, UserToToken
 from pitrec.train import distributed as dist
@@ -161,18 +162,19 @@ def prefix_selection_cost(u2t: UserToToken, index: BeamIndex, memory: Memory, pr
                           collision_penalty: bool = True, precision: str = "float32") -> torch.Tensor:
     """``selection_cost`` for windows: the cost of each candidate (``cand_np`` (N, C, L) of the N
     real targets in row-major order, ``mask`` (N, C)) for the targets in ``rows`` (N,) bool,
-    (rows.sum(), C), +inf where ``mask`` is False. Only the listed (target, candidate) pairs are
-    decoded, and the collision charge is looked up for those rows only (its cost grows with the
+    (rows.sum(), C), +inf where ``mask`` is False. Only the listed targets are decoded, each
+    distinct prefix of a target's candidates once, and the collision charge is looked up for those rows only (its cost grows with the
     index's edges)."""
     device = memory.states.device
     cand = torch.from_numpy(cand_np).to(device)
     window, column = real.nonzero(as_tuple=True)  # of each real target, in row-major order
-    t, c = (mask & rows.unsqueeze(1)).nonzero(as_tuple=True)  # the (target, candidate) pairs to score
+    t = rows.nonzero().squeeze(1)  # the targets to score, each with its candidates
     with _scoring(u2t, device, precision):
-        nll = u2t.prefix_pair_nll(memory, prefix_mask, window[t], column[t], cand[t, c]).float()
-    cost = torch.full(mask.shape, float("inf"), device=device)
-    cost[t, c] = nll
-    cost = cost[rows]
+        # an item's candidate SIDs share their first codes (siblings share two): each distinct
+        # prefix of a target's candidates is decoded once
+        step = u2t.window_target_step(memory, prefix_mask, window[t], column[t])
+        log_p = prefix_shared_log_probs(step, cand[t], mask[t], u2t.codebook_sizes).sum(-1)
+    cost = (-log_p).masked_fill(~mask[t], float("inf"))
     if collision_penalty:
         cost = cost + _charge(index, cand_np[rows.cpu().numpy()], device)
     return cost
