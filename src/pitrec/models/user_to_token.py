@@ -341,14 +341,20 @@ class UserToToken(nn.Module):
         target_mask = mask[rows, :, cols].unsqueeze(2)  # (P, h, 1, S)
 
         def step(prev_codes: torch.Tensor | None, level: int, cache):
-            if prev_codes is None:
-                inputs = torch.full((len(rows), 1, 1), self.vocab_size, dtype=torch.long, device=rows.device)
-            else:
-                inputs = (self.offsets[level - 1] + prev_codes).unsqueeze(-1)
-            log_probs, cache = self._decode(inputs, level, cross, target_mask, cache)
-            return log_probs[:, :, 0, :self.codebook_sizes[level]], cache
+            return self._step(len(rows), prev_codes, level, cross, target_mask, cache)
 
         return step
+
+    def _step(self, n_users: int, prev_codes: torch.Tensor | None, level: int, cross, cross_mask: torch.Tensor,
+              cache):
+        """One decoder position for every sequence: BOS at level 0, else the previous level's codes
+        (B, W) -> log-probs over level ``level``'s codes (B, W, V_level), and the extended cache."""
+        if prev_codes is None:
+            inputs = torch.full((n_users, 1, 1), self.vocab_size, dtype=torch.long, device=self.offsets.device)
+        else:
+            inputs = (self.offsets[level - 1] + prev_codes).unsqueeze(-1)
+        log_probs, cache = self._decode(inputs, level, cross, cross_mask, cache)
+        return log_probs[:, :, 0, :self.codebook_sizes[level]], cache
 
     def decode_step(self, memory: Memory, cross, prev_codes: torch.Tensor | None, level: int, cache,
                     rows: torch.Tensor | None = None):
@@ -359,13 +365,7 @@ class UserToToken(nn.Module):
         if rows is not None:
             memory = Memory(memory.states[rows], memory.valid[rows])
             cross = [(k[rows], v[rows]) for k, v in cross]
-        if prev_codes is None:
-            inputs = torch.full((memory.states.shape[0], 1, 1), self.vocab_size, dtype=torch.long,
-                                device=memory.states.device)
-        else:
-            inputs = (self.offsets[level - 1] + prev_codes).unsqueeze(-1)
-        log_probs, cache = self._decode(inputs, level, cross, self._cross_mask(memory), cache)
-        return log_probs[:, :, 0, :self.codebook_sizes[level]], cache
+        return self._step(memory.states.shape[0], prev_codes, level, cross, self._cross_mask(memory), cache)
 
     @torch.no_grad()
     def generate(self, memory: Memory, beam_width: int, trie: Trie | None = None,
