@@ -38,7 +38,11 @@ def test_main_lists_every_method_and_the_pit_ablations():
                       "pit/lean-stride-ffn256-below-capped-siblings", "pit/cf-lean-stride-ffn256-below-capped-siblings",
                       "pit/cf-lean-stride-ffn256-below-capped-siblings-frozen8",
                       "pit/lean-stride-ffn256-below-capped-siblings-posterior",
-                      "pit/cf-lean-stride-ffn256-below-capped-siblings-posterior", "tiger/cf-stride-ffn256-ids",
+                      "pit/cf-lean-stride-ffn256-below-capped-siblings-posterior",
+                      "pit/cf-lean-stride-ffn256-below-capped-siblings-no-csa",
+                      "pit/cf-lean-stride-ffn256-below-capped-siblings-no-selection",
+                      "pit/cf-lean-stride-ffn256-below-capped-siblings-single-sid",
+                      "pit/cf-lean-stride-ffn256-below-capped-siblings-frozen-i2t", "tiger/cf-stride-ffn256-ids",
                       "pit/cf-lean-stride-ffn256-below-capped-siblings-ids", "tiger/cf-stride-ffn256-ids-drop",
                       "pit/cf-lean-stride-ffn256-below-capped-siblings-ids-drop"]
     runs, notes = plan_runs(bench, datasets=["beauty"])
@@ -59,6 +63,10 @@ def test_main_lists_every_method_and_the_pit_ablations():
                              "cf-lean-stride-ffn256-below-capped-siblings-frozen8",
                              "cf-lean-stride-ffn256-below-capped-siblings-posterior",
                              "cf-lean-stride-ffn256-below-capped-siblings-ids",
+                             "cf-lean-stride-ffn256-below-capped-siblings-no-csa",
+                             "cf-lean-stride-ffn256-below-capped-siblings-no-selection",
+                             "cf-lean-stride-ffn256-below-capped-siblings-single-sid",
+                             "cf-lean-stride-ffn256-below-capped-siblings-frozen-i2t",
                              "cf-lean-stride-ffn256-below-capped-siblings-ids-drop"))
     assert {(r.cfg.train.max_minutes, r.cfg.train.budget_clock, r.cfg.run.num_threads) for r in runs
             if r.method.method in ("tiger", "pit")} == {(30, "cpu", 1)}
@@ -225,6 +233,14 @@ def test_sibling_posterior_and_frozen_variants_each_differ_from_their_base_in_on
     _differs_only_in({"pit/cf-lean-stride-ffn256-below-capped-siblings-frozen8":
                       "pit/cf-lean-stride-ffn256-below-capped-siblings"},
                      ("pit", "coevolution_epochs", (8, None)))
+
+
+def test_ablations_of_the_sibling_recipe_each_take_away_one_part():
+    base = "pit/cf-lean-stride-ffn256-below-capped-siblings"
+    _differs_only_in({f"{base}-no-csa": base}, ("pit", "csa", (False, True)))
+    _differs_only_in({f"{base}-no-selection": base}, ("pit", "sid_selection", (False, True)))
+    _differs_only_in({f"{base}-single-sid": base}, ("pit", "max_sids_per_item", (1, 4)))
+    _differs_only_in({f"{base}-frozen-i2t": base}, ("pit", "freeze_i2t", (True, False)))
 
 
 def test_two_cores_is_main_tiger_alone_on_both_cores_within_45_wall_minutes():
