@@ -49,17 +49,17 @@ def main() -> None:
     ap.add_argument("--last-level", default=None, choices=["model", "renormalized"],
                     help="tiger: how the last SID level is scored (tiger.last_level; default: the run's). "
                          "renormalized is also compared with model on the same users")
-    ap.add_argument("--expand-last-level", action="store_true", default=None,
-                    help="pit: rank items over every SID below the last level's prefixes (pit.expand_last_level; "
-                         "default: the run's); also compared with the beams-only ranking on the same users")
+    ap.add_argument("--expand-last-levels", type=int, default=None, metavar="N",
+                    help="pit: rank items over every SID below the prefixes the search holds N levels from the end "
+                         "(pit.expand_last_levels; default: the run's); also compared with the beams-only ranking")
     args = ap.parse_args()
 
     rec = Recommender.load(args.run_dir, persist=False, threads=args.threads, dtype=args.dtype, device=args.device,
                            retain_memory=args.malloc == "retain", last_level=args.last_level,
-                           expand_last_level=args.expand_last_level)
+                           expand_last_levels=args.expand_last_levels)
     method = rec.engine.method
     last_level = getattr(rec.run.cfg, method).last_level if method in ("tiger", "pit") else None
-    expand = bool(rec.run.cfg.pit.expand_last_level) if method == "pit" else None
+    expand = rec.run.cfg.pit.expand_last_levels if method == "pit" else None
     engine = rec.engine
     _, split = prepare_data(rec.run.cfg)
     rng = np.random.default_rng(0)
@@ -76,7 +76,7 @@ def main() -> None:
         # what the speed costs: the same users ranked in float32, with the model's own last level, beams only
         reference = Recommender.load(args.run_dir, persist=False, threads=args.threads, device=args.device,
                                      last_level="model" if last_level else None,
-                                     expand_last_level=False if expand is not None else None)
+                                     expand_last_levels=0 if expand is not None else None)
         ranked_ref = _rank_all(reference.engine, histories, args)
         quality["reference"] = ("float32" + (", last level: model" if last_level else "")
                                 + (", beams only" if expand is not None else ""))
@@ -104,7 +104,7 @@ def main() -> None:
         "n_items": int(engine.n_items), "k": args.k, "users": len(histories), "batch": args.batch,
         "threads": args.threads, "device": args.device, "malloc": args.malloc,
         "beam_width": _beam_width(rec), "dtype": args.dtype, "last_level": last_level,
-        "expand_last_level": expand, "explain": args.explain, "quality": quality,
+        "expand_last_levels": expand, "explain": args.explain, "quality": quality,
         "batch_users_per_s": len(histories) / batch_s,
         "single_ms": {"p50": float(np.percentile(lat_np, 50)), "p90": float(np.percentile(lat_np, 90)),
                       "p99": float(np.percentile(lat_np, 99)), "n": len(lat)},
@@ -157,8 +157,8 @@ def report(doc: dict) -> str:
              "batched, <= 20 ms p50 single, top-10 with beam 20, 2 CPU cores.", "",
              "malloc: `retain` keeps freed memory for reuse (`run.retain_freed_memory`), `default` is glibc's. "
              "last level (tiger): `model` scores every SID level with the model (TIGER), `renormalized` scores the "
-             "last level within the SIDs of the beam's prefix (`tiger.last_level`); `expanded` (pit): items ranked over "
-             "every SID below the last level's prefixes (`pit.expand_last_level`).", "",
+             "last level within the SIDs of the beam's prefix (`tiger.last_level`); `last n expanded` (pit): items ranked "
+             "over every SID below the prefixes the search holds n levels from the end (`pit.expand_last_levels`).", "",
              "| run | method | dtype | last level | malloc | explain | items | beam | threads | batch | users/s | "
              "single p50 ms | p99 ms | R@k sampled | vs reference | peak MB |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -168,8 +168,8 @@ def report(doc: dict) -> str:
         vs = _versus(q)
         rk = f"{q['recall@k']:.4f}" if "recall@k" in q else "-"
         last = r.get("last_level") or ("model" if r["method"] in ("tiger", "pit") else "-")
-        if r.get("expand_last_level"):
-            last += ", expanded"
+        if r.get("expand_last_levels"):
+            last += f", last {r['expand_last_levels']} expanded"
         lines.append(f"| {r['label']} | {r['method']} | {r.get('dtype', 'float32')} | {last} | {r.get('malloc', 'default')} | "
                      f"{r.get('explain', True)} | {r['n_items']:,} | "
                      f"{r['beam_width']} | {r['threads']}{_device_note(r)} | {r['batch']} | {r['batch_users_per_s']:.0f} | "

@@ -286,45 +286,52 @@ def test_select_beams_takes_single_beam_rows_of_every_tensor():
         select_beams({"x": 3}, torch.tensor([0]), torch.tensor([0]))
 
 
-def prefix_parents(model: TableModel, users: int, trie: Trie, width: int) -> list[set[tuple]]:
-    """Reference for ``expand_last``: the prefixes a search over the first L-1 levels keeps, i.e.
-    what the full search holds when it reaches the last level (same model, same tie layout)."""
+def prefix_parents(model: TableModel, users: int, trie: Trie, width: int, levels: int) -> list[set[tuple]]:
+    """Reference for ``expand_last``: the prefixes of L - ``levels`` codes a search over those
+    levels alone keeps, i.e. what the full search holds before it expands (same model, same ties)."""
     sizes = trie.codebook_sizes
-    if len(sizes) == 1:
+    head_levels = len(sizes) - levels
+    if head_levels == 0:
         return [{()} for _ in range(users)]
-    prefixes = np.unique(trie.leaf_codes[:, :-1].numpy(), axis=0)
-    head = beam_search(model.step, users, sizes[:-1], width, Trie.build(prefixes, sizes[:-1]))
+    prefixes = np.unique(trie.leaf_codes[:, :head_levels].numpy(), axis=0)
+    head = beam_search(model.step, users, sizes[:head_levels], width, Trie.build(prefixes, sizes[:head_levels]))
     return [{tuple(c) for c, ok in zip(head.codes[u].tolist(), head.alive[u].tolist()) if ok} for u in range(users)]
 
 
 @settings(max_examples=80, deadline=None)
-@given(catalogues(), st.integers(0, 10_000), st.integers(1, 6), st.booleans())
-def test_expanded_last_level_returns_every_sid_below_the_last_prefixes_best_first(trie, seed, width, renormalize):
+@given(catalogues(), st.integers(0, 10_000), st.integers(1, 6), st.booleans(), st.integers(1, 3))
+def test_expanded_last_levels_return_every_sid_below_the_prefixes_best_first(trie, seed, width, renormalize,
+                                                                            levels):
     users = 3
+    levels = min(levels, len(trie.codebook_sizes))
     model = TableModel(users, trie.codebook_sizes, seed)
     narrow = beam_search(model.step, users, trie.codebook_sizes, width, trie, renormalize_last=renormalize)
     wide = beam_search(model.step, users, trie.codebook_sizes, width, trie, renormalize_last=renormalize,
-                       expand_last=True)
+                       expand_last=levels)
     siblings = sibling_codes(trie)
-    parents = prefix_parents(model, users, trie, width)
+    parents = prefix_parents(model, users, trie, width, levels)
+    head = len(trie.codebook_sizes) - levels
     sids = [tuple(r) for r in trie.leaf_codes.tolist()]
     for u in range(users):
         alive = wide.alive[u]
         got = {tuple(c): float(s) for c, s in zip(wide.codes[u][alive].tolist(), wide.log_probs[u][alive])}
         expected = {s: model.sid_log_prob(u, s, siblings[s[:-1]] if renormalize else None)
-                    for s in sids if s[:-1] in parents[u]}
+                    for s in sids if s[:head] in parents[u]}
         assert got.keys() == expected.keys()
         for sid, score in got.items():
             assert score == pytest.approx(expected[sid], abs=1e-5)
         assert (wide.log_probs[u][alive][:-1] >= wide.log_probs[u][alive][1:]).all()
         assert torch.equal(trie.lookup(wide.codes[u][alive]), wide.leaves[u][alive])
-        # the narrow search's beams are the expanded result's head
-        n = int(narrow.alive[u].sum())
-        assert torch.equal(wide.codes[u, :n], narrow.codes[u, :n])
-        torch.testing.assert_close(wide.log_probs[u, :n], narrow.log_probs[u, :n], atol=0, rtol=0)
+        if levels == 1:  # the last step scored every child anyway: the narrow beams are its head
+            n = int(narrow.alive[u].sum())
+            assert torch.equal(wide.codes[u, :n], narrow.codes[u, :n])
+            torch.testing.assert_close(wide.log_probs[u, :n], narrow.log_probs[u, :n], atol=0, rtol=0)
 
 
-def test_expand_last_needs_a_trie():
+def test_expand_last_needs_a_trie_and_at_most_every_level():
     model = TableModel(1, [2, 2], 0)
     with pytest.raises(ValueError, match="needs a trie"):
-        beam_search(model.step, 1, [2, 2], 2, expand_last=True)
+        beam_search(model.step, 1, [2, 2], 2, expand_last=1)
+    trie = Trie.build(np.array([[0, 1], [1, 0]]), [2, 2])
+    with pytest.raises(ValueError, match="between 0 and the 2 SID levels"):
+        beam_search(model.step, 1, [2, 2], 2, trie, expand_last=3)

@@ -70,37 +70,40 @@ def test_the_ranker_returns_the_beams_its_ranking_came_from_with_their_model_log
     assert widened < len(history)  # both kinds of user were checked
 
 
-def _sibling_catalog(n_items: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Every item owns 2-3 SIDs below a prefix of its own (PIT's sibling SIDs)."""
+def _sibling_catalog(n_items: int, shared: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Every item owns 2-3 SIDs below a prefix of ``shared`` codes of its own (PIT's sibling SIDs)."""
     rng = np.random.default_rng(seed)
-    prefixes = np.array(np.meshgrid(*[np.arange(s) for s in SIZES[:-1]], indexing="ij")).reshape(len(SIZES) - 1, -1).T
+    grid = [np.arange(s) for s in SIZES]
+    prefixes = np.array(np.meshgrid(*grid[:shared], indexing="ij")).reshape(shared, -1).T
+    tails = np.array(np.meshgrid(*grid[shared:], indexing="ij")).reshape(len(SIZES) - shared, -1).T
     codes, items = [], []
     for item, prefix in enumerate(prefixes[rng.choice(len(prefixes), n_items, replace=False)]):
-        for last in rng.choice(SIZES[-1], rng.integers(2, SIZES[-1] + 1), replace=False):
-            codes.append([*prefix, last])
+        for tail in tails[rng.choice(len(tails), rng.integers(2, 4), replace=False)]:
+            codes.append([*prefix, *tail])
             items.append(item)
     return np.array(codes), np.array(items)
 
 
-def test_expanded_last_level_scores_each_returned_item_over_all_its_sibling_sids():
-    codes, items = _sibling_catalog(n_items=14, seed=3)
-    trie = Trie.build(codes, SIZES, items=items, n_items=14)
+@pytest.mark.parametrize("levels,n_items,width,k", [(1, 14, 4, 4), (2, 4, 2, 2)])
+def test_expanded_last_levels_score_each_returned_item_over_all_its_sibling_sids(levels, n_items, width, k):
+    codes, items = _sibling_catalog(n_items, shared=len(SIZES) - levels, seed=3)
+    trie = Trie.build(codes, SIZES, items=items, n_items=n_items)
     model = _model(4)
     history_codes = torch.from_numpy(codes[np.unique(items, return_index=True)[1]])
     g = torch.Generator().manual_seed(5)
-    history = torch.randint(0, 14, (10, 5), generator=g)
+    history = torch.randint(0, n_items, (10, 5), generator=g)
     history[1, :2] = PAD
     with torch.no_grad():
         memory = model.encode(history_codes[history.clamp(min=0)], history == PAD)
         # every SID's log P(SID | user), teacher-forced: the exhaustive reference
         exact = -model.candidate_nll(memory, torch.from_numpy(codes).unsqueeze(0).expand(len(history), -1, -1))
-    beams_only = PITRanker(model, history_codes, trie, torch.zeros(len(codes)), beam_width=4, aggregation="sum")
-    expanded = PITRanker(model, history_codes, trie, torch.zeros(len(codes)), beam_width=4, aggregation="sum",
-                         expand_last=True)
+    beams_only = PITRanker(model, history_codes, trie, torch.zeros(len(codes)), beam_width=width, aggregation="sum")
+    expanded = PITRanker(model, history_codes, trie, torch.zeros(len(codes)), beam_width=width, aggregation="sum",
+                         expand_last=levels)
     with torch.no_grad():
-        ranked = expanded.rank_with_beams(history, k=4)
-        beams_only.rank(history, k=4)
-    assert expanded.widened < beams_only.widened  # 4 prefixes name 4 items: no user is short
+        ranked = expanded.rank_with_beams(history, k=k)
+        beams_only.rank(history, k=k)
+    assert expanded.widened < beams_only.widened  # W prefixes name W items: no user is short
     assert (ranked.items >= 0).all()
     for u in range(len(history)):
         alive = ranked.leaves[u] >= 0
@@ -113,10 +116,10 @@ def test_expanded_last_level_scores_each_returned_item_over_all_its_sibling_sids
             assert set(own.tolist()) <= set(ranked.leaves[u][alive].tolist())
     # a beam covering every prefix ranks exactly like aggregating every SID of every item
     full = PITRanker(model, history_codes, trie, torch.zeros(len(codes)), beam_width=16, aggregation="sum",
-                     expand_last=True)
+                     expand_last=levels)
     with torch.no_grad():
-        got_items, got_scores = full.rank_with_scores(history, k=6)
-    per_item = torch.stack([exact[:, items == i].logsumexp(1) for i in range(14)], 1)
-    best_scores, best_items = per_item.topk(6, dim=1)
+        got_items, got_scores = full.rank_with_scores(history, k=min(6, n_items))
+    per_item = torch.stack([exact[:, items == i].logsumexp(1) for i in range(n_items)], 1)
+    best_scores, best_items = per_item.topk(min(6, n_items), dim=1)
     torch.testing.assert_close(got_scores, best_scores, atol=1e-4, rtol=0)
     assert torch.equal(got_items, best_items)

@@ -5,10 +5,10 @@ Returning K distinct items matters (the evaluator counts a missing slot as a mis
 item owns several SIDs the W beams can name fewer than K items, so users left short are searched
 again with a doubled beam (up to ``max_widen`` times), and how many were is counted.
 
-``expand_last`` ranks items over every SID below the last level's W prefixes (``beam_search``), not
-only the W best SIDs. With sibling SIDs (an item's SIDs share their first codes) an item is then
-scored over all of its SIDs, W prefixes name at least W items (fewer widened searches), and its
-explanation is read from the search instead of decoded again.
+``expand_last`` = n ranks items over every SID below the W prefixes the search holds at level L-n
+(``beam_search``), not only the W best SIDs. With sibling SIDs (an item's SIDs share their first
+L-n codes) an item is then scored over all of its SIDs, W prefixes name at least W items (fewer
+widened searches), and its explanation is read from the search instead of decoded again.
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ class PITRanker:
 
     def __init__(self, model, history_codes: torch.Tensor, trie: Trie, edge_log_q: torch.Tensor,
                  beam_width: int, aggregation: Aggregation = "weighted", max_widen: int = 3,
-                 renormalize_last: bool = False, expand_last: bool = False):
+                 renormalize_last: bool = False, expand_last: int = 0):
         self.model, self.history_codes, self.trie, self.edge_log_q = model, history_codes, trie, edge_log_q
         self.beam_width, self.aggregation, self.max_widen = beam_width, aggregation, max_widen
         self.renormalize_last, self.expand_last = renormalize_last, expand_last
