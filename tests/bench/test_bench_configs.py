@@ -39,6 +39,7 @@ def test_main_lists_every_method_and_the_pit_ablations():
                       "pit/cf-lean-stride-ffn256-below-capped-siblings-frozen8",
                       "pit/lean-stride-ffn256-below-capped-siblings-posterior",
                       "pit/cf-lean-stride-ffn256-below-capped-siblings-posterior",
+                      "pit/cf-lean-stride-ffn256-below-capped-siblings-sum",
                       "pit/cf-lean-stride-ffn256-below-capped-siblings-no-csa",
                       "pit/cf-lean-stride-ffn256-below-capped-siblings-no-selection",
                       "pit/cf-lean-stride-ffn256-below-capped-siblings-single-sid",
@@ -63,6 +64,7 @@ def test_main_lists_every_method_and_the_pit_ablations():
                              "cf-lean-stride-ffn256-below-capped-siblings-frozen8",
                              "cf-lean-stride-ffn256-below-capped-siblings-posterior",
                              "cf-lean-stride-ffn256-below-capped-siblings-ids",
+                             "cf-lean-stride-ffn256-below-capped-siblings-sum",
                              "cf-lean-stride-ffn256-below-capped-siblings-no-csa",
                              "cf-lean-stride-ffn256-below-capped-siblings-no-selection",
                              "cf-lean-stride-ffn256-below-capped-siblings-single-sid",
@@ -241,6 +243,7 @@ def test_ablations_of_the_sibling_recipe_each_take_away_one_part():
     _differs_only_in({f"{base}-no-selection": base}, ("pit", "sid_selection", (False, True)))
     _differs_only_in({f"{base}-single-sid": base}, ("pit", "max_sids_per_item", (1, 4)))
     _differs_only_in({f"{base}-frozen-i2t": base}, ("pit", "freeze_i2t", (True, False)))
+    _differs_only_in({f"{base}-sum": base}, ("pit", "aggregation", ("sum", "weighted")))
 
 
 def test_two_cores_is_main_tiger_alone_on_both_cores_within_45_wall_minutes():
