@@ -49,17 +49,12 @@ def main() -> None:
     ap.add_argument("--last-level", default=None, choices=["model", "renormalized"],
                     help="tiger: how the last SID level is scored (tiger.last_level; default: the run's). "
                          "renormalized is also compared with model on the same users")
-    ap.add_argument("--expand-last-levels", type=int, default=None, metavar="N",
-                    help="pit: rank items over every SID below the prefixes the search holds N levels from the end "
-                         "(pit.expand_last_levels; default: the run's); also compared with the beams-only ranking")
     args = ap.parse_args()
 
     rec = Recommender.load(args.run_dir, persist=False, threads=args.threads, dtype=args.dtype, device=args.device,
-                           retain_memory=args.malloc == "retain", last_level=args.last_level,
-                           expand_last_levels=args.expand_last_levels)
+                           retain_memory=args.malloc == "retain", last_level=args.last_level)
     method = rec.engine.method
     last_level = getattr(rec.run.cfg, method).last_level if method in ("tiger", "pit") else None
-    expand = rec.run.cfg.pit.expand_last_levels if method == "pit" else None
     engine = rec.engine
     _, split = prepare_data(rec.run.cfg)
     rng = np.random.default_rng(0)
@@ -72,14 +67,12 @@ def main() -> None:
     batch_s = time.perf_counter() - start
     targets = split.test_target[users]
     quality = {"recall@k": _recall(ranked, targets)}
-    if args.dtype != "float32" or last_level == "renormalized" or expand:
-        # what the speed costs: the same users ranked in float32, with the model's own last level, beams only
+    if args.dtype != "float32" or last_level == "renormalized":
+        # what the speed costs: the same users ranked in float32, with the model's own last level
         reference = Recommender.load(args.run_dir, persist=False, threads=args.threads, device=args.device,
-                                     last_level="model" if last_level else None,
-                                     expand_last_levels=0 if expand is not None else None)
+                                     last_level="model" if last_level else None)
         ranked_ref = _rank_all(reference.engine, histories, args)
-        quality["reference"] = ("float32" + (", last level: model" if last_level else "")
-                                + (", beams only" if expand is not None else ""))
+        quality["reference"] = "float32" + (", last level: model" if last_level else "")
         quality["reference_recall@k"] = _recall(ranked_ref, targets)
         quality["slots_equal_to_reference"] = float(np.mean(
             [a.item == b.item for r, r_ref in zip(ranked, ranked_ref) for a, b in zip(r, r_ref)]))
@@ -103,8 +96,7 @@ def main() -> None:
         "label": args.label or Path(args.run_dir).name, "run_dir": str(args.run_dir), "method": engine.method,
         "n_items": int(engine.n_items), "k": args.k, "users": len(histories), "batch": args.batch,
         "threads": args.threads, "device": args.device, "malloc": args.malloc,
-        "beam_width": _beam_width(rec), "dtype": args.dtype, "last_level": last_level,
-        "expand_last_levels": expand, "explain": args.explain, "quality": quality,
+        "beam_width": _beam_width(rec), "dtype": args.dtype, "last_level": last_level, "explain": args.explain, "quality": quality,
         "batch_users_per_s": len(histories) / batch_s,
         "single_ms": {"p50": float(np.percentile(lat_np, 50)), "p90": float(np.percentile(lat_np, 90)),
                       "p99": float(np.percentile(lat_np, 99)), "n": len(lat)},
@@ -157,8 +149,7 @@ def report(doc: dict) -> str:
              "batched, <= 20 ms p50 single, top-10 with beam 20, 2 CPU cores.", "",
              "malloc: `retain` keeps freed memory for reuse (`run.retain_freed_memory`), `default` is glibc's. "
              "last level (tiger): `model` scores every SID level with the model (TIGER), `renormalized` scores the "
-             "last level within the SIDs of the beam's prefix (`tiger.last_level`); `last n expanded` (pit): items ranked "
-             "over every SID below the prefixes the search holds n levels from the end (`pit.expand_last_levels`).", "",
+             "last level within the SIDs of the beam's prefix (`tiger.last_level`).", "",
              "| run | method | dtype | last level | malloc | explain | items | beam | threads | batch | users/s | "
              "single p50 ms | p99 ms | R@k sampled | vs reference | peak MB |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -168,8 +159,6 @@ def report(doc: dict) -> str:
         vs = _versus(q)
         rk = f"{q['recall@k']:.4f}" if "recall@k" in q else "-"
         last = r.get("last_level") or ("model" if r["method"] in ("tiger", "pit") else "-")
-        if r.get("expand_last_levels"):
-            last += f", last {r['expand_last_levels']} expanded"
         lines.append(f"| {r['label']} | {r['method']} | {r.get('dtype', 'float32')} | {last} | {r.get('malloc', 'default')} | "
                      f"{r.get('explain', True)} | {r['n_items']:,} | "
                      f"{r['beam_width']} | {r['threads']}{_device_note(r)} | {r['batch']} | {r['batch_users_per_s']:.0f} | "

@@ -3,7 +3,6 @@ whole ranking without explanations, and with them (log P(SID | history) for ever
 returned item).
 
     python benchmarks/tuning/pit_decode_parts.py RUN_DIR [--users 1024] [--batch 256] [--threads 1]
-        [--expand-last-levels N]
 
 CPU seconds (process time) per part over the same test users, so a neighbour's load moves the
 figures less than wall time would; ``benchmarks/decode_speed.py`` gives the served wall-clock
@@ -33,11 +32,9 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=256)
     ap.add_argument("--k", type=int, default=10)
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--expand-last-levels", type=int, default=None, metavar="N",
-                    help="pit.expand_last_levels for this measurement (default: the run's)")
     args = ap.parse_args()
     torch.set_grad_enabled(False)
-    rec = Recommender.load(args.run_dir, persist=False, threads=args.threads, expand_last_levels=args.expand_last_levels)
+    rec = Recommender.load(args.run_dir, persist=False, threads=args.threads)
     engine = rec.engine
     if engine.method != "pit":
         raise SystemExit(f"{args.run_dir} is a {engine.method} run; this tool splits PIT's served ranking")
@@ -52,12 +49,10 @@ def main() -> None:
         return m.u2t.encode_by_length(engine.history_codes[b.clamp(min=0)], b == PAD)
 
     ranker = PITRanker(m.u2t, engine.history_codes, engine.trie, engine.edge_log_q, m.pc.beam_width,
-                       m.pc.aggregation, renormalize_last=m.pc.last_level == "renormalized",
-                       expand_last=m.pc.expand_last_levels)
+                       m.pc.aggregation, renormalize_last=m.pc.last_level == "renormalized")
     parts = {"encode": encode,
              "encode + beam search": lambda b: m.u2t.generate(
-                 encode(b), m.pc.beam_width, engine.trie, renormalize_last=m.pc.last_level == "renormalized",
-                 expand_last=m.pc.expand_last_levels),
+                 encode(b), m.pc.beam_width, engine.trie, renormalize_last=m.pc.last_level == "renormalized"),
              "ranker (items, scores)": lambda b: ranker.rank(b, args.k),
              "rank, explain=False": lambda b: engine.rank(b, args.k, False, False),
              "rank, explain=True": lambda b: engine.rank(b, args.k, False, True)}
@@ -77,7 +72,7 @@ def main() -> None:
             reached += int(sum(int(leaf) in found for leaf in engine.trie.lookup(torch.tensor(keys)))) if keys else 0
     n = len(histories)
     print(f"{args.run_dir}: {n} users, batches of {args.batch}, {args.threads} thread(s), "
-          f"{engine.index.n_edges:,} edges for {engine.n_items:,} items, expand_last_levels={m.pc.expand_last_levels}")
+          f"{engine.index.n_edges:,} edges for {engine.n_items:,} items")
     for name, seconds in cpu.items():
         print(f"  {name:22s} {seconds:7.3f} CPU s  {n / seconds:7.0f} users per CPU second")
     print(f"  explanations: {sids / n:.1f} SIDs per user's top {args.k}, {reached / n:.1f} of them reached by "

@@ -4,7 +4,6 @@ the ranking came from (a widened user's from its widest search) with the model's
 from __future__ import annotations
 
 import numpy as np
-import pytest
 import torch
 
 from pitrec.data.batches import PAD
@@ -68,58 +67,3 @@ def test_the_ranker_returns_the_beams_its_ranking_came_from_with_their_model_log
             assert torch.equal(ranked.leaves[u][:4], torch.where(narrow.alive[u], narrow.leaves[u], -1))
     assert 0 < widened <= ranker.widened  # the ranker counts a user once per widening round
     assert widened < len(history)  # both kinds of user were checked
-
-
-def _sibling_catalog(n_items: int, shared: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Every item owns 2-3 SIDs below a prefix of ``shared`` codes of its own (PIT's sibling SIDs)."""
-    rng = np.random.default_rng(seed)
-    grid = [np.arange(s) for s in SIZES]
-    prefixes = np.array(np.meshgrid(*grid[:shared], indexing="ij")).reshape(shared, -1).T
-    tails = np.array(np.meshgrid(*grid[shared:], indexing="ij")).reshape(len(SIZES) - shared, -1).T
-    codes, items = [], []
-    for item, prefix in enumerate(prefixes[rng.choice(len(prefixes), n_items, replace=False)]):
-        for tail in tails[rng.choice(len(tails), rng.integers(2, 4), replace=False)]:
-            codes.append([*prefix, *tail])
-            items.append(item)
-    return np.array(codes), np.array(items)
-
-
-@pytest.mark.parametrize("levels,n_items,width,k", [(1, 14, 4, 4), (2, 4, 2, 2)])
-def test_expanded_last_levels_score_each_returned_item_over_all_its_sibling_sids(levels, n_items, width, k):
-    codes, items = _sibling_catalog(n_items, shared=len(SIZES) - levels, seed=3)
-    trie = Trie.build(codes, SIZES, items=items, n_items=n_items)
-    model = _model(4)
-    history_codes = torch.from_numpy(codes[np.unique(items, return_index=True)[1]])
-    g = torch.Generator().manual_seed(5)
-    history = torch.randint(0, n_items, (10, 5), generator=g)
-    history[1, :2] = PAD
-    with torch.no_grad():
-        memory = model.encode(history_codes[history.clamp(min=0)], history == PAD)
-        # every SID's log P(SID | user), teacher-forced: the exhaustive reference
-        exact = -model.candidate_nll(memory, torch.from_numpy(codes).unsqueeze(0).expand(len(history), -1, -1))
-    beams_only = PITRanker(model, history_codes, trie, torch.zeros(len(codes)), beam_width=width, aggregation="sum")
-    expanded = PITRanker(model, history_codes, trie, torch.zeros(len(codes)), beam_width=width, aggregation="sum",
-                         expand_last=levels)
-    with torch.no_grad():
-        ranked = expanded.rank_with_beams(history, k=k)
-        beams_only.rank(history, k=k)
-    assert expanded.widened < beams_only.widened  # W prefixes name W items: no user is short
-    assert (ranked.items >= 0).all()
-    for u in range(len(history)):
-        alive = ranked.leaves[u] >= 0
-        reached = set(trie.items_of(ranked.leaves[u][alive])[0].tolist())
-        for item, score in zip(ranked.items[u].tolist(), ranked.scores[u].tolist()):
-            # the item's score aggregates all its SIDs, and all of them are in the search's result
-            assert score == pytest.approx(float(exact[u, items == item].logsumexp(0)), abs=1e-4)
-            assert item in reached
-            own = trie.lookup(torch.from_numpy(codes[items == item]))
-            assert set(own.tolist()) <= set(ranked.leaves[u][alive].tolist())
-    # a beam covering every prefix ranks exactly like aggregating every SID of every item
-    full = PITRanker(model, history_codes, trie, torch.zeros(len(codes)), beam_width=16, aggregation="sum",
-                     expand_last=levels)
-    with torch.no_grad():
-        got_items, got_scores = full.rank_with_scores(history, k=min(6, n_items))
-    per_item = torch.stack([exact[:, items == i].logsumexp(1) for i in range(n_items)], 1)
-    best_scores, best_items = per_item.topk(min(6, n_items), dim=1)
-    torch.testing.assert_close(got_scores, best_scores, atol=1e-4, rtol=0)
-    assert torch.equal(got_items, best_items)

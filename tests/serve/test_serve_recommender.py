@@ -213,18 +213,15 @@ def test_bfloat16_is_refused_for_score_rankers_and_unknown_dtypes(trained_runs):
         Recommender.load(trained_runs("tiger"), persist=False, dtype="float16")
 
 
-@pytest.mark.parametrize("last_level,expand", [("model", 0), ("renormalized", 0), ("model", 1),
-                                               ("renormalized", 2)])
-def test_pit_explanations_equal_teacher_forced_scores_of_every_sid(trained_runs, last_level, expand):
-    """Single-SID items reuse their beam's score, multi-SID items are scored in one pass (with an
-    expanded last level, SIDs below the search's last prefixes are read from the search): either
+@pytest.mark.parametrize("last_level", ["model", "renormalized"])
+def test_pit_explanations_equal_teacher_forced_scores_of_every_sid(trained_runs, last_level):
+    """Single-SID items reuse their beam's score, multi-SID items are scored in one pass: either
     way each reported log P(SID | history) is the model's teacher-forced log-probability (with the
     last level renormalised within the index's SIDs after the prefix, under that rule)."""
     from pitrec.data.batches import PAD
     from pitrec.models.user_to_token import Memory
 
-    rec = Recommender.load(trained_runs("pit"), persist=False, last_level=last_level, expand_last_levels=expand)
-    assert rec.run.cfg.pit.expand_last_levels == expand
+    rec = Recommender.load(trained_runs("pit"), persist=False, last_level=last_level)
     engine, m = rec.engine, rec.engine.models
     data, histories, _ = raw_test_split(trained_runs("pit"))
     results = rec.recommend_many(histories[:30], k=8).results
@@ -282,29 +279,6 @@ def test_tiger_served_with_the_renormalized_last_level_reproduces_its_re_evaluat
         Recommender.load(trained_runs("sasrec"), persist=False, last_level="renormalized")
     with pytest.raises(ValueError, match="last_level"):
         Recommender.load(run, persist=False, last_level="softmax")
-
-
-def test_pit_served_with_expanded_last_levels_reproduces_its_re_evaluation(trained_runs):
-    """``expand_last_levels`` is a decoding setting too: service and re-evaluation rank alike, and
-    the ranking is not the beams-only one (the tiny run's items own several SIDs)."""
-    from pitrec.train.evaluate_run import evaluate_run
-
-    run = trained_runs("pit")
-    rec = Recommender.load(run, persist=False, expand_last_levels=2)
-    expected = evaluate_run(run, "test", ["pit.expand_last_levels=2", "run.progress=false"])["metrics"]
-    data, histories, targets = raw_test_split(run)
-    topk = torch.full((len(histories), 20), -1, dtype=torch.long)
-    results = rec.recommend_many(histories, k=20, explain=False).results
-    for row, result in enumerate(results):
-        assert len({item.id for item in result.items}) == len(result.items) == 20
-        topk[row] = torch.tensor(data.dense_items([item.id for item in result.items]), dtype=torch.long)
-    metrics = {k: float(v.mean()) for k, v in rank_metrics(topk, torch.from_numpy(targets), (10, 20)).items()}
-    for name in ("recall@10", "ndcg@10", "recall@20", "ndcg@20"):
-        assert metrics[name] == pytest.approx(expected[name], abs=1e-12), name
-    beams_only = Recommender.load(run, persist=False).recommend_many(histories, k=20, explain=False).results
-    assert any([i.id for i in a.items] != [i.id for i in b.items] for a, b in zip(results, beams_only))
-    with pytest.raises(ValueError, match="applies to pit runs"):
-        Recommender.load(trained_runs("tiger"), persist=False, expand_last_levels=1)
 
 
 def test_renormalized_last_level_needs_constrained_decoding():

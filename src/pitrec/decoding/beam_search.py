@@ -16,12 +16,6 @@ SIDs (``tokenizer.collision=extra_level``) nearly every prefix leads to one SID,
 then scores exactly 0 and needs no decoder pass: only the beams whose prefix leads to several SIDs
 are decoded at the last level, each as a row of its own (through the step's ``rows`` argument). A
 SID's score is then log P(its prefix) + log P(its last code | the last codes the trie holds there).
-
-``expand_last`` = n: the search keeps W beams down to level L-n, then returns every SID below those
-W prefixes, best first, instead of the W best. With n = 1 the last decoder step scored them all
-anyway; with n = 2 the level before the last runs for every child of the W prefixes. An item whose
-SIDs share their first L-n codes (PIT's sibling SIDs share two) then has all of them in the result,
-so aggregating an item's score over its SIDs, and explaining it, needs no further decoding.
 """
 
 from __future__ import annotations
@@ -81,7 +75,7 @@ def reorder_beams(cache: Any, parent: torch.Tensor) -> Any:
 @torch.no_grad()
 def beam_search(step: StepFn, batch_size: int, codebook_sizes: Sequence[int], beam_width: int,
                 trie: Trie | None = None, device: torch.device | str = "cpu",
-                renormalize_last: bool = False, expand_last: int = 0) -> BeamResult:
+                renormalize_last: bool = False) -> BeamResult:
     """The ``beam_width`` most probable SIDs per user, level by level.
 
     With a ``trie`` only prefixes of existing SIDs survive, so every returned beam is a valid SID
@@ -93,13 +87,8 @@ def beam_search(step: StepFn, batch_size: int, codebook_sizes: Sequence[int], be
         raise ValueError(f"beam_width must be >= 1, got {beam_width}")
     if renormalize_last and trie is None:
         raise ValueError("renormalize_last scores the last level within the trie's prefixes: it needs a trie")
-    if expand_last and trie is None:
-        raise ValueError("expand_last returns the SIDs the trie holds below the last prefixes: it needs a trie")
-    if not 0 <= expand_last <= len(codebook_sizes):
-        raise ValueError(f"expand_last must be between 0 and the {len(codebook_sizes)} SID levels, got {expand_last}")
     B = batch_size
     last = len(codebook_sizes) - 1
-    expand_from = len(codebook_sizes) - expand_last  # levels from here keep every finite candidate
     scores = torch.zeros(B, 1, device=device)
     codes = torch.zeros(B, 1, 0, dtype=torch.long, device=device)
     nodes = torch.zeros(B, 1, dtype=torch.long, device=device)
@@ -114,10 +103,7 @@ def beam_search(step: StepFn, batch_size: int, codebook_sizes: Sequence[int], be
             if trie is not None:
                 log_probs = log_probs.masked_fill(~trie.valid_mask(nodes, level), float("-inf"))
         total = (scores.unsqueeze(-1) + log_probs).reshape(B, -1)
-        width = beam_width
-        if level >= expand_from:  # every finite (prefix, code): the SIDs below the prefixes
-            width = max(1, int(torch.isfinite(total).sum(1).max()))
-        scores, flat = total.topk(min(width, total.shape[1]), dim=1)
+        scores, flat = total.topk(min(beam_width, total.shape[1]), dim=1)
         parent, code = flat // size, flat % size
         if level < last:  # after the last level the cache is not used again
             cache = reorder_beams(cache, parent)

@@ -4,11 +4,6 @@ then item scores aggregated over each item's SIDs.
 Returning K distinct items matters (the evaluator counts a missing slot as a miss): when an
 item owns several SIDs the W beams can name fewer than K items, so users left short are searched
 again with a doubled beam (up to ``max_widen`` times), and how many were is counted.
-
-``expand_last`` = n ranks items over every SID below the W prefixes the search holds at level L-n
-(``beam_search``), not only the W best SIDs. With sibling SIDs (an item's SIDs share their first
-L-n codes) an item is then scored over all of its SIDs, W prefixes name at least W items (fewer
-widened searches), and its explanation is read from the search instead of decoded again.
 """
 
 from __future__ import annotations
@@ -56,10 +51,10 @@ class PITRanker:
 
     def __init__(self, model, history_codes: torch.Tensor, trie: Trie, edge_log_q: torch.Tensor,
                  beam_width: int, aggregation: Aggregation = "weighted", max_widen: int = 3,
-                 renormalize_last: bool = False, expand_last: int = 0):
+                 renormalize_last: bool = False):
         self.model, self.history_codes, self.trie, self.edge_log_q = model, history_codes, trie, edge_log_q
         self.beam_width, self.aggregation, self.max_widen = beam_width, aggregation, max_widen
-        self.renormalize_last, self.expand_last = renormalize_last, expand_last
+        self.renormalize_last = renormalize_last
         self.beams = self.invalid = self.widened = 0
 
     @torch.no_grad()
@@ -93,31 +88,23 @@ class PITRanker:
                 sub, history[short] if exclude_history else None, width, k)
             idx = rows[short]
             items[idx], scores[idx], exhausted[idx] = sub_items, sub_scores, sub_exhausted
-            cols = max(leaves.shape[1], sub_leaves.shape[1])
-            leaves, sub_leaves = _pad_columns(leaves, cols, -1), _pad_columns(sub_leaves, cols, -1)
-            log_probs = _pad_columns(log_probs, cols, float("-inf"))
-            leaves[idx], log_probs[idx] = sub_leaves, _pad_columns(sub_log_probs, cols, float("-inf"))
+            leaves = torch.cat([leaves, leaves.new_full((len(leaves), width - leaves.shape[1]), -1)], 1)
+            log_probs = torch.cat([log_probs, log_probs.new_full((len(leaves), width - log_probs.shape[1]),
+                                                                 float("-inf"))], 1)
+            leaves[idx], log_probs[idx] = sub_leaves, sub_log_probs
         return RankedBeams(items, scores, memory, leaves, log_probs)
 
     def _search(self, memory: Memory, exclude: torch.Tensor | None, width: int, k: int):
-        result = self.model.generate(memory, width, self.trie, renormalize_last=self.renormalize_last,
-                                     expand_last=self.expand_last)
+        result = self.model.generate(memory, width, self.trie, renormalize_last=self.renormalize_last)
         alive = result.alive
         self.beams += int(alive.sum())
         self.invalid += int((alive & (result.leaves < 0)).sum())
         items, scores = aggregate_beams(result.leaves, result.log_probs, self.trie, k, self.aggregation,
                                         self.edge_log_q, exclude)
-        exhausted = alive.sum(1) < width  # fewer SIDs than beams: a wider search finds nothing new
+        exhausted = ~alive.all(1)  # fewer SIDs than beams: a wider search finds nothing new
         leaves = torch.where(alive, result.leaves, torch.full_like(result.leaves, -1))
         return items, scores, exhausted, leaves, result.log_probs
 
     @property
     def invalid_rate(self) -> float:
         return self.invalid / max(self.beams, 1)
-
-
-def _pad_columns(t: torch.Tensor, cols: int, fill: float) -> torch.Tensor:
-    """(B, c) -> (B, cols), the new columns ``fill``: searches of different widths side by side."""
-    if t.shape[1] >= cols:
-        return t
-    return torch.cat([t, t.new_full((t.shape[0], cols - t.shape[1]), fill)], 1)

@@ -369,11 +369,9 @@ class UserToToken(nn.Module):
 
     @torch.no_grad()
     def generate(self, memory: Memory, beam_width: int, trie: Trie | None = None,
-                 renormalize_last: bool = False, expand_last: int = 0) -> BeamResult:
+                 renormalize_last: bool = False) -> BeamResult:
         """The ``beam_width`` most probable SIDs per user (constrained to ``trie`` if given; with
-        ``renormalize_last`` the last level is scored within each prefix, with ``expand_last`` = n every
-        SID below the W prefixes of level L-n is returned, see ``beam_search``)."""
+        ``renormalize_last`` the last level is scored within each prefix, see ``beam_search``)."""
         step = partial(self.decode_step, memory, self.cross_keys_values(memory))
         return beam_search(step, memory.states.shape[0], self.codebook_sizes, beam_width, trie,
-                           device=memory.states.device, renormalize_last=renormalize_last,
-                           expand_last=expand_last)
+                           device=memory.states.device, renormalize_last=renormalize_last)

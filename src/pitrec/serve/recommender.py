@@ -40,26 +40,20 @@ class Recommender:
     def load(cls, run_dir: str | Path, *, state_dir: str | Path | None = None, persist: bool = True,
              device: str = "cpu", threads: int | None = None, compact_every: int = 1000,
              method: str | None = None, dtype: str = "float32",
-             retain_memory: bool | None = None, last_level: str | None = None,
-             expand_last_levels: int | None = None) -> "Recommender":
+             retain_memory: bool | None = None, last_level: str | None = None) -> "Recommender":
         """Rebuild the trained method from ``run_dir`` alone; with ``persist`` (default), replay
         the updates accepted by earlier sessions from ``state_dir`` (default RUN_DIR/serving).
         ``dtype="bfloat16"`` runs a generative model's decoder in bfloat16 (faster where the CPU
         supports it; rankings may differ slightly from float32, see ``serve.engines.DTYPES``).
         ``retain_memory`` sets the allocator for the whole process (None: the run's
         ``run.retain_freed_memory``; see ``pitrec.utils.runtime.retain_freed_memory``). ``last_level``
-        (``model`` | ``renormalized``) overrides the run's ``tiger.last_level`` or ``pit.last_level``, and
-        ``expand_last_levels`` the run's ``pit.expand_last_levels``: decoding settings that need no
-        retraining."""
+        (``model`` | ``renormalized``) overrides the run's ``tiger.last_level`` or ``pit.last_level``, a
+        decoding setting that needs no retraining."""
         run = open_run(run_dir, method)
         if last_level is not None:
             if run.method not in ("tiger", "pit"):
                 raise ValueError(f"last_level applies to tiger and pit runs; {run_dir} is a {run.method} run")
             run.cfg = run.cfg.with_overrides({run.method: {"last_level": last_level}})
-        if expand_last_levels is not None:
-            if run.method != "pit":
-                raise ValueError(f"expand_last_levels applies to pit runs; {run_dir} is a {run.method} run")
-            run.cfg = run.cfg.with_overrides({"pit": {"expand_last_levels": expand_last_levels}})
         configure_process(run.cfg.run, threads, retain_memory)
         store = UpdateStore(state_dir if state_dir is not None else run.path / "serving") if persist else None
         rec = cls(run, load_engine(run, resolve_device(device), dtype), store, compact_every)

@@ -27,8 +27,7 @@ from pitrec.utils.runtime import configure_process, resolve_device, seed_everyth
 # The decoding settings of each generative method's test ranking: ``pitrec bench`` measures a
 # finished run again, instead of retraining it, when only these changed (``redecode_run``).
 DECODING_KEYS: dict[str, tuple[str, ...]] = {"tiger": ("beam_width", "constrained", "last_level"),
-                                              "pit": ("beam_width", "aggregation", "last_level", "one_to_many",
-                                                      "expand_last_levels")}
+                                              "pit": ("beam_width", "aggregation", "last_level", "one_to_many")}
 RE_EVALUATION_KEYS: dict[str, set[str] | None] = {
     "eval": None,  # every field
     "run": {"num_threads", "device", "progress", "retain_freed_memory"},

@@ -121,8 +121,7 @@ class PITEngine(Engine):
         m, pc = self.models, self.models.pc
         history = history.to(m.device)
         ranker = PITRanker(m.u2t, self.history_codes, self.trie, self.edge_log_q, pc.beam_width, pc.aggregation,
-                           renormalize_last=pc.last_level == "renormalized",
-                           expand_last=pc.expand_last_levels)
+                           renormalize_last=pc.last_level == "renormalized")
         ranked = ranker.rank_with_beams(history, k, exclude_history)
         explained = iter(self._explain(ranked, explain))
         return [[Ranked(i, s, next(explained)) for i, s in zip(row_items, row_scores) if i >= 0]

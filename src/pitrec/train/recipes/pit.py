@@ -339,8 +339,7 @@ class PITRecipe(Recipe):
         trie, edge_log_q = self._compiled[1]
         pc = self.cfg.pit
         self.last_ranker = PITRanker(self.u2t, self.history_codes, trie, edge_log_q, pc.beam_width, pc.aggregation,
-                                     renormalize_last=pc.last_level == "renormalized",
-                                     expand_last=pc.expand_last_levels)
+                                     renormalize_last=pc.last_level == "renormalized")
         return self.last_ranker
 
     # -- persistence ----------------------------------------------------------------------------

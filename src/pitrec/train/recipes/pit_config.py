@@ -49,10 +49,6 @@ class PITConfig(Section):
     # as tiger.last_level: renormalized scores a SID's last level within the index's SIDs after its
     # prefix, so beams on a prefix with one SID skip the last decoder step (pitrec.decoding.beam_search)
     last_level: Literal["model", "renormalized"] = "model"
-    # n > 0: rank items over every SID below the beam_width prefixes of level L-n, not only the
-    # beam_width best SIDs; with n = 2 an item is scored over all its sibling SIDs (proposal_prefix 2)
-    # and explaining it needs no decoding (pitrec.decoding.pit_ranker)
-    expand_last_levels: int = Field(0, ge=0)
     history_sids: Literal["primary", "initial"] = "primary"  # which SID encodes history items
     # selection pays log(items holding the SID): a SID shared by n items names the target only
     # with probability 1/n. Without it the cheapest SID is the one every item shares (collapse).
