@@ -20,7 +20,6 @@ import numpy as np
 import torch
 
 from pitrec.data.batches import PAD
-from pitrec.decoding.pit_ranker import PITRanker
 from pitrec.serve.recommender import Recommender, _padded
 from pitrec.train.api import prepare_data
 
@@ -48,8 +47,7 @@ def main() -> None:
     def encode(b):
         return m.u2t.encode_by_length(engine.history_codes[b.clamp(min=0)], b == PAD)
 
-    ranker = PITRanker(m.u2t, engine.history_codes, engine.trie, engine.edge_log_q, m.pc.beam_width,
-                       m.pc.aggregation, renormalize_last=m.pc.last_level == "renormalized")
+    ranker = engine.ranker()  # the served ranker, kept to read its widened-search count
     parts = {"encode": encode,
              "encode + beam search": lambda b: m.u2t.generate(
                  encode(b), m.pc.beam_width, engine.trie, renormalize_last=m.pc.last_level == "renormalized"),

@@ -116,13 +116,16 @@ class PITEngine(Engine):
         return cls(models, index)
 
     # -- ranking -----------------------------------------------------------------------------
+    def ranker(self) -> PITRanker:
+        """A ranker with this version's index and the run's decoding settings."""
+        m, pc = self.models, self.models.pc
+        return PITRanker(m.u2t, self.history_codes, self.trie, self.edge_log_q, pc.beam_width, pc.aggregation,
+                         renormalize_last=pc.last_level == "renormalized")
+
     @torch.no_grad()
     def rank(self, history: torch.Tensor, k: int, exclude_history: bool, explain: bool = True) -> list[list[Ranked]]:
-        m, pc = self.models, self.models.pc
-        history = history.to(m.device)
-        ranker = PITRanker(m.u2t, self.history_codes, self.trie, self.edge_log_q, pc.beam_width, pc.aggregation,
-                           renormalize_last=pc.last_level == "renormalized")
-        ranked = ranker.rank_with_beams(history, k, exclude_history)
+        history = history.to(self.models.device)
+        ranked = self.ranker().rank_with_beams(history, k, exclude_history)
         explained = iter(self._explain(ranked, explain))
         return [[Ranked(i, s, next(explained)) for i, s in zip(row_items, row_scores) if i >= 0]
                 for row_items, row_scores in zip(ranked.items.tolist(), ranked.scores.tolist())]
