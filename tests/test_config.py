@@ -6,7 +6,9 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from pitrec.config import ConfigError, builtin_layer, config_from_dict, load_config, parse_overrides
+from pitrec.config import (RETIRED_KEYS, ConfigError, builtin_layer, config_from_dict, load_config,
+                           parse_overrides)
+from pitrec.registry import SECTIONS
 from pitrec.config_sections import TrainConfig
 
 
@@ -94,3 +96,32 @@ def test_resolved_config_round_trips_and_is_read_only():
     assert changed.train.lr == 0.1 and cfg.train.lr == 0.003
     with pytest.raises(AttributeError, match="no section 'nope'"):
         cfg.nope
+
+
+def test_a_retired_key_at_its_neutral_value_loads_as_if_absent(caplog):
+    saved = load_config("pit").to_dict()
+    for dotted, retired in RETIRED_KEYS.items():
+        section, _, key = dotted.partition(".")
+        old = {**saved, section: {**saved[section], key: retired.neutral}}
+        with caplog.at_level("INFO", logger="pitrec.config"):
+            assert config_from_dict(old, source="run/config.yaml").to_dict() == saved
+        assert f"ignoring retired key {dotted}" in caplog.text
+        assert key in old[section]  # the caller's dict is not modified
+
+
+def test_a_retired_key_at_another_value_is_an_error_naming_it():
+    saved = load_config("pit").to_dict()
+    for dotted in RETIRED_KEYS:
+        section, _, key = dotted.partition(".")
+        old = {**saved, section: {**saved[section], key: 2}}
+        with pytest.raises(ConfigError, match=rf"run/config.yaml: {dotted}=2 is no longer supported"):
+            config_from_dict(old, source="run/config.yaml")
+
+
+def test_retired_keys_are_not_live_fields_and_unknown_keys_still_fail():
+    for dotted in RETIRED_KEYS:
+        section, _, key = dotted.partition(".")
+        assert key not in SECTIONS.get(section).model_fields
+    saved = load_config("pit").to_dict()
+    with pytest.raises(ConfigError, match="pit.expand_first_levels: Extra inputs are not permitted"):
+        config_from_dict({**saved, "pit": {**saved["pit"], "expand_first_levels": 0}})

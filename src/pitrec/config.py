@@ -9,6 +9,8 @@ ignored halfway through a two-hour run. The resolved config is written beside ev
 from __future__ import annotations
 
 import copy
+import logging
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any, Iterable
@@ -17,6 +19,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from pitrec.registry import SECTIONS, load_components
+
+log = logging.getLogger(__name__)
 
 
 class Section(BaseModel):
@@ -129,8 +133,47 @@ def builtin_layer(name: str) -> dict:
     return data
 
 
+@dataclass(frozen=True)
+class RetiredKey:
+    """A key an earlier version accepted. ``neutral`` is the value at which it changed nothing."""
+
+    neutral: Any
+    why: str
+
+
+# Run directories keep their resolved config.yaml for good, so removing an option must not make
+# every run trained while it existed unloadable ("extra inputs are not permitted"). A retired key
+# at its neutral value describes a run this version reproduces exactly: it is dropped with a log
+# line. At any other value the run used behaviour this version no longer has: that is an error
+# that says so, instead of silently evaluating a different model.
+RETIRED_KEYS: dict[str, RetiredKey] = {
+    "pit.expand_last_levels": RetiredKey(
+        0, "removed in 9b9f63e: expanding the last levels below the beam prefixes moved NDCG@10 by "
+           "less than .0001 on beauty and made the search 4x slower (benchmarks/tuning/sibling_ablations_beauty.md)"),
+}
+
+
+def drop_retired_keys(data: dict, source: str = "config") -> dict:
+    """``data`` without the retired keys that sit at their neutral value; raises on any other value."""
+    out = data
+    for dotted, retired in RETIRED_KEYS.items():
+        section, _, key = dotted.partition(".")
+        raw = data.get(section)
+        if not isinstance(raw, dict) or key not in raw:
+            continue
+        if raw[key] != retired.neutral:
+            raise ConfigError(f"{source}: {dotted}={raw[key]!r} is no longer supported ({retired.why}); "
+                              f"this version can only load it at {retired.neutral!r}, where it had no effect")
+        if out is data:
+            out = dict(data)
+        out[section] = {k: v for k, v in raw.items() if k != key}
+        log.info("%s: ignoring retired key %s=%r (%s)", source, dotted, raw[key], retired.why)
+    return out
+
+
 def config_from_dict(data: dict, source: str = "config") -> Config:
     load_components()
+    data = drop_retired_keys(data, source)
     known = dict(SECTIONS.items())
     unknown = sorted(set(data) - set(known))
     if unknown:
