@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import yaml
 
 import pitrec.config
 from pitrec.bench.plan import config_hash, decoding_changes, plan_runs, run_state
@@ -99,6 +100,12 @@ def test_run_state_new_partial_done_changed(write_bench):
     changed = plan_runs(load_bench(write_bench(), ["--overrides.train.lr=0.5"]))[0][0]
     state = run_state(changed)
     assert state.kind == "changed" and "config changed" in state.detail
+    # a run written while a since-retired key existed: done at the key's neutral value, re-run otherwise
+    saved = spec.cfg.to_dict()
+    for value, kind in ((0, "done"), (2, "changed")):
+        run.config_path.write_text(yaml.safe_dump({**saved, "pit": {**saved["pit"], "expand_last_levels": value}}))
+        assert run_state(spec).kind == kind
+    assert "pit.expand_last_levels=2 is no longer supported" in run_state(spec).detail
     run.config_path.write_text("train: {no_such_key: 1}\n")
     state = run_state(spec)
     assert state.kind == "changed" and "no longer loads" in state.detail
