@@ -49,10 +49,13 @@ def main() -> None:
     ap.add_argument("--last-level", default=None, choices=["model", "renormalized"],
                     help="tiger: how the last SID level is scored (tiger.last_level; default: the run's). "
                          "renormalized is also compared with model on the same users")
+    ap.add_argument("--decoding", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                    help="a decoding setting of the run's method (as `pitrec serve --decoding`), e.g. "
+                         "pit.one_to_many=false; repeatable. The run's own decoding is also measured on the same users")
     args = ap.parse_args()
 
     rec = Recommender.load(args.run_dir, persist=False, threads=args.threads, dtype=args.dtype, device=args.device,
-                           retain_memory=args.malloc == "retain", last_level=args.last_level)
+                           retain_memory=args.malloc == "retain", last_level=args.last_level, decoding=args.decoding)
     method = rec.engine.method
     last_level = getattr(rec.run.cfg, method).last_level if method in ("tiger", "pit") else None
     engine = rec.engine
@@ -67,12 +70,14 @@ def main() -> None:
     batch_s = time.perf_counter() - start
     targets = split.test_target[users]
     quality = {"recall@k": _recall(ranked, targets)}
-    if args.dtype != "float32" or last_level == "renormalized":
+    if args.dtype != "float32" or last_level == "renormalized" or args.decoding:
         # what the speed costs: the same users ranked in float32, with the model's own last level
+        # and the run's own decoding settings
         reference = Recommender.load(args.run_dir, persist=False, threads=args.threads, device=args.device,
                                      last_level="model" if last_level else None)
         ranked_ref = _rank_all(reference.engine, histories, args)
-        quality["reference"] = "float32" + (", last level: model" if last_level else "")
+        quality["reference"] = ("float32" + (", last level: model" if last_level else "")
+                                + (", the run's decoding" if args.decoding else ""))
         quality["reference_recall@k"] = _recall(ranked_ref, targets)
         quality["slots_equal_to_reference"] = float(np.mean(
             [a.item == b.item for r, r_ref in zip(ranked, ranked_ref) for a, b in zip(r, r_ref)]))
@@ -97,6 +102,7 @@ def main() -> None:
         "n_items": int(engine.n_items), "k": args.k, "users": len(histories), "batch": args.batch,
         "threads": args.threads, "device": args.device, "malloc": args.malloc,
         "beam_width": _beam_width(rec), "dtype": args.dtype, "last_level": last_level, "explain": args.explain, "quality": quality,
+        **({"decoding": args.decoding} if args.decoding else {}),
         "batch_users_per_s": len(histories) / batch_s,
         "single_ms": {"p50": float(np.percentile(lat_np, 50)), "p90": float(np.percentile(lat_np, 90)),
                       "p99": float(np.percentile(lat_np, 99)), "n": len(lat)},
@@ -159,7 +165,8 @@ def report(doc: dict) -> str:
         vs = _versus(q)
         rk = f"{q['recall@k']:.4f}" if "recall@k" in q else "-"
         last = r.get("last_level") or ("model" if r["method"] in ("tiger", "pit") else "-")
-        lines.append(f"| {r['label']} | {r['method']} | {r.get('dtype', 'float32')} | {last} | {r.get('malloc', 'default')} | "
+        method = r["method"] + (f" ({', '.join(r['decoding'])})" if r.get("decoding") else "")
+        lines.append(f"| {r['label']} | {method} | {r.get('dtype', 'float32')} | {last} | {r.get('malloc', 'default')} | "
                      f"{r.get('explain', True)} | {r['n_items']:,} | "
                      f"{r['beam_width']} | {r['threads']}{_device_note(r)} | {r['batch']} | {r['batch_users_per_s']:.0f} | "
                      f"{s['p50']:.1f} | {s['p99']:.1f} | {rk} | {vs} | {r['peak_rss_mb']:.0f} |")

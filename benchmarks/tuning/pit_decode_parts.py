@@ -3,6 +3,7 @@ whole ranking without explanations, and with them (log P(SID | history) for ever
 returned item).
 
     python benchmarks/tuning/pit_decode_parts.py RUN_DIR [--users 1024] [--batch 256] [--threads 1]
+        [--decoding pit.one_to_many=false]
 
 CPU seconds (process time) per part over the same test users, so a neighbour's load moves the
 figures less than wall time would; ``benchmarks/decode_speed.py`` gives the served wall-clock
@@ -31,9 +32,11 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=256)
     ap.add_argument("--k", type=int, default=10)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--decoding", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                    help="a decoding setting (as `pitrec serve --decoding`), e.g. pit.one_to_many=false; repeatable")
     args = ap.parse_args()
     torch.set_grad_enabled(False)
-    rec = Recommender.load(args.run_dir, persist=False, threads=args.threads)
+    rec = Recommender.load(args.run_dir, persist=False, threads=args.threads, decoding=args.decoding)
     engine = rec.engine
     if engine.method != "pit":
         raise SystemExit(f"{args.run_dir} is a {engine.method} run; this tool splits PIT's served ranking")

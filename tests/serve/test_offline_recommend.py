@@ -75,6 +75,18 @@ def test_every_users_rows_are_the_services_answer(trained_runs, tmp_path, method
     assert not Path(str(out) + ".skipped.txt").exists()
 
 
+def test_decoding_option_serves_another_decoding_setting_and_refuses_training_keys(trained_runs, tmp_path):
+    run = trained_runs("pit")
+    rec = Recommender.load(run, persist=False, decoding=["pit.one_to_many=false"])
+    frame = _interactions(rec)
+    src, out = _csv(frame, tmp_path), tmp_path / "recs.csv"
+    result = _invoke(run, "--input", src, "--out", out, "--k", "5", "--decoding", "pit.one_to_many=false")
+    assert result.exit_code == 0, result.output
+    _same(_read(out), _expected(rec, frame, 5))
+    result = _invoke(run, "--input", src, "--out", out, "--decoding", "pit.max_sids_per_item=1")
+    assert result.exit_code == 2 and "pit.max_sids_per_item does not apply" in " ".join(result.output.split())
+
+
 def test_batches_exclusion_and_explanations(trained_runs, tmp_path):
     run = trained_runs("pit")
     rec = Recommender.load(run, persist=False)

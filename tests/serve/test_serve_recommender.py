@@ -267,18 +267,50 @@ def test_tiger_served_with_the_renormalized_last_level_reproduces_its_re_evaluat
     rec = Recommender.load(run, persist=False, last_level="renormalized")
     assert rec.run.cfg.tiger.last_level == "renormalized"
     expected = evaluate_run(run, "test", ["tiger.last_level=renormalized", "run.progress=false"])["metrics"]
+    assert_served_metrics_equal(rec, run, expected)
+    with pytest.raises(ValueError, match="applies to tiger and pit runs"):
+        Recommender.load(trained_runs("sasrec"), persist=False, last_level="renormalized")
+    with pytest.raises(ValueError, match="last_level"):
+        Recommender.load(run, persist=False, last_level="softmax")
+
+
+def assert_served_metrics_equal(rec: Recommender, run: Path, expected: dict) -> list:
+    """The service's top 20 for every test user, scored like the evaluator; returns the results."""
     data, histories, targets = raw_test_split(run)
+    results = rec.recommend_many(histories, k=20).results
     topk = torch.full((len(histories), 20), -1, dtype=torch.long)
-    for row, result in enumerate(rec.recommend_many(histories, k=20).results):
+    for row, result in enumerate(results):
         assert len({item.id for item in result.items}) == len(result.items) == 20
         topk[row] = torch.tensor(data.dense_items([item.id for item in result.items]), dtype=torch.long)
     metrics = {k: float(v.mean()) for k, v in rank_metrics(topk, torch.from_numpy(targets), (10, 20)).items()}
     for name in ("recall@10", "ndcg@10", "recall@20", "ndcg@20"):
         assert metrics[name] == pytest.approx(expected[name], abs=1e-12), name
-    with pytest.raises(ValueError, match="applies to tiger and pit runs"):
-        Recommender.load(trained_runs("sasrec"), persist=False, last_level="renormalized")
-    with pytest.raises(ValueError, match="last_level"):
-        Recommender.load(run, persist=False, last_level="softmax")
+    return results
+
+
+def test_pit_served_through_primary_sids_reproduces_its_re_evaluation(trained_runs):
+    """``--decoding pit.one_to_many=false`` decodes through each item's strongest SID only: the
+    service and ``pitrec eval`` apply the same setting, and each explained item names that SID."""
+    from pitrec.config import ConfigError
+    from pitrec.train.evaluate_run import evaluate_run
+
+    run = trained_runs("pit")
+    rec = Recommender.load(run, persist=False, decoding=["pit.one_to_many=false"])
+    assert rec.run.cfg.pit.one_to_many is False
+    expected = evaluate_run(run, "test", ["pit.one_to_many=false", "run.progress=false"])["metrics"]
+    results = assert_served_metrics_equal(rec, run, expected)
+    index = rec.engine.index
+    assert index.sids_per_item().max() > 1  # the index does hold several SIDs per item
+    primary = index.primary_codes()
+    for result in results[:50]:
+        for item in result.items:
+            assert [s.sid for s in item.sids] == [primary[rec.catalog.dense(item.id)].tolist()]
+            assert item.sids[0].log_prob is not None
+    for wrong in (["pit.csa=false"], ["tiger.beam_width=30"], ["pit.beam_width"]):
+        with pytest.raises(ConfigError):
+            Recommender.load(run, persist=False, decoding=wrong)
+    with pytest.raises(ConfigError, match=r"pit.csa does not apply .* pit.one_to_many"):
+        Recommender.load(run, persist=False, decoding={"pit": {"csa": False}})
 
 
 def test_renormalized_last_level_needs_constrained_decoding():

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 import typer
 
@@ -15,6 +15,8 @@ def register(app: typer.Typer) -> None:
 
 # what ``pitrec recommend`` lets ``--data.KEY=VALUE`` set: how the input file is read
 INPUT_KEYS = ("format", "user_col", "item_col", "time_col")
+DECODING_HELP = ("a decoding setting of the run's method, as `pitrec eval` takes it, e.g. pit.one_to_many=false "
+                 "or tiger.beam_width=30 (repeatable; default: the run's)")
 
 
 def recommend(ctx: typer.Context,
@@ -31,6 +33,7 @@ def recommend(ctx: typer.Context,
               dtype: str = typer.Option("float32", help="float32 | bfloat16 (tiger, pit)"),
               last_level: Optional[str] = typer.Option(None, help="tiger, pit: model | renormalized, how the last SID "
                                                                     "level is scored (default: the run's tiger/pit.last_level)"),
+              decoding: Optional[List[str]] = typer.Option(None, "--decoding", help=DECODING_HELP),
               state_dir: Optional[Path] = typer.Option(None, help="a service's state (snapshot + update log) to answer "
                                                                   "from; default: the trained run as it is")) -> None:
     """Top-k recommendations for every user of an interaction file, from a trained run. The input is
@@ -53,7 +56,8 @@ def recommend(ctx: typer.Context,
     try:
         output_format(out)
         recommender = Recommender.load(run_dir, state_dir=state_dir, persist=state_dir is not None, device=device,
-                                       threads=threads, dtype=dtype, last_level=last_level)
+                                       threads=threads, dtype=dtype, last_level=last_level,
+                                       decoding=decoding or ())
         run_data = recommender.run.cfg.data  # validated again with the input's settings
         data = load_interactions(type(run_data).model_validate({**run_data.model_dump(), **update}))
         summary = recommend_file(recommender, data, out, k, exclude_history, ignore_unknown, explain, batch_size)
@@ -79,6 +83,7 @@ def serve(run_dir: Path = typer.Argument(..., help="a run directory written by `
                                                     "bfloat16 is faster on CPUs with AMX/AVX512-BF16, rankings may differ slightly"),
           last_level: Optional[str] = typer.Option(None, help="tiger, pit: model | renormalized, how the last SID level "
                                                               "is scored (default: the run's tiger/pit.last_level)"),
+          decoding: Optional[List[str]] = typer.Option(None, "--decoding", help=DECODING_HELP),
           max_body_kb: int = typer.Option(1024, min=1, help="largest accepted request body, KiB"),
           compact_every: int = typer.Option(1000, min=1, help="updates between snapshots of the index"),
           max_batch: int = typer.Option(64, min=0, help="concurrent /recommend requests per model pass (0: none)"),
@@ -94,7 +99,8 @@ def serve(run_dir: Path = typer.Argument(..., help="a run directory written by `
 
     try:
         recommender = Recommender.load(run_dir, state_dir=state_dir, persist=persist, device=device, threads=threads,
-                                       compact_every=compact_every, dtype=dtype, last_level=last_level)
+                                       compact_every=compact_every, dtype=dtype, last_level=last_level,
+                                       decoding=decoding or ())
     except (RunDirError, ValueError) as exc:
         fail(str(exc))
     h = recommender.health()

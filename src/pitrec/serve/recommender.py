@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
-from typing import Any, Callable, Hashable, Sequence
+from typing import Any, Callable, Hashable, Iterable, Sequence
 
 import numpy as np
 import torch
 
+from pitrec.config import ConfigError, parse_overrides
 from pitrec.data.batches import left_pad
 from pitrec.serve.engines import Engine, Ranked, load_engine
 from pitrec.serve.errors import BadRequest, DuplicateItem, ItemNotFound, ServeError, UnknownItems
@@ -40,7 +41,8 @@ class Recommender:
     def load(cls, run_dir: str | Path, *, state_dir: str | Path | None = None, persist: bool = True,
              device: str = "cpu", threads: int | None = None, compact_every: int = 1000,
              method: str | None = None, dtype: str = "float32",
-             retain_memory: bool | None = None, last_level: str | None = None) -> "Recommender":
+             retain_memory: bool | None = None, last_level: str | None = None,
+             decoding: dict | Iterable[str] = ()) -> "Recommender":
         """Rebuild the trained method from ``run_dir`` alone; with ``persist`` (default), replay
         the updates accepted by earlier sessions from ``state_dir`` (default RUN_DIR/serving).
         ``dtype="bfloat16"`` runs a generative model's decoder in bfloat16 (faster where the CPU
@@ -48,12 +50,15 @@ class Recommender:
         ``retain_memory`` sets the allocator for the whole process (None: the run's
         ``run.retain_freed_memory``; see ``pitrec.utils.runtime.retain_freed_memory``). ``last_level``
         (``model`` | ``renormalized``) overrides the run's ``tiger.last_level`` or ``pit.last_level``, a
-        decoding setting that needs no retraining."""
+        decoding setting that needs no retraining; ``decoding`` overrides any of them, as ``pitrec eval``
+        takes them (``["pit.one_to_many=false", "pit.beam_width=30"]``; ``DECODING_KEYS``)."""
         run = open_run(run_dir, method)
         if last_level is not None:
             if run.method not in ("tiger", "pit"):
                 raise ValueError(f"last_level applies to tiger and pit runs; {run_dir} is a {run.method} run")
             run.cfg = run.cfg.with_overrides({run.method: {"last_level": last_level}})
+        if decoding:
+            run.cfg = run.cfg.with_overrides(checked_decoding(run.method, decoding))
         configure_process(run.cfg.run, threads, retain_memory)
         store = UpdateStore(state_dir if state_dir is not None else run.path / "serving") if persist else None
         rec = cls(run, load_engine(run, resolve_device(device), dtype), store, compact_every)
@@ -269,3 +274,19 @@ def _check_k(k: Any) -> int:
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= int(k) <= MAX_K:
         raise BadRequest(f"k must be an integer in [1, {MAX_K}], got {k!r}")
     return int(k)
+
+
+def checked_decoding(method: str, decoding: dict | Iterable[str]) -> dict:
+    """``decoding`` as a nested override, refused unless every key is a decoding setting of this
+    run's method: a served model must stay the one that was trained and measured."""
+    from pitrec.train.evaluate_run import DECODING_KEYS
+
+    overrides = decoding if isinstance(decoding, dict) else parse_overrides(decoding)
+    offered = ", ".join(f"{method}.{key}" for key in DECODING_KEYS.get(method, ())) or "none"
+    for section, fields in overrides.items():
+        keys = fields.keys() if isinstance(fields, dict) else [""]
+        for key in keys:
+            if section != method or key not in DECODING_KEYS.get(method, ()):
+                raise ConfigError(f"decoding setting {section}.{key} does not apply to this {method} run "
+                                  f"(decoding settings of {method}: {offered})")
+    return overrides
