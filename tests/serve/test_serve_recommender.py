@@ -296,7 +296,8 @@ def test_pit_served_through_primary_sids_reproduces_its_re_evaluation(trained_ru
 
     run = trained_runs("pit")
     rec = Recommender.load(run, persist=False, decoding=["pit.one_to_many=false"])
-    assert rec.run.cfg.pit.one_to_many is False
+    assert rec.run.cfg.pit.one_to_many is False and rec.stats().decoding["one_to_many"] is False
+    assert Recommender.load(run, persist=False).stats().decoding["one_to_many"] is True
     expected = evaluate_run(run, "test", ["pit.one_to_many=false", "run.progress=false"])["metrics"]
     results = assert_served_metrics_equal(rec, run, expected)
     index = rec.engine.index

@@ -98,7 +98,7 @@ def create_app(recommender: Recommender, max_body_bytes: int = DEFAULT_MAX_BODY,
 
     @app.get("/stats", response_model=Stats)
     def stats() -> Stats:
-        """Index version, items, SIDs, collisions, update counts, persistence, batching."""
+        """Index version, items, SIDs, collisions, update counts, persistence, batching, decoding settings."""
         stats = recommender.stats()
         if batcher is not None:
             stats.batching = {"max_batch": max_batch, "batches": batcher.batches, "requests": batcher.queries,

@@ -139,9 +139,13 @@ class Recommender:
         if self.store is not None:
             persistence.update(state_dir=str(self.store.root), log_records=self.store.pending,
                                compact_every=self.compact_every)
+        from pitrec.train.evaluate_run import DECODING_KEYS
+
+        section = getattr(self.run.cfg, engine.method, None)
+        decoding = {key: getattr(section, key) for key in DECODING_KEYS.get(engine.method, ())}
         return Stats(version=engine.version, method=engine.method, items=engine.n_items, **self.counters,
                      sids=s["sids"], edges=s["edges"], collisions=s["collisions"], index=s["index"],
-                     persistence=persistence)
+                     persistence=persistence, decoding=decoding)
 
     # -- updates -----------------------------------------------------------------------------
     def add_item(self, raw_id: Hashable, title: str = "", attributes: Sequence[Hashable] = ()) -> ItemInfo:

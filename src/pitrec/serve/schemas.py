@@ -123,6 +123,7 @@ class Stats(BaseModel):
     index: dict[str, Any] = Field(default_factory=dict)
     persistence: dict[str, Any] = Field(default_factory=dict)
     batching: dict[str, Any] = Field(default_factory=dict)
+    decoding: dict[str, Any] = Field(default_factory=dict)  # the decoding settings in effect (tiger, pit)
 
 
 class ErrorBody(BaseModel):
