@@ -1,5 +1,5 @@
 """A bench config that changes only decoding settings measures finished runs again instead of
-retraining them (``pitrec.train.evaluate_run.DECODING_KEYS``), through ``pitrec bench`` end to end."""
+retraining them (``pitrec.decoding.settings.DECODING_KEYS``), through ``pitrec bench`` end to end."""
 
 from __future__ import annotations
 

@@ -19,14 +19,15 @@ import yaml
 
 from pitrec.bench.spec import BenchConfig, BenchError, DatasetSpec, MethodSpec
 from pitrec.config import Config, ConfigError, config_from_dict, deep_merge, load_config
+from pitrec.decoding.settings import DECODING_KEYS
 from pitrec.registry import RECIPES
-from pitrec.train.evaluate_run import DECODING_KEYS
 from pitrec.train.run_dir import RunDir
 
 # Settings that change how a run is shown or where it lives, not what it computes.
 _NOT_HASHED = {"run": ("out", "progress", "retain_freed_memory")}  # where, how shown, how fast: never what
 # A finished run whose config differs from the wanted one only in decoding settings
-# (``DECODING_KEYS``) is measured again (``pitrec.train.evaluate_run.redecode_run``), not retrained.
+# (``pitrec.decoding.settings.DECODING_KEYS``) is measured again
+# (``pitrec.train.evaluate_run.redecode_run``), not retrained.
 # Validation during training decoded with the old settings, so the best epoch stays the one they
 # chose; the run's test_metrics.json records the change and the metrics it replaced.
 

@@ -23,8 +23,8 @@ from tqdm.auto import tqdm
 from pitrec.bench.plan import RunSpec, protocol_of, run_state
 from pitrec.bench.plots import run_curves
 from pitrec.bench.results import build_results, load_results, now_iso, results_path, run_record, write_results
+from pitrec.decoding.settings import decoding_settings
 from pitrec.registry import RECIPES
-from pitrec.train.evaluate_run import DECODING_KEYS
 from pitrec.train.run_dir import RunDir
 from pitrec.utils.io import atomic_write_json, read_jsonl
 from pitrec.utils.runtime import git_sha, machine_info, machine_summary
@@ -139,9 +139,8 @@ def _record(spec: RunSpec) -> dict[str, Any]:
     extras = {"run_dir": str(spec.run_dir), "config_hash": spec.config_hash,
               **{k: meta[k] for k in ("wall_seconds", "git_sha", "machine", "finished", "resumed") if k in meta}}
     method = spec.method.method
-    if method in DECODING_KEYS:  # how the test ranking was decoded (tiger.last_level ...)
-        section = getattr(spec.cfg, method)
-        extras["decoding"] = {key: getattr(section, key) for key in DECODING_KEYS[method]}
+    if decoding_settings(spec.cfg, method):  # how the test ranking was decoded (tiger.last_level ...)
+        extras["decoding"] = decoding_settings(spec.cfg, method)
     if test_metrics.get("redecoded"):  # measured again with other decoding settings after training
         extras["redecoded"] = test_metrics["redecoded"]
     curves = run_curves(spec.run_dir)

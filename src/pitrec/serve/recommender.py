@@ -15,8 +15,8 @@ from typing import Any, Callable, Hashable, Iterable, Sequence
 import numpy as np
 import torch
 
-from pitrec.config import ConfigError, parse_overrides
 from pitrec.data.batches import left_pad
+from pitrec.decoding.settings import checked_decoding, decoding_settings
 from pitrec.serve.engines import Engine, Ranked, load_engine
 from pitrec.serve.errors import BadRequest, DuplicateItem, ItemNotFound, ServeError, UnknownItems
 from pitrec.serve.loader import RunDirError, ServedRun, open_run
@@ -51,7 +51,7 @@ class Recommender:
         ``run.retain_freed_memory``; see ``pitrec.utils.runtime.retain_freed_memory``). ``last_level``
         (``model`` | ``renormalized``) overrides the run's ``tiger.last_level`` or ``pit.last_level``, a
         decoding setting that needs no retraining; ``decoding`` overrides any of them, as ``pitrec eval``
-        takes them (``["pit.one_to_many=false", "pit.beam_width=30"]``; ``DECODING_KEYS``)."""
+        takes them (``["pit.one_to_many=false", "pit.beam_width=30"]``; ``pitrec.decoding.settings``)."""
         run = open_run(run_dir, method)
         if last_level is not None:
             if run.method not in ("tiger", "pit"):
@@ -139,13 +139,9 @@ class Recommender:
         if self.store is not None:
             persistence.update(state_dir=str(self.store.root), log_records=self.store.pending,
                                compact_every=self.compact_every)
-        from pitrec.train.evaluate_run import DECODING_KEYS
-
-        section = getattr(self.run.cfg, engine.method, None)
-        decoding = {key: getattr(section, key) for key in DECODING_KEYS.get(engine.method, ())}
         return Stats(version=engine.version, method=engine.method, items=engine.n_items, **self.counters,
                      sids=s["sids"], edges=s["edges"], collisions=s["collisions"], index=s["index"],
-                     persistence=persistence, decoding=decoding)
+                     persistence=persistence, decoding=decoding_settings(self.run.cfg, engine.method))
 
     # -- updates -----------------------------------------------------------------------------
     def add_item(self, raw_id: Hashable, title: str = "", attributes: Sequence[Hashable] = ()) -> ItemInfo:
@@ -279,18 +275,3 @@ def _check_k(k: Any) -> int:
         raise BadRequest(f"k must be an integer in [1, {MAX_K}], got {k!r}")
     return int(k)
 
-
-def checked_decoding(method: str, decoding: dict | Iterable[str]) -> dict:
-    """``decoding`` as a nested override, refused unless every key is a decoding setting of this
-    run's method: a served model must stay the one that was trained and measured."""
-    from pitrec.train.evaluate_run import DECODING_KEYS
-
-    overrides = decoding if isinstance(decoding, dict) else parse_overrides(decoding)
-    offered = ", ".join(f"{method}.{key}" for key in DECODING_KEYS.get(method, ())) or "none"
-    for section, fields in overrides.items():
-        keys = fields.keys() if isinstance(fields, dict) else [""]
-        for key in keys:
-            if section != method or key not in DECODING_KEYS.get(method, ()):
-                raise ConfigError(f"decoding setting {section}.{key} does not apply to this {method} run "
-                                  f"(decoding settings of {method}: {offered})")
-    return overrides

@@ -16,6 +16,7 @@ from typing import Any, Iterable
 
 from pitrec.config import ConfigError, config_from_dict, parse_overrides
 from pitrec.eval.evaluator import Evaluator
+from pitrec.decoding.settings import DECODING_KEYS
 from pitrec.train.api import build_recipe, prepare_data
 from pitrec.train.checkpoint import load_checkpoint
 from pitrec.train.run_dir import RunDir
@@ -23,11 +24,8 @@ from pitrec.utils.runtime import configure_process, resolve_device, seed_everyth
 
 # What may change after training: how the model is measured and decoded, where the data now lives,
 # and how many threads to use. Anything else (model size, tokenizer, data filtering...) would no
-# longer describe the checkpoint, so it is refused rather than silently ignored.
-# The decoding settings of each generative method's test ranking: ``pitrec bench`` measures a
-# finished run again, instead of retraining it, when only these changed (``redecode_run``).
-DECODING_KEYS: dict[str, tuple[str, ...]] = {"tiger": ("beam_width", "constrained", "last_level"),
-                                              "pit": ("beam_width", "aggregation", "last_level", "one_to_many")}
+# longer describe the checkpoint, so it is refused rather than silently ignored. The decoding
+# settings (``DECODING_KEYS``) are also what ``pitrec bench`` re-decodes a finished run for (``redecode_run``).
 RE_EVALUATION_KEYS: dict[str, set[str] | None] = {
     "eval": None,  # every field
     "run": {"num_threads", "device", "progress", "retain_freed_memory"},
