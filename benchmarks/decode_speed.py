@@ -74,9 +74,9 @@ def main() -> None:
         # what the speed costs: the same users ranked in float32, with the model's own last level
         # and the run's own decoding settings
         reference = Recommender.load(args.run_dir, persist=False, threads=args.threads, device=args.device,
-                                     last_level="model" if last_level else None)
+                                     last_level="model" if last_level == "renormalized" else None)
         ranked_ref = _rank_all(reference.engine, histories, args)
-        quality["reference"] = ("float32" + (", last level: model" if last_level else "")
+        quality["reference"] = ("float32" + (", last level: model" if last_level == "renormalized" else "")
                                 + (", the run's decoding" if args.decoding else ""))
         quality["reference_recall@k"] = _recall(ranked_ref, targets)
         quality["slots_equal_to_reference"] = float(np.mean(
