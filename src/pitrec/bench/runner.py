@@ -139,8 +139,9 @@ def _record(spec: RunSpec) -> dict[str, Any]:
     extras = {"run_dir": str(spec.run_dir), "config_hash": spec.config_hash,
               **{k: meta[k] for k in ("wall_seconds", "git_sha", "machine", "finished", "resumed") if k in meta}}
     method = spec.method.method
-    if decoding_settings(spec.cfg, method):  # how the test ranking was decoded (tiger.last_level ...)
-        extras["decoding"] = decoding_settings(spec.cfg, method)
+    decoding = decoding_settings(spec.cfg, method)  # how the test ranking was decoded (tiger.last_level ...)
+    if decoding:
+        extras["decoding"] = decoding
     if test_metrics.get("redecoded"):  # measured again with other decoding settings after training
         extras["redecoded"] = test_metrics["redecoded"]
     curves = run_curves(spec.run_dir)

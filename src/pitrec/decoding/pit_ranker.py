@@ -57,6 +57,12 @@ class PITRanker:
         self.renormalize_last = renormalize_last
         self.beams = self.invalid = self.widened = 0
 
+    @classmethod
+    def from_config(cls, pc, model, history_codes: torch.Tensor, trie: Trie, edge_log_q: torch.Tensor) -> "PITRanker":
+        """The ranker a run's ``pit`` section describes: training's validation and the service use this one."""
+        return cls(model, history_codes, trie, edge_log_q, pc.beam_width, pc.aggregation,
+                   renormalize_last=pc.last_level == "renormalized")
+
     @torch.no_grad()
     def rank(self, history: torch.Tensor, k: int, exclude_history: bool = False) -> torch.Tensor:
         return self.rank_with_scores(history, k, exclude_history)[0]

@@ -274,4 +274,3 @@ def _check_k(k: Any) -> int:
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= int(k) <= MAX_K:
         raise BadRequest(f"k must be an integer in [1, {MAX_K}], got {k!r}")
     return int(k)
-

@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from pitrec.config import ConfigError, config_from_dict, parse_overrides
-from pitrec.eval.evaluator import Evaluator
 from pitrec.decoding.settings import DECODING_KEYS
+from pitrec.eval.evaluator import Evaluator
 from pitrec.train.api import build_recipe, prepare_data
 from pitrec.train.checkpoint import load_checkpoint
 from pitrec.train.run_dir import RunDir

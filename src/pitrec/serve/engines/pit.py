@@ -118,9 +118,8 @@ class PITEngine(Engine):
     # -- ranking -----------------------------------------------------------------------------
     def ranker(self) -> PITRanker:
         """A ranker with this version's index and the run's decoding settings."""
-        m, pc = self.models, self.models.pc
-        return PITRanker(m.u2t, self.history_codes, self.trie, self.edge_log_q, pc.beam_width, pc.aggregation,
-                         renormalize_last=pc.last_level == "renormalized")
+        m = self.models
+        return PITRanker.from_config(m.pc, m.u2t, self.history_codes, self.trie, self.edge_log_q)
 
     @torch.no_grad()
     def rank(self, history: torch.Tensor, k: int, exclude_history: bool, explain: bool = True) -> list[list[Ranked]]:

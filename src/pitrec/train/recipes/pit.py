@@ -336,10 +336,7 @@ class PITRecipe(Recipe):
         version = self.index.version
         if self._compiled is None or self._compiled[0] != version:
             self._compiled = (version, compile_index(self.index, self.cfg.pit.one_to_many, self.device))
-        trie, edge_log_q = self._compiled[1]
-        pc = self.cfg.pit
-        self.last_ranker = PITRanker(self.u2t, self.history_codes, trie, edge_log_q, pc.beam_width, pc.aggregation,
-                                     renormalize_last=pc.last_level == "renormalized")
+        self.last_ranker = PITRanker.from_config(self.cfg.pit, self.u2t, self.history_codes, *self._compiled[1])
         return self.last_ranker
 
     # -- persistence ----------------------------------------------------------------------------
