@@ -8,7 +8,8 @@ returned item).
 CPU seconds (process time) per part over the same test users, so a neighbour's load moves the
 figures less than wall time would; ``benchmarks/decode_speed.py`` gives the served wall-clock
 speed on a quiet machine. Also counts, per user, the SIDs of the returned items and how many of
-them the user's own beams reached (those need no extra model pass to explain), and how many users
+them the user's own beams reached or the search's last-level frontier scored (those need no extra
+model pass to explain), and how many users
 the ranker searched again with a wider beam because their beams named fewer than k items.
 """
 
@@ -21,6 +22,7 @@ import numpy as np
 import torch
 
 from pitrec.data.batches import PAD
+from pitrec.decoding.explain_scores import SourceCounts
 from pitrec.serve.recommender import Recommender, _padded
 from pitrec.train.api import prepare_data
 
@@ -46,6 +48,7 @@ def main() -> None:
     histories = [split.test_history[u][-rec.run.cfg.data.max_history:] for u in users]
     batches = [_padded(histories[i:i + args.batch]) for i in range(0, len(histories), args.batch)]
     engine.rank(batches[0][:32], args.k, False, True)  # warm-up
+    engine.explain_sources = SourceCounts()
 
     def encode(b):
         return m.u2t.encode_by_length(engine.history_codes[b.clamp(min=0)], b == PAD)
@@ -79,6 +82,9 @@ def main() -> None:
     print(f"  explanations: {sids / n:.1f} SIDs per user's top {args.k}, {reached / n:.1f} of them reached by "
           f"the user's first-width search")
     print(f"  widened searches: {ranker.widened / n:.3f} per user")
+    src = engine.explain_sources  # every SID of the explained items, those on the beams included
+    print(f"  explained SIDs per user: {src.frontier / n:.1f} read off the search's last-level frontier, "
+          f"{src.one_step / n:.1f} one decoder step from the level before, {src.decoded / n:.1f} decoded from the start")
 
 
 if __name__ == "__main__":

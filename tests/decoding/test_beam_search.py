@@ -10,7 +10,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pitrec.decoding.beam_search import beam_search, beams_to_items, reorder_beams, select_beams
+from pitrec.decoding.beam_search import Frontier, beam_search, beams_to_items, reorder_beams, select_beams
 from pitrec.index.trie import Trie
 from pitrec.models.user_to_token import UserToToken, UserToTokenConfig
 
@@ -284,3 +284,61 @@ def test_select_beams_takes_single_beam_rows_of_every_tensor():
     assert out["b"][0].tolist() == [[[10, 11]], [[0, 1]], [[8, 9]]]
     with pytest.raises(TypeError):
         select_beams({"x": 3}, torch.tensor([0]), torch.tensor([0]))
+
+
+# -- the last level's frontier: every SID one step from a prefix the last level extended, scored
+# as exhaustive scoring scores it, and nothing else
+
+def extended_prefixes(model: TableModel, trie: Trie, width: int) -> list[set[tuple]]:
+    """Per user, the prefixes (first L - 1 codes) the last level starts from: the beams of the
+    same search over the catalogue cut one level short (the searches agree up to there)."""
+    users = model.tables[0].shape[0]
+    if trie.n_levels == 1:
+        return [{()} for _ in range(users)]
+    codes = trie.leaf_codes[:, :-1].numpy()
+    short = Trie.build(codes, trie.codebook_sizes[:-1], items=np.zeros(len(codes), dtype=np.int64), n_items=1)
+    result = beam_search(model.step, users, short.codebook_sizes, width, trie=short)
+    return [{tuple(c) for c, alive in zip(result.codes[u].tolist(), result.alive[u].tolist()) if alive}
+            for u in range(users)]
+
+
+@settings(max_examples=80, deadline=None)
+@given(catalogues(), st.integers(0, 10_000), st.integers(1, 4), st.booleans())
+def test_the_frontier_scores_every_sid_one_step_from_an_extended_prefix(trie, seed, width, renormalize):
+    users = 3
+    model = TableModel(users, trie.codebook_sizes, seed)
+    result = beam_search(model.step, users, trie.codebook_sizes, width, trie=trie, renormalize_last=renormalize)
+    reached = extended_prefixes(TableModel(users, trie.codebook_sizes, seed), trie, width)
+    siblings = sibling_codes(trie)
+    sids = torch.tensor(sorted({tuple(r) for r in trie.leaf_codes.tolist()}))
+    for u in range(users):
+        got = result.frontier.score(torch.full((len(sids),), u), trie.prefix_nodes(sids), sids[:, -1])
+        for sid, score in zip(sids.tolist(), got.tolist()):
+            if tuple(sid[:-1]) in reached[u]:
+                expected = model.sid_log_prob(u, sid, siblings[tuple(sid[:-1])] if renormalize else None)
+                assert score == pytest.approx(expected, abs=1e-5), (u, sid)
+            else:
+                assert score == float("-inf"), (u, sid)
+    # the final beams are on the frontier, at their own scores
+    alive = result.alive
+    users_of = torch.arange(users).unsqueeze(1).expand_as(alive)[alive]
+    beams = result.codes[alive]
+    on = result.frontier.score(users_of, trie.prefix_nodes(beams), beams[:, -1])
+    torch.testing.assert_close(on, result.log_probs[alive])
+
+
+def test_sids_whose_prefix_is_outside_the_trie_or_a_dead_beam_score_minus_infinity():
+    frontier = Frontier(nodes=torch.tensor([[4, -1]]), log_probs=torch.tensor([[[-1.0, -2.0], [-3.0, -4.0]]]))
+    users = torch.zeros(3, dtype=torch.long)
+    got = frontier.score(users, torch.tensor([4, -1, 7]), torch.tensor([1, 0, 0]))
+    assert got.tolist() == [-2.0, float("-inf"), float("-inf")]
+
+
+def test_a_wider_search_replaces_its_users_rows_and_pads_the_others():
+    base = Frontier(nodes=torch.tensor([[1], [2]]), log_probs=torch.tensor([[[-1.0, -2.0]], [[-3.0, -4.0]]]))
+    wide = Frontier(nodes=torch.tensor([[5, 6]]), log_probs=torch.tensor([[[-5.0, -6.0], [-7.0, -8.0]]]))
+    out = base.widened(torch.tensor([1]), wide)
+    assert out.nodes.tolist() == [[1, -1], [5, 6]]
+    assert out.log_probs[0, 1].tolist() == [float("-inf")] * 2 and out.log_probs[1].tolist() == [[-5.0, -6.0], [-7.0, -8.0]]
+    users = torch.tensor([0, 1, 1])
+    assert out.score(users, torch.tensor([1, 6, 2]), torch.tensor([1, 0, 0])).tolist() == [-2.0, -7.0, float("-inf")]

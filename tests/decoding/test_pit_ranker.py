@@ -7,6 +7,7 @@ import numpy as np
 import torch
 
 from pitrec.data.batches import PAD
+from pitrec.decoding.explain_scores import SourceCounts, sid_log_probs
 from pitrec.decoding.pit_ranker import PITRanker
 from pitrec.index.trie import Trie
 from pitrec.models.user_to_token import Memory, UserToToken, UserToTokenConfig
@@ -67,3 +68,28 @@ def test_the_ranker_returns_the_beams_its_ranking_came_from_with_their_model_log
             assert torch.equal(ranked.leaves[u][:4], torch.where(narrow.alive[u], narrow.leaves[u], -1))
     assert 0 < widened <= ranker.widened  # the ranker counts a user once per widening round
     assert widened < len(history)  # both kinds of user were checked
+
+
+def test_every_sid_is_scored_as_teacher_forcing_scores_it_from_whichever_source_reaches_it():
+    """``explain_scores.sid_log_probs`` on every SID of the catalog for every user: read off the
+    frontier, one step from the level before, or decoded from the start, each gives the model's
+    log P(SID | user); after a widened search (no level-before cache) too."""
+    codes, items = _catalog(n_items=12, per_item=3, seed=0)
+    trie = Trie.build(codes, SIZES, items=items, n_items=12)
+    model = _model(1)
+    history_codes = torch.from_numpy(codes[::3])
+    history = torch.randint(0, 12, (8, 5), generator=torch.Generator().manual_seed(2))
+    users = torch.arange(len(history)).repeat_interleave(len(codes))
+    sids = torch.from_numpy(codes).repeat(len(history), 1)
+    with torch.no_grad():
+        memory = model.encode(history_codes[history], torch.zeros_like(history, dtype=torch.bool))
+        expected = -model.candidate_nll(memory, torch.from_numpy(codes).expand(len(history), -1, -1)).reshape(-1)
+        for width, widens in ((4, True), (2, False)):
+            ranker = PITRanker(model, history_codes, trie, torch.zeros(len(codes)), beam_width=width, aggregation="sum")
+            ranked = ranker.rank_with_beams(history, k=3 if widens else 1)
+            assert (ranker.widened > 0) == widens and (ranked.penultimate is None) == widens
+            counts = SourceCounts()
+            got = sid_log_probs(model, ranked, users, sids, trie, counts=counts)
+            torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+            assert counts.frontier > 0 and counts.decoded > 0 and (counts.one_step > 0) != widens
+            assert counts.frontier + counts.one_step + counts.decoded == len(sids)

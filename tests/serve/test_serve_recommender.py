@@ -213,14 +213,25 @@ def test_bfloat16_is_refused_for_score_rankers_and_unknown_dtypes(trained_runs):
         Recommender.load(trained_runs("tiger"), persist=False, dtype="float16")
 
 
+@pytest.mark.parametrize("source", ["frontier", "one_step", "decoded"])
 @pytest.mark.parametrize("last_level", ["model", "renormalized"])
-def test_pit_explanations_equal_teacher_forced_scores_of_every_sid(trained_runs, last_level):
-    """Single-SID items reuse their beam's score, multi-SID items are scored in one pass: either
-    way each reported log P(SID | history) is the model's teacher-forced log-probability (with the
-    last level renormalised within the index's SIDs after the prefix, under that rule)."""
+def test_pit_explanations_equal_teacher_forced_scores_of_every_sid(trained_runs, last_level, source, monkeypatch):
+    """Single-SID items reuse their beam's score; multi-SID items' other SIDs are read off the
+    search's last-level frontier, else scored one decoder step from the level before, else decoded
+    from the start (each source forced here by hiding the ones before it). Every way, each reported
+    log P(SID | history) is the model's teacher-forced log-probability (with the last level
+    renormalised within the index's SIDs after the prefix, under that rule)."""
     from pitrec.data.batches import PAD
+    from pitrec.decoding import explain_scores
     from pitrec.models.user_to_token import Memory
 
+    def unreached(_model, _ranked, users, *args):
+        return torch.full((len(users),), float("-inf"))
+
+    hidden = {"frontier": [], "one_step": ["_from_frontier"], "decoded": ["_from_frontier", "_one_step"]}[source]
+    for name in hidden:
+        monkeypatch.setattr(explain_scores, name, unreached if name == "_one_step" else
+                            lambda _ranked, users, *args: torch.full((len(users),), float("-inf")))
     rec = Recommender.load(trained_runs("pit"), persist=False, last_level=last_level)
     engine, m = rec.engine, rec.engine.models
     data, histories, _ = raw_test_split(trained_runs("pit"))
@@ -236,7 +247,10 @@ def test_pit_explanations_equal_teacher_forced_scores_of_every_sid(trained_runs,
             got = torch.tensor([s.log_prob for s in item.sids])
             assert torch.allclose(got, expected, atol=1e-4), (item.id, got, expected)
             kinds.add(len(item.sids) > 1)
-    assert kinds == {True, False}  # both paths were exercised
+    assert kinds == {True, False}  # both kinds of item were explained
+    counts = engine.explain_sources
+    assert getattr(counts, source) > 0
+    assert [name for name in ("frontier", "one_step", "decoded") if getattr(counts, name)] == [source]
 
 
 def test_explain_false_returns_the_same_ranking_without_the_scoring_pass(trained_runs):

@@ -35,10 +35,56 @@ StepFn = Callable[..., tuple[torch.Tensor, Any]]
 
 
 @dataclass
+class Frontier:
+    """What a constrained search scored at its last level and did not keep: every SID that extends
+    one of the prefixes the last level started from, with its total log-probability (under the
+    search's last-level rule). A SID that shares its first L - 1 codes with such a prefix (PIT's
+    sibling SIDs share them with the item's primary) is scored here without another decoder pass."""
+
+    nodes: torch.Tensor  # (B, P) trie node of each prefix of L - 1 codes; -1 for an empty beam
+    log_probs: torch.Tensor  # (B, P, V_last) log P(prefix + code); -inf for codes outside the trie
+    # the step's cache for these P prefixes (users first), kept for the level before the last: a
+    # SID that leaves the beams there needs one more decoder step from it, not L
+    cache: Any = None
+
+    def score(self, users: torch.Tensor, prefix_nodes: torch.Tensor, last_codes: torch.Tensor) -> torch.Tensor:
+        """log P(SID | user) of SIDs (N,) given as user row, prefix node and last code; -inf where
+        the user's search did not reach the prefix."""
+        return self.locate(users, prefix_nodes, last_codes)[0]
+
+    def locate(self, users: torch.Tensor, prefix_nodes: torch.Tensor, codes: torch.Tensor
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``score``, and the row (N,) among the user's P prefixes that scored each (its cache)."""
+        match = (self.nodes[users] == prefix_nodes.unsqueeze(1)) & (prefix_nodes >= 0).unsqueeze(1)  # (N, P)
+        found = match.any(1)
+        at = match.float().argmax(1)
+        picked = self.log_probs[users, at, codes.clamp(min=0)]
+        return torch.where(found, picked, torch.full_like(picked, float("-inf"))), at
+
+    def widened(self, users: torch.Tensor, other: "Frontier") -> "Frontier":
+        """This frontier with the rows ``users`` replaced by ``other``'s (a wider search of those
+        users), padded to the wider of the two; a cache is not carried over."""
+        p = max(self.nodes.shape[1], other.nodes.shape[1])
+        nodes, log_probs = _pad_prefixes(self.nodes, self.log_probs, p)
+        sub_nodes, sub_log_probs = _pad_prefixes(other.nodes, other.log_probs, p)
+        nodes[users], log_probs[users] = sub_nodes, sub_log_probs
+        return Frontier(nodes, log_probs)
+
+
+def _pad_prefixes(nodes: torch.Tensor, log_probs: torch.Tensor, p: int) -> tuple[torch.Tensor, torch.Tensor]:
+    extra = p - nodes.shape[1]
+    return (torch.cat([nodes, nodes.new_full((nodes.shape[0], extra), -1)], 1),
+            torch.cat([log_probs, log_probs.new_full((log_probs.shape[0], extra, log_probs.shape[2]),
+                                                     float("-inf"))], 1))
+
+
+@dataclass
 class BeamResult:
     codes: torch.Tensor  # (B, W, L) int64, best beam first
     log_probs: torch.Tensor  # (B, W) total log-probability; -inf for empty beams (fewer SIDs than W)
     leaves: torch.Tensor | None  # (B, W) trie leaf of each beam (-1 if none); None when unconstrained
+    frontier: Frontier | None = None  # the last level's scored extensions; None when unconstrained
+    penultimate: Frontier | None = None  # the level before it, with its cache; None also for L = 1
 
     @property
     def alive(self) -> torch.Tensor:
@@ -92,7 +138,7 @@ def beam_search(step: StepFn, batch_size: int, codebook_sizes: Sequence[int], be
     scores = torch.zeros(B, 1, device=device)
     codes = torch.zeros(B, 1, 0, dtype=torch.long, device=device)
     nodes = torch.zeros(B, 1, dtype=torch.long, device=device)
-    prev, cache = None, None
+    prev, cache, frontier, penultimate = None, None, None, None
     rows = torch.arange(B, device=device).unsqueeze(1)
     for level, size in enumerate(codebook_sizes):
         if level == last and renormalize_last:
@@ -102,7 +148,12 @@ def beam_search(step: StepFn, batch_size: int, codebook_sizes: Sequence[int], be
             _check_size(log_probs, level, size)
             if trie is not None:
                 log_probs = log_probs.masked_fill(~trie.valid_mask(nodes, level), float("-inf"))
-        total = (scores.unsqueeze(-1) + log_probs).reshape(B, -1)
+        total = scores.unsqueeze(-1) + log_probs
+        if level == last and trie is not None:
+            frontier = Frontier(nodes, total)
+        elif level == last - 1 and trie is not None:
+            penultimate = Frontier(nodes, total, cache)
+        total = total.reshape(B, -1)
         scores, flat = total.topk(min(beam_width, total.shape[1]), dim=1)
         parent, code = flat // size, flat % size
         if level < last:  # after the last level the cache is not used again
@@ -112,7 +163,8 @@ def beam_search(step: StepFn, batch_size: int, codebook_sizes: Sequence[int], be
             nodes = trie.advance(nodes[rows, parent], level, code)
             nodes = torch.where(torch.isfinite(scores), nodes, torch.full_like(nodes, -1))
         prev = code
-    return BeamResult(codes=codes, log_probs=scores, leaves=nodes if trie is not None else None)
+    return BeamResult(codes=codes, log_probs=scores, leaves=nodes if trie is not None else None,
+                      frontier=frontier, penultimate=penultimate)
 
 
 def _check_size(log_probs: torch.Tensor, level: int, size: int) -> None:

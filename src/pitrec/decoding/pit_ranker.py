@@ -15,6 +15,7 @@ import torch
 
 from pitrec.data.batches import PAD
 from pitrec.decoding.aggregate import Aggregation, aggregate_beams
+from pitrec.decoding.beam_search import Frontier
 from pitrec.index.trie import Trie
 from pitrec.models.user_to_token import Memory
 
@@ -36,14 +37,19 @@ def compile_index(index, one_to_many: bool, device: torch.device | str) -> tuple
 
 @dataclass
 class RankedBeams:
-    """A ranking (B, k) with the search behind it: the users' memory and their final beams
-    (B, W): trie leaf (-1 where no beam) and log P(SID | user) under the search's last-level rule."""
+    """A ranking (B, k) with the search behind it: the users' memory, their final beams (B, W):
+    trie leaf (-1 where no beam) and log P(SID | user) under the search's last-level rule, and the
+    last level's frontier (every SID one step from the beams' prefixes, scored) and the level
+    before it with its cache (None once a user was searched again with a wider beam: its caches
+    have another width, and those SIDs are decoded instead)."""
 
     items: torch.Tensor
     scores: torch.Tensor
     memory: Memory
     leaves: torch.Tensor
     log_probs: torch.Tensor
+    frontier: Frontier
+    penultimate: Frontier | None
 
 
 class PITRanker:
@@ -75,13 +81,14 @@ class PITRanker:
 
     @torch.no_grad()
     def rank_with_beams(self, history: torch.Tensor, k: int, exclude_history: bool = False) -> "RankedBeams":
-        """``rank_with_scores`` plus what the search already knows: each user's memory and the
-        leaves and log-probabilities of its final beams (a widened user's from its widest search),
-        so that explaining a ranking need not recompute them."""
+        """``rank_with_scores`` plus what the search already knows: each user's memory, the
+        leaves and log-probabilities of its final beams and its last level's frontier (a widened
+        user's from its widest search), so that explaining a ranking need not recompute them."""
         memory = self.model.encode_by_length(self.history_codes[history.clamp(min=0)], history == PAD,
                                               items=history)
         width = max(self.beam_width, k)
-        items, scores, exhausted, leaves, log_probs = self._search(memory, history if exclude_history else None, width, k)
+        items, scores, exhausted, leaves, log_probs, frontier, penultimate = self._search(
+            memory, history if exclude_history else None, width, k)
         rows = torch.arange(len(history), device=history.device)
         for _ in range(self.max_widen):
             short = (items[:, -1] < 0) & ~exhausted
@@ -90,7 +97,7 @@ class PITRanker:
             width *= 2
             self.widened += int(short.sum())
             sub = Memory(memory.states[short], memory.valid[short])
-            sub_items, sub_scores, sub_exhausted, sub_leaves, sub_log_probs = self._search(
+            sub_items, sub_scores, sub_exhausted, sub_leaves, sub_log_probs, sub_frontier, _ = self._search(
                 sub, history[short] if exclude_history else None, width, k)
             idx = rows[short]
             items[idx], scores[idx], exhausted[idx] = sub_items, sub_scores, sub_exhausted
@@ -98,7 +105,8 @@ class PITRanker:
             log_probs = torch.cat([log_probs, log_probs.new_full((len(leaves), width - log_probs.shape[1]),
                                                                  float("-inf"))], 1)
             leaves[idx], log_probs[idx] = sub_leaves, sub_log_probs
-        return RankedBeams(items, scores, memory, leaves, log_probs)
+            frontier, penultimate = frontier.widened(idx, sub_frontier), None
+        return RankedBeams(items, scores, memory, leaves, log_probs, frontier, penultimate)
 
     def _search(self, memory: Memory, exclude: torch.Tensor | None, width: int, k: int):
         result = self.model.generate(memory, width, self.trie, renormalize_last=self.renormalize_last)
@@ -109,7 +117,7 @@ class PITRanker:
                                         self.edge_log_q, exclude)
         exhausted = ~alive.all(1)  # fewer SIDs than beams: a wider search finds nothing new
         leaves = torch.where(alive, result.leaves, torch.full_like(result.leaves, -1))
-        return items, scores, exhausted, leaves, result.log_probs
+        return items, scores, exhausted, leaves, result.log_probs, result.frontier, result.penultimate
 
     @property
     def invalid_rate(self) -> float:

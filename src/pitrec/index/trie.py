@@ -123,12 +123,17 @@ class Trie:
     def last_level_mask(self, codes: torch.Tensor) -> torch.Tensor:
         """SIDs (..., L) -> bool (..., codebook_sizes[-1]): the last codes the trie holds after each
         SID's prefix (all False where the prefix is not in the trie)."""
+        return self.valid_mask(self.prefix_nodes(codes), self.n_levels - 1)
+
+    def prefix_nodes(self, codes: torch.Tensor, depth: int | None = None) -> torch.Tensor:
+        """SIDs (..., L) -> the node of each SID's prefix of ``depth`` codes (default L - 1: the node
+        a beam search's last level extends) (...,), -1 where that prefix is not in the trie."""
         if codes.shape[-1] != self.n_levels:
             raise ValueError(f"SIDs have {codes.shape[-1]} levels, the trie {self.n_levels}")
         nodes = self.root(*codes.shape[:-1], device=codes.device)
-        for level in range(self.n_levels - 1):
+        for level in range(self.n_levels - 1 if depth is None else depth):
             nodes = self.advance(nodes, level, codes[..., level])
-        return self.valid_mask(nodes, self.n_levels - 1)
+        return nodes
 
     def contains(self, codes: torch.Tensor) -> torch.Tensor:
         return self.lookup(codes) >= 0

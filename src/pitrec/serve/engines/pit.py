@@ -9,7 +9,6 @@ from __future__ import annotations
 import copy
 import json
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 from typing import Any, Hashable, Sequence
 
@@ -17,12 +16,12 @@ import numpy as np
 import torch
 
 from pitrec.data.batches import PAD
+from pitrec.decoding.explain_scores import SourceCounts, sid_log_probs
 from pitrec.decoding.pit_ranker import PITRanker, RankedBeams, compile_index
-from pitrec.decoding.prefix_scoring import prefix_shared_log_probs
 from pitrec.index.beam_index import BeamIndex, BeamIndexError
 from pitrec.models.csa import CSA
 from pitrec.models.item_to_token import ItemToToken
-from pitrec.models.user_to_token import Memory, UserToToken
+from pitrec.models.user_to_token import UserToToken
 from pitrec.serve.catalog import Catalog
 from pitrec.serve.cold_start import NewItemEmbedder
 from pitrec.serve.engines.base import Engine, Ranked
@@ -77,6 +76,7 @@ class PITEngine(Engine):
     def __init__(self, models: PITModels, index: BeamIndex):
         self.models, self.index = models, index
         self.version, self.n_items = index.version, index.n_items
+        self.explain_sources = SourceCounts()  # where explained SIDs' log-probabilities came from
         self.trie, self.edge_log_q = compile_index(index, models.pc.one_to_many, models.device)
         if models.pc.history_sids == "primary":
             codes = index.primary_codes()
@@ -133,14 +133,10 @@ class PITEngine(Engine):
         """For each returned item (row-major, valid ones only): its SIDs in this version with the
         edge weight and log P(SID | history), the terms its score aggregates, most likely first.
 
-        A SID one of the user's final beams reached has its log-probability from the search (a
-        single-SID item always has: its score is that beam's). Multi-SID items' other SIDs are
-        scored against the search's memory, one row per user (cross-attention keys/values once
-        per user), each distinct SID prefix decoded once (``prefix_shared_log_probs``): an item's
-        SIDs share their first codes. On beauty with sibling SIDs (4 per item; 39.9 SIDs per
-        user's top 10, 10 of them on the beams) that cut the explanations' CPU time by 30% against
-        a teacher-forced pass per SID (benchmarks/tuning/pit_decode_parts.py). Without
-        ``score_all`` the scoring is skipped and multi-SID items' SIDs carry their weights only
+        The log-probabilities come from what the user's search computed where it can
+        (``explain_scores``: on beauty with sibling SIDs, every SID of a user's top 10 but about
+        one in forty needs at most one decoder step). Without ``score_all`` only single-SID items
+        are scored (their beam's score, free) and multi-SID items' SIDs carry their weights only
         (log_prob None).
         """
         m, items = self.models, ranked.items
@@ -150,32 +146,14 @@ class PITEngine(Engine):
             return []
         width = self.index.n_edges if m.pc.one_to_many else 1  # the trie holds only primaries otherwise
         cand, mask, weights = self.index.candidates(flat, width)
-        single = mask.sum(1) == 1
+        wanted = mask if score_all else mask & (mask.sum(1) == 1)[:, None]
         user_of = np.repeat(np.arange(len(items)), valid.sum(1).cpu().numpy())
-        leaves = self.trie.lookup(torch.from_numpy(cand).to(m.device))  # (n, C)
-        owner = torch.from_numpy(user_of).to(m.device)
-        beam_leaves, beam_log_p = ranked.leaves[owner], ranked.log_probs[owner].float()  # (n, W)
-        hit = (leaves[:, :, None] == beam_leaves[:, None, :]) & (beam_leaves[:, None, :] >= 0)  # (n, C, W)
-        known = hit.any(-1).cpu().numpy() & mask
-        from_beam = beam_log_p[:, None, :].masked_fill(~hit, float("-inf")).amax(-1)
-        log_p = np.where(known & (single[:, None] | score_all), from_beam.cpu().numpy(), -np.inf).astype(np.float32)
-        todo = mask & ~known & ~single[:, None]
-        if score_all and todo.any():
-            jj, cc = np.nonzero(todo)  # sorted by item, so grouped by user
-            user = user_of[jj]
-            pos = np.arange(len(jj)) - np.searchsorted(user, user)
-            users, urow = np.unique(user, return_inverse=True)
-            grid = np.zeros((len(users), pos.max() + 1, cand.shape[2]), dtype=np.int64)
-            grid_mask = np.zeros(grid.shape[:2], dtype=bool)
-            grid[urow, pos], grid_mask[urow, pos] = cand[jj, cc], True
-            rows = torch.from_numpy(users).to(m.device)
-            memory = Memory(ranked.memory.states[rows], ranked.memory.valid[rows])
-            grid_t = torch.from_numpy(grid).to(m.device)
-            last_valid = self.trie.last_level_mask(grid_t) if m.pc.last_level == "renormalized" else None
-            step = partial(m.u2t.decode_step, memory, m.u2t.cross_keys_values(memory))
-            scored = prefix_shared_log_probs(step, grid_t, torch.from_numpy(grid_mask).to(m.device),
-                                             m.u2t.codebook_sizes, last_valid).sum(-1)
-            log_p[jj, cc] = scored.cpu().numpy()[urow, pos]  # float32 whatever the generator's dtype
+        log_p = np.full(mask.shape, -np.inf, dtype=np.float32)
+        jj, cc = np.nonzero(wanted)
+        if len(jj):
+            log_p[jj, cc] = sid_log_probs(
+                m.u2t, ranked, torch.from_numpy(user_of[jj]).to(m.device), torch.from_numpy(cand[jj, cc]).to(m.device),
+                self.trie, m.pc.last_level == "renormalized", self.explain_sources).cpu().numpy()
         out = []
         for r in range(len(flat)):
             cols = np.flatnonzero(mask[r])
