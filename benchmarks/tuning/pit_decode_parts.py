@@ -16,6 +16,7 @@ the ranker searched again with a wider beam because their beams named fewer than
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import time
 
 import numpy as np
@@ -65,9 +66,12 @@ def main() -> None:
     for b in batches:
         out = {}
         for name, f in parts.items():
+            before = dataclasses.replace(engine.explain_sources)
             start = time.process_time()
             out[name] = f(b)
             cpu[name] += time.process_time() - start
+            if name != "rank, explain=True":  # count the sources of the explained ranking only
+                engine.explain_sources = before
         # the explained ranking: each item's SIDs, and which of them the timed search's beams reached
         for row, leaves in zip(out["rank, explain=True"], out["encode + beam search"].leaves):
             found = set(leaves[leaves >= 0].tolist())
