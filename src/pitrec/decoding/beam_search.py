@@ -36,16 +36,15 @@ StepFn = Callable[..., tuple[torch.Tensor, Any]]
 
 @dataclass
 class Frontier:
-    """What a constrained search scored at its last level and did not keep: every SID that extends
-    one of the prefixes the last level started from, with its total log-probability (under the
-    search's last-level rule). A SID that shares its first L - 1 codes with such a prefix (PIT's
-    sibling SIDs share them with the item's primary) is scored here without another decoder pass."""
+    """What a constrained search scored at one level and mostly did not keep: every extension by
+    one code of the P prefixes that level started from, with its total log-probability (at the
+    last level under the search's last-level rule). At the last level a SID that shares its first
+    L - 1 codes with such a prefix is scored here without another decoder pass; at the level
+    before, a SID sharing its first L - 2 codes needs one step from the kept ``cache``."""
 
-    nodes: torch.Tensor  # (B, P) trie node of each prefix of L - 1 codes; -1 for an empty beam
-    log_probs: torch.Tensor  # (B, P, V_last) log P(prefix + code); -inf for codes outside the trie
-    # the step's cache for these P prefixes (users first), kept for the level before the last: a
-    # SID that leaves the beams there needs one more decoder step from it, not L
-    cache: Any = None
+    nodes: torch.Tensor  # (B, P) trie node of each prefix the level extended; -1 for an empty beam
+    log_probs: torch.Tensor  # (B, P, V_level) log P(prefix + code); -inf for codes outside the trie
+    cache: Any = None  # the step's cache for these P prefixes (users first), kept at the level before the last
 
     def score(self, users: torch.Tensor, prefix_nodes: torch.Tensor, last_codes: torch.Tensor) -> torch.Tensor:
         """log P(SID | user) of SIDs (N,) given as user row, prefix node and last code; -inf where
