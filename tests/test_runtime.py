@@ -25,3 +25,26 @@ def test_a_copy_without_git_says_unknown_unless_told(tmp_path, monkeypatch):
     assert git_sha(tmp_path) == "unknown"
     monkeypatch.setenv("PITREC_GIT_SHA", "0123abc")
     assert git_sha(tmp_path) == "0123abc"
+
+
+def test_deterministic_algorithms_holds_for_the_block_and_restores_even_on_error():
+    import pytest
+    import torch
+
+    from pitrec.utils.runtime import deterministic_algorithms
+
+    assert not torch.are_deterministic_algorithms_enabled()
+    with pytest.raises(KeyError):
+        with deterministic_algorithms():
+            assert torch.are_deterministic_algorithms_enabled()
+            raise KeyError("x")
+    assert not torch.are_deterministic_algorithms_enabled()
+    with deterministic_algorithms(enabled=False):
+        assert not torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        with deterministic_algorithms():
+            assert not torch.is_deterministic_algorithms_warn_only_enabled()
+        assert torch.are_deterministic_algorithms_enabled() and torch.is_deterministic_algorithms_warn_only_enabled()
+    finally:
+        torch.use_deterministic_algorithms(False)

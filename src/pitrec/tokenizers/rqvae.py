@@ -23,7 +23,7 @@ from pitrec.registry import TOKENIZERS
 from pitrec.tokenizers.base import Tokenizer, check_embeddings
 from pitrec.tokenizers.kmeans import kmeans_fit
 from pitrec.tokenizers.sid_table import SidTable
-from pitrec.utils.runtime import resolve_device
+from pitrec.utils.runtime import deterministic_algorithms, resolve_device
 
 
 def mlp(widths: list[int]) -> nn.Sequential:
@@ -94,7 +94,9 @@ class RQVAETokenizer(Tokenizer):
         device = resolve_device(rc.device)
         start = time.perf_counter()
         x = torch.from_numpy(x_np).to(device)
-        with torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else []):
+        # deterministic on CPU whatever the thread count (the codebook lookup's backward is not otherwise)
+        with torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else []), \
+                deterministic_algorithms(device.type == "cpu"):
             torch.manual_seed(seed)
             model, history = self._train(x, sizes, seed)
         model.eval()

@@ -32,6 +32,27 @@ def set_threads(num_threads: int | None) -> None:
         torch.set_num_threads(num_threads)
 
 
+@contextmanager
+def deterministic_algorithms(enabled: bool = True) -> Iterator[None]:
+    """``torch.use_deterministic_algorithms`` for a block, the previous setting restored after.
+
+    Some CPU ops accumulate in an order that depends on how threads are scheduled when run with
+    more than one: the backward of indexing a parameter by a tensor (``index_put_`` with
+    accumulate) among them. The RQ-VAE fit indexes its codebooks that way, and with two threads
+    two processes fitting the same seed on beauty gave 98-99% different codes. With this mode on
+    they gave the same codes, at the same speed. CUDA needs more than this flag (cuBLAS raises
+    without ``CUBLAS_WORKSPACE_CONFIG``), so callers enable it for CPU work only."""
+    import torch
+
+    before, warn_only = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
+    if enabled:
+        torch.use_deterministic_algorithms(True)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(before, warn_only=warn_only)
+
+
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters (malloc.h)
 
 
