@@ -23,6 +23,10 @@ class RunConfig(Section):
     # page faults in beam search, CPU time within noise (benchmarks/tuning/malloc_decode.md), so
     # off unless asked; speed only, never results
     retain_freed_memory: bool = False
+    # torch's deterministic algorithms while a run builds and trains on CPU: with several threads some
+    # backward passes (indexing a parameter by a tensor: CSA, Item-to-Token, RQ-VAE) otherwise sum in
+    # a scheduling-dependent order, and two processes with the same seed train different weights
+    deterministic: bool = True
 
 
 @SECTIONS.register("data")

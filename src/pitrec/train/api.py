@@ -19,7 +19,7 @@ from pitrec.train.checkpoint import load_checkpoint
 from pitrec.train.run_dir import RunDir
 from pitrec.train.trainer import Trainer
 from pitrec.utils.io import atomic_path
-from pitrec.utils.runtime import configure_process, resolve_device, seed_everything
+from pitrec.utils.runtime import configure_process, deterministic_algorithms, resolve_device, seed_everything
 
 
 def prepare_data(cfg) -> tuple[Interactions, Split]:
@@ -101,6 +101,11 @@ def build_recipe_once(name: str, cfg, data: Interactions, split: Split, run: Run
 
 def _train_run(name: str, cfg, resume: bool, data: tuple[Interactions, Split] | None) -> dict[str, Any]:
     configure_process(cfg.run)  # per process under torchrun
+    with deterministic_algorithms(cfg.run.deterministic and resolve_device(cfg.run.device).type == "cpu"):
+        return _train_seeded(name, cfg, resume, data)
+
+
+def _train_seeded(name: str, cfg, resume: bool, data: tuple[Interactions, Split] | None) -> dict[str, Any]:
     seed_everything(cfg.run.seed)  # every rank: the same initial weights
     if not dist.is_main():
         cfg = cfg.with_overrides({"run": {"progress": False}})  # progress bars on rank 0 only
