@@ -134,10 +134,10 @@ class PITEngine(Engine):
         edge weight and log P(SID | history), the terms its score aggregates, most likely first.
 
         The log-probabilities come from what the user's search computed where it can
-        (``explain_scores``: on beauty with sibling SIDs, every SID of a user's top 10 but about
-        one in forty needs at most one decoder step). Without ``score_all`` only single-SID items
-        are scored (their beam's score, free) and multi-SID items' SIDs carry their weights only
-        (log_prob None).
+        (``explain_scores``: on beauty with sibling SIDs, 13 of the 40 SIDs of a user's top 10 are
+        read off the search and the other 27 take one decoder step each). Without ``score_all``
+        only single-SID items are scored (their beam's score, free) and multi-SID items' SIDs carry
+        their weights only (log_prob None).
         """
         m, items = self.models, ranked.items
         valid = items >= 0
