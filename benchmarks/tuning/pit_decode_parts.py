@@ -49,7 +49,7 @@ def main() -> None:
     histories = [split.test_history[u][-rec.run.cfg.data.max_history:] for u in users]
     batches = [_padded(histories[i:i + args.batch]) for i in range(0, len(histories), args.batch)]
     engine.rank(batches[0][:32], args.k, False, True)  # warm-up
-    engine.explain_sources = SourceCounts()
+    engine.models.explain_sources = SourceCounts()
 
     def encode(b):
         return m.u2t.encode_by_length(engine.history_codes[b.clamp(min=0)], b == PAD)
@@ -66,12 +66,12 @@ def main() -> None:
     for b in batches:
         out = {}
         for name, f in parts.items():
-            before = dataclasses.replace(engine.explain_sources)
+            before = dataclasses.replace(engine.models.explain_sources)
             start = time.process_time()
             out[name] = f(b)
             cpu[name] += time.process_time() - start
             if name != "rank, explain=True":  # count the sources of the explained ranking only
-                engine.explain_sources = before
+                engine.models.explain_sources = before
         # the explained ranking: each item's SIDs, and which of them the timed search's beams reached
         for row, leaves in zip(out["rank, explain=True"], out["encode + beam search"].leaves):
             found = set(leaves[leaves >= 0].tolist())
@@ -86,7 +86,7 @@ def main() -> None:
     print(f"  explanations: {sids / n:.1f} SIDs per user's top {args.k}, {reached / n:.1f} of them reached by "
           f"the user's first-width search")
     print(f"  widened searches: {ranker.widened / n:.3f} per user")
-    src = engine.explain_sources  # every SID of the explained items, those on the beams included
+    src = engine.models.explain_sources  # every SID of the explained items, those on the beams included
     print(f"  explained SIDs per user: {src.frontier / n:.1f} read off the search's last-level frontier, "
           f"{src.one_step / n:.1f} one decoder step from the level before, {src.decoded / n:.1f} decoded from the start")
 

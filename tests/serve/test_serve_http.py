@@ -47,8 +47,13 @@ def test_items_feedback_health_stats(client):
     assert fb.status_code == 200 and fb.json()["version"] == before["version"] + 2
     health = client.get("/health").json()
     assert health == {"status": "ok", "method": "pit", "version": before["version"] + 2, "items": before["items"] + 1}
-    assert client.post("/recommend", json={"history": ["http-new"], "k": 2}).status_code == 200
+    answer = client.post("/recommend", json={"history": ["http-new"], "k": 2})
+    assert answer.status_code == 200
     stats = client.get("/stats").json()
+    # explained SIDs are counted by source across index versions (two updates since `before`)
+    explained = sum(len(item["sids"]) for item in answer.json()["items"])
+    assert set(stats["explanations"]) == {"frontier", "one_step", "decoded"}
+    assert sum(stats["explanations"].values()) == sum(before["explanations"].values()) + explained
     assert stats["batching"]["requests"] >= 1 and stats["batching"]["max_batch"] == 64
     assert stats["items_added"] == before["items_added"] + 1
     assert stats["feedback_accepted"] == before["feedback_accepted"] + 1 and stats["persistence"]["log_records"] >= 2

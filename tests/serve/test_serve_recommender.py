@@ -248,7 +248,7 @@ def test_pit_explanations_equal_teacher_forced_scores_of_every_sid(trained_runs,
             assert torch.allclose(got, expected, atol=1e-4), (item.id, got, expected)
             kinds.add(len(item.sids) > 1)
     assert kinds == {True, False}  # both kinds of item were explained
-    counts = engine.explain_sources
+    counts = engine.models.explain_sources
     assert getattr(counts, source) > 0
     assert [name for name in ("frontier", "one_step", "decoded") if getattr(counts, name)] == [source]
 

@@ -141,7 +141,8 @@ class Recommender:
                                compact_every=self.compact_every)
         return Stats(version=engine.version, method=engine.method, items=engine.n_items, **self.counters,
                      sids=s["sids"], edges=s["edges"], collisions=s["collisions"], index=s["index"],
-                     persistence=persistence, decoding=decoding_settings(self.run.cfg, engine.method))
+                     persistence=persistence, decoding=decoding_settings(self.run.cfg, engine.method),
+                     explanations=s.get("explanations", {}))
 
     # -- updates -----------------------------------------------------------------------------
     def add_item(self, raw_id: Hashable, title: str = "", attributes: Sequence[Hashable] = ()) -> ItemInfo:

@@ -124,6 +124,9 @@ class Stats(BaseModel):
     persistence: dict[str, Any] = Field(default_factory=dict)
     batching: dict[str, Any] = Field(default_factory=dict)
     decoding: dict[str, Any] = Field(default_factory=dict)  # the decoding settings in effect (tiger, pit)
+    # PIT: how many explained SIDs were read off the search (frontier), took one decoder step
+    # (one_step) or were decoded from the start (decoded), since the service started
+    explanations: dict[str, int] = Field(default_factory=dict)
 
 
 class ErrorBody(BaseModel):

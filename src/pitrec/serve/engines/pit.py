@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import copy
 import json
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Hashable, Sequence
 
@@ -47,6 +47,9 @@ class PITModels:
     # pit.selection_rule=relative: the edges' mean costs from the checkpoint, updated by feedback
     # (under the recommender's writer lock) and not persisted: a restart begins from the checkpoint's
     baseline: SelectionBaseline | None = None
+    # where explained SIDs' log-probabilities came from, over every version (``/stats``); counts
+    # from concurrent requests may race, they are diagnostics
+    explain_sources: SourceCounts = field(default_factory=SourceCounts)
 
     @property
     def pc(self):
@@ -76,7 +79,6 @@ class PITEngine(Engine):
     def __init__(self, models: PITModels, index: BeamIndex):
         self.models, self.index = models, index
         self.version, self.n_items = index.version, index.n_items
-        self.explain_sources = SourceCounts()  # where explained SIDs' log-probabilities came from
         self.trie, self.edge_log_q = compile_index(index, models.pc.one_to_many, models.device)
         if models.pc.history_sids == "primary":
             codes = index.primary_codes()
@@ -153,7 +155,7 @@ class PITEngine(Engine):
         if len(jj):
             log_p[jj, cc] = sid_log_probs(
                 m.u2t, ranked, torch.from_numpy(user_of[jj]).to(m.device), torch.from_numpy(cand[jj, cc]).to(m.device),
-                self.trie, m.pc.last_level == "renormalized", self.explain_sources).cpu().numpy()
+                self.trie, m.pc.last_level == "renormalized", m.explain_sources).cpu().numpy()
         out = []
         for r in range(len(flat)):
             cols = np.flatnonzero(mask[r])
@@ -172,7 +174,8 @@ class PITEngine(Engine):
         return {"sids": s["sids"], "edges": s["edges"],
                 "collisions": {k: float(s[k]) for k in ("colliding_sid_share", "primary_collision_share",
                                                         "items_per_sid_mean", "items_per_sid_max")},
-                "index": {k: s[k] for k in ("sids_per_item_mean", "sids_per_item_max", "weight_total")}}
+                "index": {k: s[k] for k in ("sids_per_item_mean", "sids_per_item_max", "weight_total")},
+                "explanations": asdict(self.models.explain_sources)}
 
     # -- updates -----------------------------------------------------------------------------
     @torch.no_grad()
