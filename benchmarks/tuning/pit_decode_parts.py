@@ -7,10 +7,11 @@ returned item).
 
 CPU seconds (process time) per part over the same test users, so a neighbour's load moves the
 figures less than wall time would; ``benchmarks/decode_speed.py`` gives the served wall-clock
-speed on a quiet machine. Also counts, per user, the SIDs of the returned items and how many of
-them the user's own beams reached or the search's last-level frontier scored (those need no extra
-model pass to explain), and how many users
-the ranker searched again with a wider beam because their beams named fewer than k items.
+speed on a quiet machine. Also counts, per user, the SIDs of the returned items, how many of them
+the user's own beams reached, and how many of the explained SIDs each source of
+``pitrec.decoding.explain_scores`` scored (the search's last-level frontier, one decoder step from
+the level before, or decoded from the start); and how many users the ranker searched again with a
+wider beam because their beams named fewer than k items.
 """
 
 from __future__ import annotations
