@@ -72,24 +72,31 @@ def test_the_ranker_returns_the_beams_its_ranking_came_from_with_their_model_log
 
 def test_every_sid_is_scored_as_teacher_forcing_scores_it_from_whichever_source_reaches_it():
     """``explain_scores.sid_log_probs`` on every SID of the catalog for every user: read off the
-    frontier, one step from the level before, or decoded from the start, each gives the model's
-    log P(SID | user); after a widened search (no level-before cache) too."""
-    codes, items = _catalog(n_items=12, per_item=3, seed=0)
-    trie = Trie.build(codes, SIZES, items=items, n_items=12)
+    frontier, one step from the level before (no step for a SID alone on its prefix under the
+    renormalised last level), or decoded from the start, each gives the model's log P(SID | user);
+    after a widened search (no level-before cache) too."""
+    codes, items = _catalog(n_items=8, per_item=3, seed=12)  # 8 of its 24 SIDs alone on their prefix
+    trie = Trie.build(codes, SIZES, items=items, n_items=8)
     model = _model(1)
     history_codes = torch.from_numpy(codes[::3])
-    history = torch.randint(0, 12, (8, 5), generator=torch.Generator().manual_seed(2))
+    history = torch.randint(0, 8, (8, 5), generator=torch.Generator().manual_seed(2))
     users = torch.arange(len(history)).repeat_interleave(len(codes))
     sids = torch.from_numpy(codes).repeat(len(history), 1)
-    with torch.no_grad():
-        memory = model.encode(history_codes[history], torch.zeros_like(history, dtype=torch.bool))
-        expected = -model.candidate_nll(memory, torch.from_numpy(codes).expand(len(history), -1, -1)).reshape(-1)
-        for width, widens in ((4, True), (2, False)):
-            ranker = PITRanker(model, history_codes, trie, torch.zeros(len(codes)), beam_width=width, aggregation="sum")
-            ranked = ranker.rank_with_beams(history, k=3 if widens else 1)
-            assert (ranker.widened > 0) == widens and (ranked.penultimate is None) == widens
-            counts = SourceCounts()
-            got = sid_log_probs(model, ranked, users, sids, trie, counts=counts)
-            torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
-            assert counts.frontier > 0 and counts.decoded > 0 and (counts.one_step > 0) != widens
-            assert counts.frontier + counts.one_step + counts.decoded == len(sids)
+    grid = torch.from_numpy(codes).expand(len(history), -1, -1)
+    assert (trie.last_level_mask(grid).sum(-1) == 1).any() and (trie.last_level_mask(grid).sum(-1) > 1).any()
+    for renormalize in (False, True):
+        with torch.no_grad():
+            memory = model.encode(history_codes[history], torch.zeros_like(history, dtype=torch.bool))
+            last_valid = trie.last_level_mask(grid) if renormalize else None
+            expected = -model.candidate_nll(memory, grid, last_valid=last_valid).reshape(-1)
+            for width, widens in ((4, True), (2, False)):
+                ranker = PITRanker(model, history_codes, trie, torch.zeros(len(codes)), beam_width=width,
+                                   aggregation="sum", renormalize_last=renormalize)
+                ranked = ranker.rank_with_beams(history, k=4 if widens else 1)
+                assert (ranker.widened > 0) == widens and (ranked.penultimate is None) == widens
+                counts = SourceCounts()
+                got = sid_log_probs(model, ranked, users, sids, trie, renormalize, counts=counts)
+                torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+                assert counts.frontier > 0 and counts.decoded > 0 and (counts.one_step > 0) != widens
+                assert (counts.alone > 0) == (renormalize and not widens)
+                assert counts.frontier + counts.one_step + counts.alone + counts.decoded == len(sids)

@@ -52,7 +52,7 @@ def test_items_feedback_health_stats(client):
     stats = client.get("/stats").json()
     # explained SIDs are counted by source across index versions (two updates since `before`)
     explained = sum(len(item["sids"]) for item in answer.json()["items"])
-    assert set(stats["explanations"]) == {"frontier", "one_step", "decoded"}
+    assert set(stats["explanations"]) == {"frontier", "one_step", "alone", "decoded"}
     assert sum(stats["explanations"].values()) == sum(before["explanations"].values()) + explained
     assert stats["batching"]["requests"] >= 1 and stats["batching"]["max_batch"] == 64
     assert stats["items_added"] == before["items_added"] + 1

@@ -9,7 +9,8 @@ the other 30 from the start doubled the served ranking's CPU time. Three sources
 2. the level before: a SID sharing its first L - 2 codes with a prefix the search extended there
    has those levels scored, and one decoder step from that prefix's kept cache scores its last
    code (PIT's siblings share their first two codes with the item's primary, and with the
-   collision level a SID has L = 4);
+   collision level a SID has L = 4). Under ``renormalize_last`` a SID alone on its first L - 1
+   codes scores its last code 0, so it needs no step at all (the search skips such beams too);
 3. the rest are decoded from the start, each distinct prefix once (``prefix_shared_log_probs``).
 
 Every source gives the model's teacher-forced log-probability (the last level renormalised within
@@ -36,7 +37,8 @@ class SourceCounts:
     """How many SIDs each source scored (``benchmarks/tuning/pit_decode_parts.py`` prints them)."""
 
     frontier: int = 0
-    one_step: int = 0
+    one_step: int = 0  # scored from the level before, with a decoder step
+    alone: int = 0  # from the level before without a step: alone on its prefix, renormalised last level
     decoded: int = 0
 
 
@@ -49,10 +51,11 @@ def sid_log_probs(model: UserToToken, ranked: RankedBeams, users: torch.Tensor, 
     counts.frontier += int(torch.isfinite(out).sum())
     rest = (~torch.isfinite(out)).nonzero().squeeze(1)
     if len(rest) and ranked.penultimate is not None:
-        got = _one_step(model, ranked, users[rest], sids[rest], trie, renormalize_last).float()
+        got, alone = _one_step(model, ranked, users[rest], sids[rest], trie, renormalize_last)
         found = torch.isfinite(got)
-        out[rest[found]] = got[found]
-        counts.one_step += int(found.sum())
+        out[rest[found]] = got[found].float()
+        counts.alone += int((found & alone).sum())
+        counts.one_step += int((found & ~alone).sum())
         rest = rest[~found]
     if len(rest):
         out[rest] = _decoded(model, ranked, users[rest], sids[rest], trie, renormalize_last).float()
@@ -66,14 +69,19 @@ def _from_frontier(ranked: RankedBeams, users: torch.Tensor, sids: torch.Tensor,
 
 
 def _one_step(model: UserToToken, ranked: RankedBeams, users: torch.Tensor, sids: torch.Tensor, trie: Trie,
-              renormalize_last: bool) -> torch.Tensor:
-    """-inf where the level before the last did not extend the SID's first L - 2 codes."""
+              renormalize_last: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """Scores, -inf where the level before the last did not extend the SID's first L - 2 codes, and
+    which SIDs were scored without a step (alone on their prefix, renormalised last level)."""
     pen, last = ranked.penultimate, sids.shape[1] - 1
     prefix, row = pen.locate(users, trie.prefix_nodes(sids, last - 1), sids[:, last - 1])
     out = torch.full_like(prefix, float("-inf"))
-    ok = torch.isfinite(prefix).nonzero().squeeze(1)
+    alone = torch.zeros(len(sids), dtype=torch.bool, device=sids.device)
+    if renormalize_last:  # log P(the prefix's only last code) = 0
+        alone = torch.isfinite(prefix) & (trie.last_level_mask(sids).sum(-1) == 1)
+        out[alone] = prefix[alone]
+    ok = (torch.isfinite(prefix) & ~alone).nonzero().squeeze(1)
     if not len(ok):
-        return out
+        return out, alone
     users, sids, row = users[ok], sids[ok], row[ok]
     # one decoder step per distinct (user, prefix row, code at L - 2), laid out users first (B, S)
     # like the search's beams, so the memory's cross-attention keys/values stay once per user
@@ -97,7 +105,7 @@ def _one_step(model: UserToToken, ranked: RankedBeams, users: torch.Tensor, sids
         log_probs = log_probs.masked_fill(~valid, float("-inf"))
         log_probs = log_probs - log_probs.logsumexp(-1, keepdim=True)
     out[ok] = prefix[ok].float() + log_probs[inverse, sids[:, last]]
-    return out
+    return out, alone
 
 
 def _decoded(model: UserToToken, ranked: RankedBeams, users: torch.Tensor, sids: torch.Tensor, trie: Trie,

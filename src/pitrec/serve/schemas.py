@@ -125,7 +125,8 @@ class Stats(BaseModel):
     batching: dict[str, Any] = Field(default_factory=dict)
     decoding: dict[str, Any] = Field(default_factory=dict)  # the decoding settings in effect (tiger, pit)
     # PIT: how many explained SIDs were read off the search (frontier), took one decoder step
-    # (one_step) or were decoded from the start (decoded), since the service started
+    # (one_step), were scored from the level before without one (alone: the only SID on its prefix,
+    # renormalised last level) or were decoded from the start (decoded), since the service started
     explanations: dict[str, int] = Field(default_factory=dict)
 
 
