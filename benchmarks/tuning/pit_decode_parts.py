@@ -10,7 +10,8 @@ figures less than wall time would; ``benchmarks/decode_speed.py`` gives the serv
 speed on a quiet machine. Also counts, per user, the SIDs of the returned items, how many of them
 the user's own beams reached, and how many of the explained SIDs each source of
 ``pitrec.decoding.explain_scores`` scored (the search's last-level frontier, one decoder step from
-the level before, or decoded from the start); and how many users the ranker searched again with a
+the level before, the level before without a step under ``--decoding pit.last_level=renormalized``,
+or decoded from the start); and how many users the ranker searched again with a
 wider beam because their beams named fewer than k items.
 """
 
@@ -89,7 +90,8 @@ def main() -> None:
     print(f"  widened searches: {ranker.widened / n:.3f} per user")
     src = engine.models.explain_sources  # every SID of the explained items, those on the beams included
     print(f"  explained SIDs per user: {src.frontier / n:.1f} read off the search's last-level frontier, "
-          f"{src.one_step / n:.1f} one decoder step from the level before, {src.decoded / n:.1f} decoded from the start")
+          f"{src.one_step / n:.1f} one decoder step from the level before, {src.alone / n:.1f} from the level before "
+          f"without a step (alone on their prefix, renormalised last level), {src.decoded / n:.1f} decoded from the start")
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pitrec.decoding.beam_search import Frontier, beam_search, beams_to_items, reorder_beams, select_beams
+from pitrec.decoding.beam_search import Frontier, beam_search, beams_to_items, reorder_beams, gather_beams
 from pitrec.index.trie import Trie
 from pitrec.models.user_to_token import UserToToken, UserToTokenConfig
 
@@ -34,11 +34,11 @@ class TableModel:
         self.sizes = sizes
         self.radix = [int(np.prod(sizes[:l])) for l in range(len(sizes))]
         self.tables = [torch.randn(n_users, r, s, generator=g).log_softmax(-1) for r, s in zip(self.radix, sizes)]
-        self.calls: list[tuple[int, list[int] | None]] = []  # (level, rows) of every step
+        self.calls: list[tuple[int, list[int] | None, int]] = []  # (level, rows, beams per row) of every step
 
     def step(self, prev, level, cache, rows=None):
         users = torch.arange(self.tables[0].shape[0]) if rows is None else rows
-        self.calls.append((level, None if rows is None else rows.tolist()))
+        self.calls.append((level, None if rows is None else rows.tolist(), 1 if prev is None else prev.shape[1]))
         if prev is None:
             prefix = torch.zeros(len(users), 1, dtype=torch.long)
         else:
@@ -224,10 +224,10 @@ def test_renormalized_last_level_equals_exhaustive_scoring_table_model(trie, see
         best = exhaustive_items({s: model.sid_log_prob(u, s, siblings[s[:-1]]) for s in sids}, trie)
         assert_matches_exhaustive(items[u], scores[u], best, k)
     # the last level is decoded only for the beams whose prefix has several codes (here every
-    # user has a beam on every prefix), one row each
-    last = [rows for level, rows in model.calls if level == len(trie.codebook_sizes) - 1]
+    # user has a beam on every prefix): one call, each user's beams in its row
+    last = [(rows, width) for level, rows, width in model.calls if level == len(trie.codebook_sizes) - 1]
     several = sum(len(c) > 1 for c in siblings.values())
-    assert last == ([sorted(list(range(users)) * several)] if several else [])
+    assert last == ([(list(range(users)), several)] if several else [])
 
 
 def test_renormalized_last_level_skips_users_whose_beams_have_one_item_each():
@@ -237,7 +237,7 @@ def test_renormalized_last_level_skips_users_whose_beams_have_one_item_each():
     model.tables[0][:] = torch.tensor([0.0, -1.0, -50.0]).log_softmax(-1)  # users 0-2: prefix 2 last
     model.tables[0][1] = torch.tensor([-50.0, -1.0, 0.0]).log_softmax(-1)  # user 1: prefix 2 first
     result = beam_search(model.step, 3, [3, 2], beam_width=2, trie=trie, renormalize_last=True)
-    assert [rows for level, rows in model.calls if level == 1] == [[1]]
+    assert [(rows, width) for level, rows, width in model.calls if level == 1] == [([1], 1)]
     # the only code after (0,) and (1,) scores 0: a user's beam scores are its prefixes' log-probs
     torch.testing.assert_close(result.log_probs[0], model.tables[0][0, 0, :2])
     assert result.codes[0].tolist() == [[0, 0], [1, 1]]
@@ -277,13 +277,13 @@ def test_renormalize_last_needs_a_trie():
         beam_search(TableModel(1, [2], 0).step, 1, [2], 2, renormalize_last=True)
 
 
-def test_select_beams_takes_single_beam_rows_of_every_tensor():
+def test_gather_beams_takes_each_rows_beams_of_every_tensor():
     cache = {"a": [torch.arange(6).view(3, 2)], "b": (torch.arange(12).view(3, 2, 2),)}
-    out = select_beams(cache, torch.tensor([2, 0, 2]), torch.tensor([1, 0, 0]))
-    assert out["a"][0].tolist() == [[5], [0], [4]]
-    assert out["b"][0].tolist() == [[[10, 11]], [[0, 1]], [[8, 9]]]
+    out = gather_beams(cache, torch.tensor([2, 0]), torch.tensor([[1, 0], [0, 0]]))
+    assert out["a"][0].tolist() == [[5, 4], [0, 0]]
+    assert out["b"][0].tolist() == [[[10, 11], [8, 9]], [[0, 1], [0, 1]]]
     with pytest.raises(TypeError):
-        select_beams({"x": 3}, torch.tensor([0]), torch.tensor([0]))
+        gather_beams({"x": 3}, torch.tensor([0]), torch.tensor([[0]]))
 
 
 # -- the last level's frontier: every SID one step from a prefix the last level extended, scored

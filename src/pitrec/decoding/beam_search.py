@@ -29,8 +29,8 @@ from pitrec.data.batches import PAD
 from pitrec.index.trie import Trie
 
 # step(prev_codes (B, W) or None at level 0, level, cache or None) -> (log-probs (B, W, V_level), cache);
-# with ``renormalize_last`` also step(prev (N, 1), level, cache (N, 1, ...), rows=users (N,)): N
-# selected beams, each a row of its own, against the state of user rows[n] (users may repeat)
+# with ``renormalize_last`` also step(prev (N, S), level, cache (N, S, ...), rows=users (N,)): the
+# beams of N of the B users, row n against the state of user rows[n]
 StepFn = Callable[..., tuple[torch.Tensor, Any]]
 
 
@@ -90,31 +90,23 @@ class BeamResult:
         return torch.isfinite(self.log_probs)
 
 
-def select_beams(cache: Any, users: torch.Tensor, beams: torch.Tensor) -> Any:
-    """Beams (users[n], beams[n]) of every (B, W, ...) tensor of a nested cache, as (N, 1, ...)."""
+def gather_beams(cache: Any, users: torch.Tensor, beams: torch.Tensor) -> Any:
+    """Beams ``beams`` (N, S) of users ``users`` (N,) from every (B, W, ...) tensor of a nested
+    cache, as (N, S, ...)."""
     if cache is None:
         return None
     if isinstance(cache, torch.Tensor):
-        return cache[users, beams].unsqueeze(1)
+        return cache[users.unsqueeze(1), beams]
     if isinstance(cache, dict):
-        return {k: select_beams(v, users, beams) for k, v in cache.items()}
+        return {k: gather_beams(v, users, beams) for k, v in cache.items()}
     if isinstance(cache, (list, tuple)):
-        return type(cache)(select_beams(v, users, beams) for v in cache)
-    raise TypeError(f"cannot select beams from a beam cache of type {type(cache).__name__}")
+        return type(cache)(gather_beams(v, users, beams) for v in cache)
+    raise TypeError(f"cannot gather beams from a beam cache of type {type(cache).__name__}")
 
 
 def reorder_beams(cache: Any, parent: torch.Tensor) -> Any:
     """Select beams ``parent`` (B, W_new) from every (B, W_old, ...) tensor of a nested cache."""
-    if cache is None:
-        return None
-    if isinstance(cache, torch.Tensor):
-        rows = torch.arange(parent.shape[0], device=parent.device).unsqueeze(1)
-        return cache[rows, parent]
-    if isinstance(cache, dict):
-        return {k: reorder_beams(v, parent) for k, v in cache.items()}
-    if isinstance(cache, (list, tuple)):
-        return type(cache)(reorder_beams(v, parent) for v in cache)
-    raise TypeError(f"cannot reorder a beam cache of type {type(cache).__name__}")
+    return gather_beams(cache, torch.arange(parent.shape[0], device=parent.device), parent)
 
 
 @torch.no_grad()
@@ -175,16 +167,26 @@ def _within_prefix(step: StepFn, prev: torch.Tensor | None, level: int, cache: A
                    dtype: torch.dtype) -> torch.Tensor:
     """Last-level log-probs (B, W, V) renormalised over each beam's ``valid`` codes: 0 for a
     prefix's only code, -inf for codes outside the trie; the decoder runs only for the beams whose
-    prefix has several codes to choose from."""
+    prefix has several codes to choose from. Those beams are gathered users first, (N, S): the N
+    users with any, S the most one of them has (the others pad with a discarded beam), so the step
+    reads each user's cross-attention keys/values once. One row per beam copied them per beam and
+    cost more than decoding every beam where a third of PIT's beams needed the step."""
     log_probs = torch.full(valid.shape, float("-inf"), dtype=dtype, device=valid.device)
     log_probs.masked_fill_(valid, 0.0)
-    users, beams = (valid.sum(-1) > 1).nonzero(as_tuple=True)
+    need = valid.sum(-1) > 1  # (B, W)
+    users = need.any(1).nonzero().squeeze(1)
     if len(users):
-        sub_prev = None if prev is None else prev[users, beams].unsqueeze(1)
-        sub, _ = step(sub_prev, level, select_beams(cache, users, beams), rows=users)
+        need = need[users]
+        width = int(need.sum(1).max())
+        # each user's beams that need the step first (stable), then padding beams that are discarded
+        beams = torch.sort((~need).to(torch.uint8), dim=1, stable=True).indices[:, :width]  # (N, S)
+        sub_prev = None if prev is None else prev[users.unsqueeze(1), beams]
+        sub, _ = step(sub_prev, level, gather_beams(cache, users, beams), rows=users)
         _check_size(sub, level, valid.shape[-1])
-        sub = sub[:, 0].to(dtype).masked_fill(~valid[users, beams], float("-inf"))
-        log_probs[users, beams] = sub - sub.logsumexp(-1, keepdim=True)  # >= 2 codes allowed: finite
+        row, slot = need.gather(1, beams).nonzero(as_tuple=True)
+        user, beam = users[row], beams[row, slot]
+        sub = sub[row, slot].to(dtype).masked_fill(~valid[user, beam], float("-inf"))
+        log_probs[user, beam] = sub - sub.logsumexp(-1, keepdim=True)  # >= 2 codes allowed: finite
     return log_probs
 
 

@@ -123,7 +123,7 @@ class ItemToToken(nn.Module):
         bos (B, d) is ``start_inputs(x)``, computed once per item; prev_codes (B, W) are the
         level ``level - 1`` codes of W beams (None at level 0, which has one beam per item).
         Returns log-probs (B, W, V_level) and the cache extended by this position. ``rows`` (N,):
-        N selected beams instead, prev_codes (N, 1) and cache (N, 1, ...), beam n from item rows[n].
+        the beams of N items instead, prev_codes (N, S) and cache (N, S, ...), row n from item rows[n].
         """
         if rows is not None:
             bos = bos[rows]

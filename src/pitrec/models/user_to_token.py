@@ -360,8 +360,8 @@ class UserToToken(nn.Module):
                     rows: torch.Tensor | None = None):
         """One beam-search step (a ``decoding.beam_search.StepFn`` once memory/cross are bound):
         prev_codes (B, W) of level ``level - 1`` (None at level 0) -> log-probs (B, W, V_level).
-        ``rows`` (N,): N selected beams instead, prev_codes (N, 1) and cache (N, 1, ...), beam n
-        against the memory of user rows[n] (users may repeat; see ``beam_search``)."""
+        ``rows`` (N,): the beams of N users instead, prev_codes (N, S) and cache (N, S, ...), row n
+        against the memory of user rows[n] (see ``beam_search``)."""
         if rows is not None:
             memory = Memory(memory.states[rows], memory.valid[rows])
             cross = [(k[rows], v[rows]) for k, v in cross]
