@@ -223,11 +223,27 @@ def test_renormalized_last_level_equals_exhaustive_scoring_table_model(trie, see
     for u in range(users):
         best = exhaustive_items({s: model.sid_log_prob(u, s, siblings[s[:-1]]) for s in sids}, trie)
         assert_matches_exhaustive(items[u], scores[u], best, k)
-    # the last level is decoded only for the beams whose prefix has several codes (here every
-    # user has a beam on every prefix): one call, each user's beams in its row
+    # the last level is decoded only when some prefix has several codes (here every user has a
+    # beam on every prefix), in one call: each user's beams that need it in its row, or every beam
+    # in place when those are most of them
     last = [(rows, width) for level, rows, width in model.calls if level == len(trie.codebook_sizes) - 1]
     several = sum(len(c) > 1 for c in siblings.values())
-    assert last == ([(list(range(users)), several)] if several else [])
+    if several:
+        assert len(last) == 1 and (last[0] == (list(range(users)), several) or last[0][0] is None), last
+    else:
+        assert last == []
+
+
+def test_renormalized_last_level_decodes_every_beam_in_place_when_most_need_it():
+    trie = Trie.build(np.array([[0, 0], [0, 1], [1, 0], [1, 1], [2, 1]]), [3, 2])
+    model = TableModel(2, [3, 2], seed=3)
+    model.tables[0][:] = torch.tensor([0.0, -0.5, -50.0]).log_softmax(-1)  # both users: prefixes 0 and 1
+    result = beam_search(model.step, 2, [3, 2], beam_width=2, trie=trie, renormalize_last=True)
+    assert [(rows, width) for level, rows, width in model.calls if level == 1] == [(None, 2)]
+    siblings = sibling_codes(trie)
+    for u in range(2):
+        for sid, score in zip(result.codes[u].tolist(), result.log_probs[u].tolist()):
+            assert score == pytest.approx(model.sid_log_prob(u, tuple(sid), siblings[tuple(sid[:-1])]), abs=1e-6)
 
 
 def test_renormalized_last_level_skips_users_whose_beams_have_one_item_each():

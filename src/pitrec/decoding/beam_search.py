@@ -170,14 +170,21 @@ def _within_prefix(step: StepFn, prev: torch.Tensor | None, level: int, cache: A
     prefix has several codes to choose from. Those beams are gathered users first, (N, S): the N
     users with any, S the most one of them has (the others pad with a discarded beam), so the step
     reads each user's cross-attention keys/values once. One row per beam copied them per beam and
-    cost more than decoding every beam where a third of PIT's beams needed the step."""
+    cost more than decoding every beam where a third of PIT's beams needed the step. When those
+    rows would be more than half of all beams, every beam is decoded in place: gathering the
+    decoder's cache for them cost more than the rows saved."""
     log_probs = torch.full(valid.shape, float("-inf"), dtype=dtype, device=valid.device)
     log_probs.masked_fill_(valid, 0.0)
     need = valid.sum(-1) > 1  # (B, W)
     users = need.any(1).nonzero().squeeze(1)
+    width = int(need[users].sum(1).max()) if len(users) else 0
+    if 2 * len(users) * width > need.numel():  # most beams: every beam in place, no cache to gather
+        sub, _ = step(prev, level, cache)
+        _check_size(sub, level, valid.shape[-1])
+        sub = sub.to(dtype).masked_fill(~valid, float("-inf"))
+        return torch.where(need.unsqueeze(-1), sub - sub.logsumexp(-1, keepdim=True), log_probs)
     if len(users):
         need = need[users]
-        width = int(need.sum(1).max())
         # each user's beams that need the step first (stable), then padding beams that are discarded
         beams = torch.sort((~need).to(torch.uint8), dim=1, stable=True).indices[:, :width]  # (N, S)
         sub_prev = None if prev is None else prev[users.unsqueeze(1), beams]
