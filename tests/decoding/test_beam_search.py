@@ -10,7 +10,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pitrec.decoding.beam_search import Frontier, beam_search, beams_to_items, reorder_beams, gather_beams
+from pitrec.decoding.beam_search import (Frontier, beam_search, beams_to_items, gather_beams, reorder_beams,
+                                         users_first_groups)
 from pitrec.index.trie import Trie
 from pitrec.models.user_to_token import UserToToken, UserToTokenConfig
 
@@ -358,3 +359,24 @@ def test_a_wider_search_replaces_its_users_rows_and_pads_the_others():
     assert out.log_probs[0, 1].tolist() == [float("-inf")] * 2 and out.log_probs[1].tolist() == [[-5.0, -6.0], [-7.0, -8.0]]
     users = torch.tensor([0, 1, 1])
     assert out.score(users, torch.tensor([1, 6, 2]), torch.tensor([1, 0, 0])).tolist() == [-2.0, -7.0, float("-inf")]
+
+
+def test_users_first_groups_split_at_the_width_that_saves_most_slots():
+    groups = users_first_groups(torch.tensor([0, 5, 1, 1, 1, 1]))
+    assert [(users.tolist(), width) for users, width in groups] == [([2, 3, 4, 5], 1), ([1], 5)]
+    assert users_first_groups(torch.zeros(3, dtype=torch.long)) == []
+    (users, width), = users_first_groups(torch.tensor([2, 0, 2]))
+    assert users.tolist() == [0, 2] and width == 2
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.integers(0, 20), min_size=1, max_size=40))
+def test_users_first_groups_cover_every_user_once_in_no_more_slots_than_one_group(counts):
+    counts = torch.tensor(counts)
+    groups = users_first_groups(counts)
+    assert 1 <= len(groups) <= 2 or not (counts > 0).any()
+    seen = torch.cat([users for users, _ in groups]) if groups else torch.empty(0, dtype=torch.long)
+    assert sorted(seen.tolist()) == (counts > 0).nonzero().squeeze(1).tolist()
+    assert all(int(counts[users].max()) == width for users, width in groups)
+    slots = sum(len(users) * width for users, width in groups)
+    assert slots <= int((counts > 0).sum()) * int(counts.max())

@@ -8,6 +8,7 @@ import torch
 
 from pitrec.data.batches import PAD
 from pitrec.decoding.explain_scores import SourceCounts, sid_log_probs
+from pitrec.decoding.beam_search import users_first_groups
 from pitrec.decoding.pit_ranker import PITRanker
 from pitrec.index.trie import Trie
 from pitrec.models.user_to_token import Memory, UserToToken, UserToTokenConfig
@@ -70,11 +71,16 @@ def test_the_ranker_returns_the_beams_its_ranking_came_from_with_their_model_log
     assert widened < len(history)  # both kinds of user were checked
 
 
-def test_every_sid_is_scored_as_teacher_forcing_scores_it_from_whichever_source_reaches_it():
+def test_every_sid_is_scored_as_teacher_forcing_scores_it_from_whichever_source_reaches_it(monkeypatch):
     """``explain_scores.sid_log_probs`` on every SID of the catalog for every user: read off the
     frontier, one step from the level before (no step for a SID alone on its prefix under the
     renormalised last level), or decoded from the start, each gives the model's log P(SID | user);
     after a widened search (no level-before cache) too."""
+    from pitrec.decoding import explain_scores
+
+    groups = []  # how many user groups each one-step pass used
+    monkeypatch.setattr(explain_scores, "users_first_groups",
+                        lambda counts: groups.append(len(users_first_groups(counts))) or users_first_groups(counts))
     codes, items = _catalog(n_items=8, per_item=3, seed=12)  # 8 of its 24 SIDs alone on their prefix
     trie = Trie.build(codes, SIZES, items=items, n_items=8)
     model = _model(1)
@@ -100,3 +106,4 @@ def test_every_sid_is_scored_as_teacher_forcing_scores_it_from_whichever_source_
                 assert counts.frontier > 0 and counts.decoded > 0 and (counts.one_step > 0) != widens
                 assert (counts.alone > 0) == (renormalize and not widens)
                 assert counts.frontier + counts.one_step + counts.alone + counts.decoded == len(sids)
+    assert set(groups) == {1, 2}  # one-step passes with one group of users and with two

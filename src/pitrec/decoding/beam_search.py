@@ -163,34 +163,49 @@ def _check_size(log_probs: torch.Tensor, level: int, size: int) -> None:
         raise ValueError(f"step returned {log_probs.shape[-1]} scores at level {level}, codebook has {size}")
 
 
+def users_first_groups(counts: torch.Tensor) -> list[tuple[torch.Tensor, int]]:
+    """The users with ``counts`` (B,) > 0 in at most two groups, (users, width): each group is laid
+    out (users, width), padded to its largest count, at the split that minimises the slots. One
+    group padded to the largest count spent 2.7x the slots the one-step explanations needed
+    (beauty PIT: 5.5 per user on average, up to 15-21 in a batch of 256)."""
+    users = (counts > 0).nonzero().squeeze(1)
+    if not len(users):
+        return []
+    c = counts[users]
+    top = int(c.max())
+    values = torch.unique(c)  # sorted
+    below = (c.unsqueeze(0) <= values.unsqueeze(1)).sum(1)  # users at or below each candidate width
+    cut = int(values[(below * values + (len(c) - below) * top).argmin()])
+    low = c <= cut
+    return [(users[low], cut)] + ([(users[~low], top)] if cut < top else [])
+
+
 def _within_prefix(step: StepFn, prev: torch.Tensor | None, level: int, cache: Any, valid: torch.Tensor,
                    dtype: torch.dtype) -> torch.Tensor:
     """Last-level log-probs (B, W, V) renormalised over each beam's ``valid`` codes: 0 for a
     prefix's only code, -inf for codes outside the trie; the decoder runs only for the beams whose
-    prefix has several codes to choose from. Those beams are gathered users first, (N, S): the N
-    users with any, S the most one of them has (the others pad with a discarded beam), so the step
-    reads each user's cross-attention keys/values once. One row per beam copied them per beam and
-    cost more than decoding every beam where a third of PIT's beams needed the step. When those
-    rows would be more than half of all beams, every beam is decoded in place: gathering the
-    decoder's cache for them cost more than the rows saved."""
+    prefix has several codes to choose from. Those beams are gathered users first
+    (``users_first_groups``), so the step reads each user's cross-attention keys/values once: one
+    row per beam copied them per beam and cost more than decoding every beam where a third of
+    PIT's beams needed the step. When the gathered slots would be more than half of all beams,
+    every beam is decoded in place: gathering the decoder's cache for them cost more than the rows
+    saved."""
     log_probs = torch.full(valid.shape, float("-inf"), dtype=dtype, device=valid.device)
     log_probs.masked_fill_(valid, 0.0)
     need = valid.sum(-1) > 1  # (B, W)
-    users = need.any(1).nonzero().squeeze(1)
-    width = int(need[users].sum(1).max()) if len(users) else 0
-    if 2 * len(users) * width > need.numel():  # most beams: every beam in place, no cache to gather
+    groups = users_first_groups(need.sum(1))
+    if 2 * sum(len(users) * width for users, width in groups) > need.numel():
         sub, _ = step(prev, level, cache)
         _check_size(sub, level, valid.shape[-1])
         sub = sub.to(dtype).masked_fill(~valid, float("-inf"))
         return torch.where(need.unsqueeze(-1), sub - sub.logsumexp(-1, keepdim=True), log_probs)
-    if len(users):
-        need = need[users]
+    for users, width in groups:
         # each user's beams that need the step first (stable), then padding beams that are discarded
-        beams = torch.sort((~need).to(torch.uint8), dim=1, stable=True).indices[:, :width]  # (N, S)
+        beams = torch.sort((~need[users]).to(torch.uint8), dim=1, stable=True).indices[:, :width]  # (N, S)
         sub_prev = None if prev is None else prev[users.unsqueeze(1), beams]
         sub, _ = step(sub_prev, level, gather_beams(cache, users, beams), rows=users)
         _check_size(sub, level, valid.shape[-1])
-        row, slot = need.gather(1, beams).nonzero(as_tuple=True)
+        row, slot = need[users.unsqueeze(1), beams].nonzero(as_tuple=True)
         user, beam = users[row], beams[row, slot]
         sub = sub[row, slot].to(dtype).masked_fill(~valid[user, beam], float("-inf"))
         log_probs[user, beam] = sub - sub.logsumexp(-1, keepdim=True)  # >= 2 codes allowed: finite

@@ -25,7 +25,7 @@ from functools import partial
 
 import torch
 
-from pitrec.decoding.beam_search import reorder_beams
+from pitrec.decoding.beam_search import gather_beams, users_first_groups
 from pitrec.decoding.pit_ranker import RankedBeams
 from pitrec.decoding.prefix_scoring import prefix_shared_log_probs
 from pitrec.index.trie import Trie
@@ -83,7 +83,7 @@ def _one_step(model: UserToToken, ranked: RankedBeams, users: torch.Tensor, sids
     if not len(ok):
         return out, alone
     users, sids, row = users[ok], sids[ok], row[ok]
-    # one decoder step per distinct (user, prefix row, code at L - 2), laid out users first (B, S)
+    # one decoder step per distinct (user, prefix row, code at L - 2), laid out users first (N, S)
     # like the search's beams, so the memory's cross-attention keys/values stay once per user
     B = ranked.memory.states.shape[0]
     key = (users * pen.nodes.shape[1] + row) * int(trie.codebook_sizes[last - 1]) + sids[:, last - 1]
@@ -93,13 +93,17 @@ def _one_step(model: UserToToken, ranked: RankedBeams, users: torch.Tensor, sids
     u = users[rep]
     per_user = torch.bincount(u, minlength=B)
     slot = torch.arange(len(u), device=u.device) - (torch.cumsum(per_user, 0) - per_user)[u]
-    width = int(per_user.max())
-    parent = torch.zeros(B, width, dtype=torch.long, device=u.device)  # padding slots repeat row 0
-    prev = torch.zeros(B, width, dtype=torch.long, device=u.device)
-    parent[u, slot], prev[u, slot] = row[rep], sids[rep, last - 1]
     step = partial(model.decode_step, ranked.memory, model.cross_keys_values(ranked.memory))
-    log_probs, _ = step(prev, last, reorder_beams(pen.cache, parent))
-    log_probs = log_probs[u, slot].float()  # (S, V_last)
+    log_probs = torch.empty(len(uniq), int(trie.codebook_sizes[last]), device=u.device)
+    at = torch.full((B,), -1, dtype=torch.long, device=u.device)  # a user's row within its group
+    for group, width in users_first_groups(per_user):
+        at[group] = torch.arange(len(group), device=u.device)
+        mine = torch.isin(u, group).nonzero().squeeze(1)
+        parent = torch.zeros(len(group), width, dtype=torch.long, device=u.device)  # padding repeats row 0
+        prev = torch.zeros(len(group), width, dtype=torch.long, device=u.device)
+        parent[at[u[mine]], slot[mine]], prev[at[u[mine]], slot[mine]] = row[rep[mine]], sids[rep[mine], last - 1]
+        got, _ = step(prev, last, gather_beams(pen.cache, group, parent), rows=group)
+        log_probs[mine] = got[at[u[mine]], slot[mine]].float()  # (distinct, V_last)
     if renormalize_last:
         valid = trie.valid_mask(trie.prefix_nodes(sids[rep]), last)
         log_probs = log_probs.masked_fill(~valid, float("-inf"))
