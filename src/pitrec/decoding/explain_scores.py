@@ -76,8 +76,9 @@ def _one_step(model: UserToToken, ranked: RankedBeams, users: torch.Tensor, sids
     prefix, row = pen.locate(users, trie.prefix_nodes(sids, last - 1), sids[:, last - 1])
     out = torch.full_like(prefix, float("-inf"))
     alone = torch.zeros(len(sids), dtype=torch.bool, device=sids.device)
+    last_valid = trie.last_level_mask(sids) if renormalize_last else None  # (N, V_last)
     if renormalize_last:  # log P(the prefix's only last code) = 0
-        alone = torch.isfinite(prefix) & (trie.last_level_mask(sids).sum(-1) == 1)
+        alone = torch.isfinite(prefix) & (last_valid.sum(-1) == 1)
         out[alone] = prefix[alone]
     ok = (torch.isfinite(prefix) & ~alone).nonzero().squeeze(1)
     if not len(ok):
@@ -99,14 +100,14 @@ def _one_step(model: UserToToken, ranked: RankedBeams, users: torch.Tensor, sids
     for group, width in users_first_groups(per_user):
         at[group] = torch.arange(len(group), device=u.device)
         mine = torch.isin(u, group).nonzero().squeeze(1)
+        r, s = at[u[mine]], slot[mine]
         parent = torch.zeros(len(group), width, dtype=torch.long, device=u.device)  # padding repeats row 0
         prev = torch.zeros(len(group), width, dtype=torch.long, device=u.device)
-        parent[at[u[mine]], slot[mine]], prev[at[u[mine]], slot[mine]] = row[rep[mine]], sids[rep[mine], last - 1]
+        parent[r, s], prev[r, s] = row[rep[mine]], sids[rep[mine], last - 1]
         got, _ = step(prev, last, gather_beams(pen.cache, group, parent), rows=group)
-        log_probs[mine] = got[at[u[mine]], slot[mine]].float()  # (distinct, V_last)
+        log_probs[mine] = got[r, s].float()  # (distinct, V_last)
     if renormalize_last:
-        valid = trie.valid_mask(trie.prefix_nodes(sids[rep]), last)
-        log_probs = log_probs.masked_fill(~valid, float("-inf"))
+        log_probs = log_probs.masked_fill(~last_valid[ok][rep], float("-inf"))
         log_probs = log_probs - log_probs.logsumexp(-1, keepdim=True)
     out[ok] = prefix[ok].float() + log_probs[inverse, sids[:, last]]
     return out, alone
