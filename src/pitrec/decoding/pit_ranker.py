@@ -41,7 +41,8 @@ class RankedBeams:
     trie leaf (-1 where no beam) and log P(SID | user) under the search's last-level rule, and the
     last level's frontier (every SID one step from the beams' prefixes, scored) and the level
     before it with its cache (None once a user was searched again with a wider beam: its caches
-    have another width, and those SIDs are decoded instead)."""
+    have another width, and those SIDs are decoded instead), and the memory's cross-attention
+    keys/values, which a step from that cache needs again."""
 
     items: torch.Tensor
     scores: torch.Tensor
@@ -50,6 +51,7 @@ class RankedBeams:
     log_probs: torch.Tensor
     frontier: Frontier
     penultimate: Frontier | None
+    cross: list | None = None
 
 
 class PITRanker:
@@ -87,8 +89,9 @@ class PITRanker:
         memory = self.model.encode_by_length(self.history_codes[history.clamp(min=0)], history == PAD,
                                               items=history)
         width = max(self.beam_width, k)
+        cross = self.model.cross_keys_values(memory)
         items, scores, exhausted, leaves, log_probs, frontier, penultimate = self._search(
-            memory, history if exclude_history else None, width, k)
+            memory, history if exclude_history else None, width, k, cross)
         rows = torch.arange(len(history), device=history.device)
         for _ in range(self.max_widen):
             short = (items[:, -1] < 0) & ~exhausted
@@ -106,10 +109,10 @@ class PITRanker:
                                                                  float("-inf"))], 1)
             leaves[idx], log_probs[idx] = sub_leaves, sub_log_probs
             frontier, penultimate = frontier.widened(idx, sub_frontier), None
-        return RankedBeams(items, scores, memory, leaves, log_probs, frontier, penultimate)
+        return RankedBeams(items, scores, memory, leaves, log_probs, frontier, penultimate, cross)
 
-    def _search(self, memory: Memory, exclude: torch.Tensor | None, width: int, k: int):
-        result = self.model.generate(memory, width, self.trie, renormalize_last=self.renormalize_last)
+    def _search(self, memory: Memory, exclude: torch.Tensor | None, width: int, k: int, cross=None):
+        result = self.model.generate(memory, width, self.trie, renormalize_last=self.renormalize_last, cross=cross)
         alive = result.alive
         self.beams += int(alive.sum())
         self.invalid += int((alive & (result.leaves < 0)).sum())

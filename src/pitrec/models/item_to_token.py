@@ -27,10 +27,10 @@ from pitrec.config import Section
 from pitrec.decoding.beam_search import BeamResult, beam_search
 from pitrec.index.trie import Trie
 from pitrec.models.layers import init_normal, level_log_probs
-from pitrec.models.transformer_blocks import extend_kv_cache
+from pitrec.models.transformer_blocks import KVCache, cached_self_attention
 from pitrec.registry import SECTIONS
 
-LayerCache = tuple[torch.Tensor, torch.Tensor]  # keys, values: (B, W, heads, t, d/heads)
+LayerCache = KVCache  # the keys/values of each earlier position, (B, W, 2, heads, d/heads) each
 
 
 @SECTIONS.register("i2t")
@@ -68,13 +68,12 @@ class CausalBlock(nn.Module):
     def forward(self, x: torch.Tensor, cache: LayerCache | None) -> tuple[torch.Tensor, LayerCache]:
         """x (B, W, T, d): T new positions of W sequences per item, after the cached t earlier ones."""
         B, W, T, d = x.shape
-        q, k, v = (part.unflatten(-1, (self.heads, -1)).transpose(1, 2)  # (B*W, h, T, d/h)
-                   for part in self.qkv(self.norm1(x).reshape(B * W, T, d)).chunk(3, dim=-1))
-        k, v, causal = extend_kv_cache(k, v, cache)
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=causal, dropout_p=self.dropout if self.training else 0.0)
-        x = x + self.drop(self.out(y.transpose(1, 2).flatten(2)).reshape(B, W, T, d))
+        qkv = self.qkv(self.norm1(x).reshape(B * W, T, d)).unflatten(-1, (3, self.heads, -1))  # (B*W, T, 3, h, d/h)
+        y, cache = cached_self_attention(qkv[:, :, 0], qkv[:, :, 1:], cache, B,
+                                         dropout_p=self.dropout if self.training else 0.0)
+        x = x + self.drop(self.out(y).reshape(B, W, T, d))
         x = x + self.drop(self.ffn(self.norm2(x)))
-        return x, (k.unflatten(0, (B, W)), v.unflatten(0, (B, W)))
+        return x, cache
 
 
 class ItemToToken(nn.Module):

@@ -241,7 +241,7 @@ class UserToToken(nn.Module):
             if L == 1:
                 log_probs = first
             else:
-                cache = [(k.expand(B, C, *k.shape[2:]), v.expand(B, C, *v.shape[2:])) for k, v in cache]
+                cache = [tuple(p.expand(B, C, *p.shape[2:]) for p in layer) for layer in cache]
                 rest, _ = self._decode(inputs[:, :, 1:], 1, cross, cross_mask, cache)
                 width = max(first.shape[-1], rest.shape[-1])  # each call pads to its own levels' widest
                 log_probs = torch.cat([F.pad(part, (0, width - part.shape[-1]), value=float("-inf"))
@@ -369,9 +369,10 @@ class UserToToken(nn.Module):
 
     @torch.no_grad()
     def generate(self, memory: Memory, beam_width: int, trie: Trie | None = None,
-                 renormalize_last: bool = False) -> BeamResult:
+                 renormalize_last: bool = False, cross=None) -> BeamResult:
         """The ``beam_width`` most probable SIDs per user (constrained to ``trie`` if given; with
-        ``renormalize_last`` the last level is scored within each prefix, see ``beam_search``)."""
-        step = partial(self.decode_step, memory, self.cross_keys_values(memory))
+        ``renormalize_last`` the last level is scored within each prefix, see ``beam_search``).
+        ``cross``: the memory's ``cross_keys_values`` where the caller keeps them for later steps."""
+        step = partial(self.decode_step, memory, self.cross_keys_values(memory) if cross is None else cross)
         return beam_search(step, memory.states.shape[0], self.codebook_sizes, beam_width, trie,
                            device=memory.states.device, renormalize_last=renormalize_last)
