@@ -19,7 +19,6 @@ from functools import partial
 from typing import Any, Sequence
 
 import torch
-import torch.nn.functional as F
 from pydantic import Field, model_validator
 from torch import nn
 
