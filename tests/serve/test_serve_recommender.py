@@ -179,6 +179,32 @@ def test_the_serve_command_refuses_a_directory_that_is_not_a_run(tmp_path):
     assert result.exit_code == 2 and "config.yaml" in result.output
 
 
+@pytest.mark.parametrize("args,command,expected", [
+    ([], "serve", True), (["--no-retain-memory"], "serve", False),
+    ([], "recommend", None), (["--retain-memory"], "recommend", True),
+])
+def test_serving_commands_pass_their_allocator_choice_to_the_loader(tmp_path, monkeypatch, args, command, expected):
+    """The service retains freed memory unless told not to (its own process); offline
+    ``recommend`` keeps the run's setting unless told. The loader is stopped before it configures
+    this test process."""
+    from typer.testing import CliRunner
+
+    from pitrec.cli import app
+    from pitrec.serve.loader import RunDirError
+
+    seen = {}
+
+    def fake_load(run_dir, **kwargs):
+        seen.update(kwargs)
+        raise RunDirError("stopped by the test")
+
+    monkeypatch.setattr(Recommender, "load", fake_load)
+    extra = ["--input", str(tmp_path), "--out", str(tmp_path / "o.csv")] if command == "recommend" else ["--no-persist"]
+    result = CliRunner().invoke(app, [command, str(tmp_path), *extra, *args])
+    assert "stopped by the test" in result.output, result.output
+    assert seen["retain_memory"] is expected
+
+
 @pytest.mark.parametrize("method", ["pit", "tiger"])
 def test_bfloat16_generator_serves_valid_rankings_close_to_float32(trained_runs, method):
     """dtype=bfloat16 only changes the generator's precision: every answer is still k distinct

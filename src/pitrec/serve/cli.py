@@ -18,6 +18,11 @@ INPUT_KEYS = ("format", "user_col", "item_col", "time_col")
 DECODING_HELP = ("a decoding setting of the run's method, as `pitrec eval` takes it, e.g. pit.one_to_many=false "
                  "or tiger.beam_width=30 (repeatable; default: the run's)")
 
+# why a service retains freed memory: benchmarks/results/decode_speed.md, labels *-malloc-*-s32-*
+RETAIN_HELP = ("keep freed memory for reuse in this process (pitrec.utils.runtime.retain_freed_memory): beam "
+               "search's blocks of a few MiB are not page-faulted in again at every level; served PIT with "
+               "explanations, 2 threads, measured 552-624 users/s with it against 513-548 without")
+
 
 def recommend(ctx: typer.Context,
               run_dir: Path = typer.Argument(..., help="a run directory written by `pitrec train`"),
@@ -34,6 +39,8 @@ def recommend(ctx: typer.Context,
               last_level: Optional[str] = typer.Option(None, help="tiger, pit: model | renormalized, how the last SID "
                                                                     "level is scored (default: the run's tiger/pit.last_level)"),
               decoding: Optional[List[str]] = typer.Option(None, "--decoding", help=DECODING_HELP),
+              retain_memory: Optional[bool] = typer.Option(None, "--retain-memory/--no-retain-memory",
+                                                           help=RETAIN_HELP + " (default: the run's run.retain_freed_memory)"),
               state_dir: Optional[Path] = typer.Option(None, help="a service's state (snapshot + update log) to answer "
                                                                   "from; default: the trained run as it is")) -> None:
     """Top-k recommendations for every user of an interaction file, from a trained run. The input is
@@ -57,7 +64,7 @@ def recommend(ctx: typer.Context,
         output_format(out)
         recommender = Recommender.load(run_dir, state_dir=state_dir, persist=state_dir is not None, device=device,
                                        threads=threads, dtype=dtype, last_level=last_level,
-                                       decoding=decoding or ())
+                                       decoding=decoding or (), retain_memory=retain_memory)
         run_data = recommender.run.cfg.data  # validated again with the input's settings
         data = load_interactions(type(run_data).model_validate({**run_data.model_dump(), **update}))
         summary = recommend_file(recommender, data, out, k, exclude_history, ignore_unknown, explain, batch_size)
@@ -87,6 +94,8 @@ def serve(run_dir: Path = typer.Argument(..., help="a run directory written by `
           max_body_kb: int = typer.Option(1024, min=1, help="largest accepted request body, KiB"),
           compact_every: int = typer.Option(1000, min=1, help="updates between snapshots of the index"),
           max_batch: int = typer.Option(64, min=0, help="concurrent /recommend requests per model pass (0: none)"),
+          retain_memory: bool = typer.Option(True, "--retain-memory/--no-retain-memory",
+                                             help=RETAIN_HELP + " (default on: the service is a process of its own)"),
           log_level: str = typer.Option("info")) -> None:
     """Serve a trained run: POST /recommend, /recommend/batch, /items, /feedback; GET /items/{id},
     /health, /stats (OpenAPI at /docs)."""
@@ -100,7 +109,7 @@ def serve(run_dir: Path = typer.Argument(..., help="a run directory written by `
     try:
         recommender = Recommender.load(run_dir, state_dir=state_dir, persist=persist, device=device, threads=threads,
                                        compact_every=compact_every, dtype=dtype, last_level=last_level,
-                                       decoding=decoding or ())
+                                       decoding=decoding or (), retain_memory=retain_memory)
     except (RunDirError, ValueError) as exc:
         fail(str(exc))
     h = recommender.health()
