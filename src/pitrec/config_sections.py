@@ -21,7 +21,7 @@ class RunConfig(Section):
     progress: bool = True  # progress bars on long loops
     # glibc keeps freed blocks for reuse (pitrec.utils.runtime.retain_freed_memory): 20-90x fewer
     # page faults in beam search, CPU time within noise (benchmarks/tuning/malloc_decode.md), so
-    # off unless asked; speed only, never results
+    # off unless asked (`pitrec serve` asks: two threads served 7-16% more users/s with it); speed only, never results
     retain_freed_memory: bool = False
     # torch's deterministic algorithms while a run builds and trains on CPU: with several threads some
     # backward passes (indexing a parameter by a tensor: CSA, Item-to-Token, RQ-VAE) otherwise sum in
