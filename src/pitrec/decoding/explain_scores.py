@@ -94,8 +94,7 @@ def _one_step(model: UserToToken, ranked: RankedBeams, users: torch.Tensor, sids
     u = users[rep]
     per_user = torch.bincount(u, minlength=B)
     slot = torch.arange(len(u), device=u.device) - (torch.cumsum(per_user, 0) - per_user)[u]
-    cross = ranked.cross if ranked.cross is not None else model.cross_keys_values(ranked.memory)
-    step = partial(model.decode_step, ranked.memory, cross)
+    step = partial(model.decode_step, ranked.memory, ranked.cross)
     log_probs = torch.empty(len(uniq), int(trie.codebook_sizes[last]), device=u.device)
     at = torch.full((B,), -1, dtype=torch.long, device=u.device)  # a user's row within its group
     for group, width in users_first_groups(per_user):

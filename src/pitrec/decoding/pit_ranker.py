@@ -51,7 +51,7 @@ class RankedBeams:
     log_probs: torch.Tensor
     frontier: Frontier
     penultimate: Frontier | None
-    cross: list | None = None
+    cross: list
 
 
 class PITRanker:

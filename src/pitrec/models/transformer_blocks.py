@@ -37,26 +37,26 @@ def cached_self_attention(q: torch.Tensor, kv: torch.Tensor, cache: KVCache | No
     arithmetic."""
     N, T, _, heads, dh = kv.shape
     C = N // rows
-    t = 0 if cache is None else len(cache)
+    earlier = cache or ()
+    t = len(earlier)
     per_row = kv.unflatten(0, (rows, C))  # (rows, C, T, 2, h, dh)
-    new = tuple(per_row[:, :, i] for i in range(T))
+    extended = earlier + tuple(per_row[:, :, i] for i in range(T))
     if T == 1 and dropout_p == 0.0:
         qb = q.reshape(rows, C, heads, dh) * dh ** -0.5
-        keys = (cache or ()) + new
-        scores = torch.stack([(qb * p[:, :, 0]).sum(-1) for p in keys], -1).softmax(-1)  # (rows, C, h, S)
-        y = scores[..., 0, None] * keys[0][:, :, 1]
-        for j in range(1, len(keys)):
-            y = y + scores[..., j, None] * keys[j][:, :, 1]
-        return y.reshape(N, 1, heads * dh), (cache or ()) + new
-    if cache:
-        earlier = torch.stack([p.expand(rows, C, *p.shape[2:]) for p in cache], 2).flatten(0, 1)
-        kv = torch.cat([earlier, kv], 1)  # (N, t + T, 2, h, dh)
+        scores = torch.stack([(qb * p[:, :, 0]).sum(-1) for p in extended], -1).softmax(-1)  # (rows, C, h, S)
+        y = scores[..., 0, None] * extended[0][:, :, 1]
+        for j in range(1, len(extended)):
+            y = y + scores[..., j, None] * extended[j][:, :, 1]
+        return y.reshape(N, 1, heads * dh), extended
+    if earlier:
+        before = torch.stack([p.expand(rows, C, *p.shape[2:]) for p in earlier], 2).flatten(0, 1)
+        kv = torch.cat([before, kv], 1)  # (N, t + T, 2, h, dh)
     causal = None
     if T > 1:
         causal = torch.arange(t + T, device=kv.device) <= torch.arange(t, t + T, device=kv.device).unsqueeze(1)
     y = F.scaled_dot_product_attention(q.transpose(1, 2), kv[:, :, 0].transpose(1, 2), kv[:, :, 1].transpose(1, 2),
                                        attn_mask=causal, dropout_p=dropout_p)
-    return y.transpose(1, 2).flatten(2), (cache or ()) + new
+    return y.transpose(1, 2).flatten(2), extended
 
 
 class Attention(nn.Module):

@@ -235,13 +235,13 @@ class UserToToken(nn.Module):
         B, C, L = codes.shape
         if share_bos and C > 1:
             # the first position (BOS) sees only the user's memory: the same for every candidate of
-            # a user, so it is computed once per user and its keys/values serve all C candidates
+            # a user, so it is computed once per user and its keys/values (one row, broadcast by the
+            # cached attention) serve all C candidates
             first, cache = self._decode(inputs[:, :1, :1], 0, cross, cross_mask, None)
             first = first.expand(B, C, 1, first.shape[-1])
             if L == 1:
                 log_probs = first
             else:
-                cache = [tuple(p.expand(B, C, *p.shape[2:]) for p in layer) for layer in cache]
                 rest, _ = self._decode(inputs[:, :, 1:], 1, cross, cross_mask, cache)
                 width = max(first.shape[-1], rest.shape[-1])  # each call pads to its own levels' widest
                 log_probs = torch.cat([F.pad(part, (0, width - part.shape[-1]), value=float("-inf"))
