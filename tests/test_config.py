@@ -45,6 +45,7 @@ def test_overrides_reach_typed_sections():
     ("train.lr=-1", "train.lr: Input should be greater than 0"),
     ("eval.ks=[0, 5]", "eval.ks: Value error, ks must be a non-empty list of positive integers"),
     ("eval.valid_metric=ndcg@50", "valid_metric 'ndcg@50' must be recall@K or ndcg@K with K in ks"),
+    ("eval.accuracy_metric=mrr@10", "accuracy_metric 'mrr@10' must be recall@K or ndcg@K with K in ks"),
     ("data.min_user_interactions=2", "data.min_user_interactions: Input should be greater than or equal to 3"),
     ("data.format=excel", "data.format: Input should be"),
 ])

@@ -56,6 +56,13 @@ class EvalConfig(Section):
     batch_size: int = Field(512, ge=1)
     valid_metric: str = "ndcg@10"
     valid_users: int = Field(0, ge=0)  # validate on a fixed random subset of users (0 = all)
+    # Time to accuracy, for runs made only to measure speed (pitrec.train.accuracy_probe): above 0,
+    # the test split is also evaluated after each validation, off the run's clock, and the run records
+    # the seconds from its raw files to the first model whose test `accuracy_metric` reaches this.
+    # It never selects a model: the best-validation checkpoint is still the one tested at the end.
+    accuracy_target: float = Field(0.0, ge=0)
+    accuracy_metric: str = "ndcg@10"
+    stop_at_target: bool = True  # end training once the target is reached: the question is answered
 
     @field_validator("ks")
     @classmethod
@@ -65,11 +72,12 @@ class EvalConfig(Section):
         return sorted(set(v))
 
     @model_validator(mode="after")
-    def _valid_metric_is_computed(self) -> "EvalConfig":
-        # early stopping reads this metric after the first epoch: a typo must fail at start-up
-        name, _, k = self.valid_metric.partition("@")
-        if name not in ("recall", "ndcg") or not k.isdigit() or int(k) not in self.ks:
-            raise ValueError(f"valid_metric {self.valid_metric!r} must be recall@K or ndcg@K with K in ks {self.ks}")
+    def _metrics_are_computed(self) -> "EvalConfig":
+        # early stopping and the probe read these after the first epoch: a typo must fail at start-up
+        for field in ("valid_metric", "accuracy_metric"):
+            name, _, k = getattr(self, field).partition("@")
+            if name not in ("recall", "ndcg") or not k.isdigit() or int(k) not in self.ks:
+                raise ValueError(f"{field} {getattr(self, field)!r} must be recall@K or ndcg@K with K in ks {self.ks}")
         return self
 
 

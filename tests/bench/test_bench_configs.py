@@ -125,6 +125,18 @@ def test_gpu_runs_the_main_recipes_with_only_device_and_budget_changed():
     assert {(r.cfg.run.device, r.cfg.train.budget_clock) for r in runs} == {("cuda", "wall")}
 
 
+def test_time_to_accuracy_runs_the_main_recipes_from_raw_files_with_the_probe():
+    """Issue 6's figure is about main.yaml's PIT: only the clock, the threads, the caches (off: the
+    embeddings are part of the time) and the test probe may differ."""
+    runs = _differences_from_main(
+        "time_to_accuracy.yaml", {"pit/cf-lean-stride-ffn256-below-capped-siblings", "tiger/cf-stride-ffn256"},
+        {"run": ("num_threads",), "train": ("max_minutes", "budget_clock", "patience"), "embed": ("use_cache",),
+         "tokenizer": ("use_cache",), "eval": ("accuracy_target", "accuracy_metric", "stop_at_target")})
+    assert {(r.cfg.train.max_minutes, r.cfg.train.budget_clock, r.cfg.run.num_threads) for r in runs} == {(15, "wall", 2)}
+    assert all(not r.cfg.embed.use_cache and not r.cfg.tokenizer.use_cache for r in runs)
+    assert {(r.cfg.eval.accuracy_target, r.cfg.eval.accuracy_metric) for r in runs} == {(0.0384, "ndcg@10")}
+
+
 def test_epoch_matched_trains_the_main_recipes_for_a_fixed_number_of_epochs():
     runs = _differences_from_main("epoch_matched.yaml", {"tiger/cf-sids", "pit/cf-sids"},
                                   {"train": ("epochs", "max_minutes")})
@@ -136,7 +148,8 @@ def test_long_runs_differ_from_main_only_in_budget_patience_and_the_imported_tab
     budget = {"train": ("max_minutes", "patience")}
     runs = _differences_from_main("long.yaml", {"tiger/cf-sids", "tiger/letter", "tiger/cf-stride",
                                                "pit/cf-lean-stride", "tiger/cf-stride-ffn256",
-                                               "pit/cf-lean-stride-ffn256", "pit/cf-lean-stride-ffn256-below"},
+                                               "pit/cf-lean-stride-ffn256", "pit/cf-lean-stride-ffn256-below",
+                                               "pit/cf-lean-stride-ffn256-below-capped-siblings"},
                                   {**budget, "tokenizer": ("name", "import_path")},
                                   main_label={"tiger/letter": "tiger"})
     assert {(r.cfg.train.max_minutes, r.cfg.train.patience) for r in runs} == {(80, 100)}

@@ -167,3 +167,21 @@ def test_standalone_benchmark_records_replace_by_label_and_carry_provenance(tmp_
     assert (tmp_path / "speed.md").read_text() == "b=2\na=3"
     first = provenance(["bench.py", "--k", "a b"])
     assert first["command"] == "python bench.py --k 'a b'" and first["git_sha"] and first["created"]
+
+
+def test_time_to_accuracy_section_only_for_probed_runs(doc, make_run):
+    assert "## Time to accuracy" not in markdown(doc, [])
+    probe = {"accuracy_target": 0.0384, "accuracy_metric": "ndcg@10", "pipeline_seconds": 1210.5}
+    runs = [make_run("pit", seed=0, base=0.03, time_to_accuracy_s=None, accuracy_epoch=None, probe_best=0.0291,
+                     probe_best_seconds=1150.25, probe_best_epoch=7, **probe),
+            make_run("pit", seed=1, base=0.04, time_to_accuracy_s=845.0, accuracy_epoch=5, probe_best=0.0401,
+                     probe_best_seconds=845.0, probe_best_epoch=5, **probe),
+            make_run("tiger", seed=0, base=0.03)]
+    md = markdown(build_results("beauty", PROTOCOL, runs, PROVENANCE), [])
+    table = md.split("## Time to accuracy", 1)[1]
+    assert "| pit | full | 0 | ndcg@10 >= 0.0384 | not reached | 0.0291 (7, 1150.2) | 1210.5 |" in table
+    assert "| pit | full | 1 | ndcg@10 >= 0.0384 | 845.0 | 0.0401 (5, 845.0) | 1210.5 |" in table
+    assert "| tiger |" not in table  # not a speed run
+    # the time is also summarised per method beside the other extras
+    summary = build_results("beauty", PROTOCOL, runs, PROVENANCE)["summary"]["pit"]
+    assert summary["time_to_accuracy_s"] == {"mean": 845.0, "std": 0.0, "n": 1}

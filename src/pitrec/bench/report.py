@@ -70,6 +70,25 @@ def runs_table(doc: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def time_to_accuracy_table(doc: dict[str, Any]) -> str | None:
+    """Runs made to measure time to accuracy (``eval.accuracy_target``), or None when there are none."""
+    probed = [r for r in doc["runs"] if r.get("accuracy_target")]
+    if not probed:
+        return None
+    lines = ["| method | variant | seed | target | time to accuracy s | best probed test (epoch, s) | pipeline s "
+             "| epochs | test at the best validation |",
+             "|---|---|---:|---|---:|---|---:|---:|---:|"]
+    for r in probed:
+        metric = r["accuracy_metric"]
+        reached = _opt(r.get("time_to_accuracy_s"), 1) if r.get("time_to_accuracy_s") is not None else "not reached"
+        best = (f"{r['probe_best']:.4f} ({r.get('probe_best_epoch')}, {_opt(r.get('probe_best_seconds'), 1)})"
+                if r.get("probe_best") is not None else "-")
+        lines.append(f"| {r['method']} | {r['variant']} | {r['seed']} | {metric} >= {r['accuracy_target']:.4f} | "
+                     f"{reached} | {best} | {_opt(r.get('pipeline_seconds'), 1)} | {_opt(r.get('epochs'))} | "
+                     f"{r['metrics'].get(metric, float('nan')):.4f} |")
+    return "\n".join(lines)
+
+
 def _opt(value: Any, digits: int | None = None) -> str:
     if value is None:
         return "-"
@@ -107,6 +126,14 @@ def markdown(doc: dict[str, Any], plots: list[Plot]) -> str:
         runs_table(doc),
         "",
     ]
+    timed = time_to_accuracy_table(doc)
+    if timed is not None:
+        parts += ["## Time to accuracy", "",
+                  "Seconds from the run's start (before its data files are read; embeddings and SIDs built "
+                  "unless cached) to the end of the first epoch whose model reaches the target on the test "
+                  "split, probed after every validation, the probes' own time excluded. These runs measure "
+                  "speed only: the probes select nothing, and the test row above is the best-validation "
+                  "checkpoint's. Pipeline s: the clock when training ended.", "", timed, ""]
     drawn = [pl for pl in plots if pl.path is not None]
     if plots:
         parts += ["## Plots", ""]

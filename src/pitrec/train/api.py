@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -74,8 +75,9 @@ def train_run(name: str, cfg, resume: bool = False, data: tuple[Interactions, Sp
     """Train (or resume) one method and return its result record (also in test_metrics.json).
     Under ``torchrun`` every process runs this; they train one model together (see
     ``pitrec.train.distributed``) and all return the same record."""
+    clock_start = time.perf_counter()  # before the data files are read: time to accuracy counts from here
     with dist.process_group(cfg.run.device):
-        return _train_run(name, cfg, resume, data)
+        return _train_run(name, cfg, resume, data, clock_start)
 
 
 def build_recipe_once(name: str, cfg, data: Interactions, split: Split, run: RunDir | None,
@@ -99,13 +101,15 @@ def build_recipe_once(name: str, cfg, data: Interactions, split: Split, run: Run
     return recipe
 
 
-def _train_run(name: str, cfg, resume: bool, data: tuple[Interactions, Split] | None) -> dict[str, Any]:
+def _train_run(name: str, cfg, resume: bool, data: tuple[Interactions, Split] | None,
+               clock_start: float) -> dict[str, Any]:
     configure_process(cfg.run)  # per process under torchrun
     with deterministic_algorithms(cfg.run.deterministic and resolve_device(cfg.run.device).type == "cpu"):
-        return _train_seeded(name, cfg, resume, data)
+        return _train_seeded(name, cfg, resume, data, clock_start)
 
 
-def _train_seeded(name: str, cfg, resume: bool, data: tuple[Interactions, Split] | None) -> dict[str, Any]:
+def _train_seeded(name: str, cfg, resume: bool, data: tuple[Interactions, Split] | None,
+                  clock_start: float) -> dict[str, Any]:
     seed_everything(cfg.run.seed)  # every rank: the same initial weights
     if not dist.is_main():
         cfg = cfg.with_overrides({"run": {"progress": False}})  # progress bars on rank 0 only
@@ -124,7 +128,7 @@ def _train_seeded(name: str, cfg, resume: bool, data: tuple[Interactions, Split]
     recipe = build_recipe_once(name, cfg, data_obj, split, run, run.path if resume and run is not None else None)
     dist.seed_rank_stream(cfg.run.seed)  # different dropout / negatives on each rank from here on
     test_eval, valid_eval = make_evaluators(cfg, split)
-    trainer = Trainer(cfg, recipe, test_eval, run=run, valid_evaluator=valid_eval)
+    trainer = Trainer(cfg, recipe, test_eval, run=run, valid_evaluator=valid_eval, clock_start=clock_start)
     if resume:
         if run is None:
             raise ValueError("--resume needs a run directory (run.out)")

@@ -18,13 +18,17 @@ from tqdm.auto import tqdm
 
 from pitrec.eval.evaluator import Evaluator
 from pitrec.train import distributed as dist
+from pitrec.train.accuracy_probe import PROBE_STATE, AccuracyProbe
 from pitrec.train.checkpoint import load_checkpoint, save_checkpoint
 from pitrec.train.recipe import Recipe
 from pitrec.utils.runtime import peak_rss_mb
 
 
 class Trainer:
-    def __init__(self, cfg, recipe: Recipe, evaluator: Evaluator, run=None, valid_evaluator: Evaluator | None = None):
+    def __init__(self, cfg, recipe: Recipe, evaluator: Evaluator, run=None, valid_evaluator: Evaluator | None = None,
+                 clock_start: float | None = None):
+        """``clock_start``: ``time.perf_counter()`` when the run began, before its data was read
+        (time to accuracy counts from there; by default from now)."""
         self.cfg = cfg
         self.recipe = recipe
         self.evaluator = evaluator
@@ -38,7 +42,8 @@ class Trainer:
                                       "epoch_sums": {}, "epoch_samples": 0, "epoch_seconds": 0.0,
                                       # CPU seconds of this process: on a shared machine wall time
                                       # depends on the neighbours' load, CPU time much less
-                                      "train_cpu_seconds": 0.0}
+                                      "train_cpu_seconds": 0.0, **PROBE_STATE}
+        self.probe = AccuracyProbe(cfg, evaluator, clock_start)
         self._segment_start = (time.perf_counter(), time.process_time())
         self._ddp: torch.nn.Module | None = None  # the DDP-wrapped training step, when distributed
         self._global_sizes: list[int] = []  # samples of each step over all ranks (this epoch)
@@ -75,6 +80,8 @@ class Trainer:
         number of processes continues every rank exactly (and the top-level figures are global)."""
         if self.run is None:
             return
+        if self.probe.enabled:
+            self.state["pipeline_seconds"] = self.probe.pipeline_seconds()
         tensors, meta = self.recipe.extra_state()
         state = dict(self.state, recipe_state=meta, torch_rng=torch.get_rng_state().tolist())
         if which == "latest" and dist.is_distributed():
@@ -113,6 +120,7 @@ class Trainer:
                 dist.seed_rank_stream(self.cfg.run.seed + state["step"])
         state.pop("optimizer", None)
         self.state.update(state)
+        self.probe.resumed(self.state)
         if dist.is_main():
             self.run.drop_metrics_after(self.state["step"])
         return True
@@ -219,6 +227,9 @@ class Trainer:
                     if self.state["bad_evals"] >= cfg.train.patience:
                         stop = True
                 record["best_" + metric] = self.state["best"]
+                if self.probe.enabled:
+                    record["test_probe"], reached = self.probe.probe(recipe.ranker(), self.state, epoch + 1, progress)
+                    stop = stop or reached
             record["peak_rss_mb"] = peak_rss_mb()
             if self.run is not None and dist.is_main():
                 self.run.log_metrics(record)
@@ -282,6 +293,8 @@ class Trainer:
         }
         if dist.is_distributed():
             result["processes"] = dist.world_size()
+        if self.probe.enabled:
+            result.update(self.probe.result(self.state))
         if self.run is not None and dist.is_main():
             recipe.save_artifacts(self.run)
             self.run.write_json("test_metrics.json", result)
