@@ -105,3 +105,17 @@ def test_train_run_times_from_before_the_data_is_read(tmp_path, tiny_cfg):
     assert result["accuracy_epoch"] == 1 and result["epochs_run"] == 1  # reached at once, stopped
     # the clock started before loading and training, so the first probe comes after the first epoch's time
     assert result["time_to_accuracy_s"] == log[0]["test_probe"]["pipeline_seconds"] > log[0]["epoch_seconds"] > 0
+
+
+def test_a_method_with_nothing_to_train_is_timed_by_its_final_test(tmp_path):
+    from pitrec.train.api import train_run
+
+    cfg = load_config("popularity", overrides=["data.synthetic_users=120", "data.synthetic_items=50",
+                                               "run.progress=false", "run.num_threads=1", f"run.out={tmp_path / 'pop'}",
+                                               "eval.accuracy_target=0.0001"])
+    result = train_run("popularity", cfg)
+    assert result["epochs_run"] == 0 and result["accuracy_epoch"] == 0
+    assert result["probe_best"] == result["test"]["ndcg@10"] >= 0.0001
+    assert result["time_to_accuracy_s"] == result["pipeline_seconds"] > 0
+    unreachable = train_run("popularity", cfg.with_overrides(["eval.accuracy_target=1.0", f"run.out={tmp_path / 'p2'}"]))
+    assert unreachable["time_to_accuracy_s"] is None and unreachable["probe_best"] == result["probe_best"]

@@ -58,7 +58,17 @@ class AccuracyProbe:
         test = self.evaluator.evaluate(ranker, "test", progress=progress)
         spent = time.perf_counter() - began
         self._probing += spent
-        value = float(test[self.metric])
+        return self._record(float(test[self.metric]), at, spent, state, epoch)
+
+    def untrained(self, test: dict[str, Any], at: float, state: dict[str, Any]) -> None:
+        """A method with nothing to train (popularity, content kNN) is never probed: its final test,
+        which began ``at`` pipeline seconds, is its time to accuracy."""
+        if state["probe_best"] is None:
+            self._record(float(test[self.metric]), at, 0.0, state, 0)
+            state["pipeline_seconds"] = at
+
+    def _record(self, value: float, at: float, spent: float, state: dict[str, Any], epoch: int
+                ) -> tuple[dict[str, Any], bool]:
         if state["probe_best"] is None or value > state["probe_best"]:
             state.update(probe_best=value, probe_best_seconds=at, probe_best_epoch=epoch)
         reached = value >= self.target

@@ -274,7 +274,10 @@ class Trainer:
             state, extra = load_checkpoint(self.run.best, recipe.modules())
             recipe.load_extra_state(extra, state.get("recipe_state", {}))
         recipe.train(False)
+        started = self.probe.pipeline_seconds()
         test = self.evaluator.evaluate(recipe.ranker(), "test", progress=self.cfg.run.progress and dist.is_main())
+        if self.probe.enabled and not recipe.trainable:
+            self.probe.untrained(test, started, self.state)
         train_samples, _ = self._global_sums(self.state["train_samples"], {})
         result = {
             "method": recipe.name,
