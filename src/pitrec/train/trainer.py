@@ -42,8 +42,10 @@ class Trainer:
                                       "epoch_sums": {}, "epoch_samples": 0, "epoch_seconds": 0.0,
                                       # CPU seconds of this process: on a shared machine wall time
                                       # depends on the neighbours' load, CPU time much less
-                                      "train_cpu_seconds": 0.0, **PROBE_STATE}
+                                      "train_cpu_seconds": 0.0}
         self.probe = AccuracyProbe(cfg, evaluator, clock_start)
+        if self.probe.enabled:  # only runs that measure time to accuracy carry its figures
+            self.state.update(PROBE_STATE)
         self._segment_start = (time.perf_counter(), time.process_time())
         self._ddp: torch.nn.Module | None = None  # the DDP-wrapped training step, when distributed
         self._global_sizes: list[int] = []  # samples of each step over all ranks (this epoch)
@@ -274,9 +276,10 @@ class Trainer:
             state, extra = load_checkpoint(self.run.best, recipe.modules())
             recipe.load_extra_state(extra, state.get("recipe_state", {}))
         recipe.train(False)
-        started = self.probe.pipeline_seconds()
+        timed_by_test = self.probe.enabled and not recipe.trainable
+        started = self.probe.pipeline_seconds() if timed_by_test else None
         test = self.evaluator.evaluate(recipe.ranker(), "test", progress=self.cfg.run.progress and dist.is_main())
-        if self.probe.enabled and not recipe.trainable:
+        if timed_by_test:
             self.probe.untrained(test, started, self.state)
         train_samples, _ = self._global_sums(self.state["train_samples"], {})
         result = {
