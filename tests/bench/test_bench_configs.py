@@ -162,7 +162,8 @@ def test_long_runs_differ_from_main_only_in_budget_patience_and_the_imported_tab
     # sports: CF SIDs only (LETTER's table is beauty's), same recipe as main.yaml's sports run
     sports = _differences_from_main("long.yaml", {"tiger/cf-sids", "tiger/cf-stride", "pit/cf-lean-stride",
                                                   "tiger/cf-stride-ffn256", "pit/cf-lean-stride-ffn256",
-                                                  "pit/cf-lean-stride-ffn256-below"},
+                                                  "pit/cf-lean-stride-ffn256-below",
+                                                  "pit/cf-lean-stride-ffn256-below-capped-siblings-frozen8"},
                                     budget, dataset="sports")
     assert {(r.cfg.train.max_minutes, r.cfg.train.patience) for r in sports} == {(80, 100)}
 
