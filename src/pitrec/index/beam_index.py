@@ -27,8 +27,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from pitrec.index.index_state import (BeamIndexError, SidKeys, Snapshot, add_to_known_edges, churn_between, group_rows, item_windows,
-                                      rank_within, read_index_dir, write_index_dir)
+from pitrec.index.index_state import (BeamIndexError, SidKeys, Snapshot, add_to_known_edges, as_numpy, checked_edges, churn_between,
+                                      collision_share, group_rows, item_windows, rank_within, read_index_dir, write_index_dir)
 from pitrec.index.trie import Trie
 
 __all__ = ["BeamIndex", "BeamIndexError"]
@@ -48,7 +48,7 @@ class BeamIndex:
         self.new_edge_weight = float(new_edge_weight)
         self.version = int(version)
         self.last_churn: dict[str, float] = {}
-        items, keys, weights = self._checked_edges(edge_items, edge_codes, edge_weights, where)
+        items, keys, weights = checked_edges(self._sid, self.n_items, edge_items, edge_codes, edge_weights, where)
         self._set_edges(items, keys, weights, where)
         self._reference = self._snapshot()
 
@@ -119,7 +119,7 @@ class BeamIndex:
         """How many items hold each SID, (..., L) -> (...,), 0 for a SID nobody holds: a SID
         shared by n items names a given one of them only with probability 1/n, which is what
         co-evolution's selection is charged for collisions."""
-        c = _as_numpy(codes)
+        c = as_numpy(codes)
         keys = self._sid.encode(c.reshape(-1, c.shape[-1]), "sid_item_counts: codes")
         uniq, ptr = self._sid_counts()
         pos = np.minimum(np.searchsorted(uniq, keys), max(len(uniq) - 1, 0))
@@ -192,12 +192,12 @@ class BeamIndex:
         (and keeps in ``last_churn``) the churn since the previous refresh.
         """
         items = self._check_items(items, "refresh: items")
-        cand = _as_numpy(cand_codes)
+        cand = as_numpy(cand_codes)
         if cand.ndim != 3 or cand.shape[0] != len(items) or cand.shape[2] != self.n_levels:
             raise BeamIndexError(f"refresh: cand_codes must be ({len(items)}, C, {self.n_levels}), got {cand.shape}")
         B, C = cand.shape[:2]
-        scores = np.zeros((B, C)) if cand_scores is None else _as_numpy(cand_scores).astype(np.float64)
-        mask = np.ones((B, C), dtype=bool) if cand_mask is None else _as_numpy(cand_mask).astype(bool)
+        scores = np.zeros((B, C)) if cand_scores is None else as_numpy(cand_scores).astype(np.float64)
+        mask = np.ones((B, C), dtype=bool) if cand_mask is None else as_numpy(cand_mask).astype(bool)
         if scores.shape != (B, C) or mask.shape != (B, C):
             raise BeamIndexError(f"refresh: cand_scores {scores.shape} and cand_mask {mask.shape} must be ({B}, {C})")
         if not np.isfinite(scores[mask]).all():
@@ -259,14 +259,14 @@ class BeamIndex:
         """Cold start: give the next dense item id its SIDs (e.g. from I2T beam search)."""
         if int(item) != self.n_items:
             raise BeamIndexError(f"add_item: new items take the next dense id {self.n_items}, got {item}")
-        c = _as_numpy(codes)
+        c = as_numpy(codes)
         c = c[None, :] if c.ndim == 1 else c
-        w = np.full(len(c), self.new_edge_weight) if weights is None else _as_numpy(weights).astype(np.float64)
+        w = np.full(len(c), self.new_edge_weight) if weights is None else as_numpy(weights).astype(np.float64)
         if len(c) == 0 or w.shape != (len(c),):
             raise BeamIndexError(f"add_item: need >= 1 SID and one weight per SID, got codes {c.shape}, weights {w.shape}")
         self.n_items += 1
         try:
-            items, keys, weights_ = self._checked_edges(np.full(len(c), item), c, w, "add_item")
+            items, keys, weights_ = checked_edges(self._sid, self.n_items, np.full(len(c), item), c, w, "add_item")
             self._set_edges(np.concatenate([self._items, items]), np.concatenate([self._keys, keys]),
                             np.concatenate([self._weights, weights_]), "add_item")
         except BeamIndexError:
@@ -287,7 +287,7 @@ class BeamIndex:
             "items_per_sid_mean": float(per_sid.mean()) if len(per_sid) else 0.0,
             "items_per_sid_max": int(per_sid.max()) if len(per_sid) else 0,
             "colliding_sid_share": float((per_sid > 1).mean()) if len(per_sid) else 0.0,
-            "primary_collision_share": _collision_share(self._keys[self._ptr[:-1]]),
+            "primary_collision_share": collision_share(self._keys[self._ptr[:-1]]),
             "weight_total": float(self._weights.sum()),
             **{f"churn_{k}": v for k, v in self.last_churn.items()},
         }
@@ -306,7 +306,7 @@ class BeamIndex:
 
     @classmethod
     def from_state_dict(cls, tensors: dict[str, Any], meta: dict[str, Any], where: str = "beam index state") -> "BeamIndex":
-        t = {k: _as_numpy(v) for k, v in tensors.items()}
+        t = {k: as_numpy(v) for k, v in tensors.items()}
         for name in ("edge_items", "edge_codes", "edge_weights", "ref_edge_items", "ref_edge_codes", "ref_primary_codes"):
             if name not in t:
                 raise BeamIndexError(f"{where}: tensor {name!r} missing")
@@ -338,24 +338,6 @@ class BeamIndex:
         return cls.from_state_dict(tensors, meta, where=where)
 
     # -- internals ---------------------------------------------------------------------------
-    def _checked_edges(self, items: Any, codes: Any, weights: Any, where: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        items, weights = _as_numpy(items), _as_numpy(weights)
-        if items.ndim != 1 or weights.shape != items.shape:
-            raise BeamIndexError(f"{where}: edge items {items.shape} and weights {weights.shape} must be equal 1-d shapes")
-        if not np.issubdtype(items.dtype, np.integer) and len(items):
-            raise BeamIndexError(f"{where}: edge items must be integers, got {items.dtype}")
-        items, weights = items.astype(np.int64), weights.astype(np.float64)
-        keys = self._sid.encode(codes, f"{where}: edge codes")
-        if len(keys) != len(items):
-            raise BeamIndexError(f"{where}: {len(items)} edge items but {len(keys)} edge codes")
-        bad = np.flatnonzero(~np.isfinite(weights) | (weights < 0))
-        if len(bad):
-            raise BeamIndexError(f"{where}: edge {bad[0]} (item {items[bad[0]]}) has weight {weights[bad[0]]}; weights must be finite and >= 0")
-        bad = np.flatnonzero((items < 0) | (items >= self.n_items))
-        if len(bad):
-            raise BeamIndexError(f"{where}: edge {bad[0]} names item {items[bad[0]]} outside [0, {self.n_items})")
-        return items, keys, weights
-
     def _set_edges(self, items: np.ndarray, keys: np.ndarray, weights: np.ndarray, where: str,
                    grouped: bool = False) -> None:
         """Install edges given in seniority order (the stable sort keeps it among equal weights).
@@ -400,7 +382,7 @@ class BeamIndex:
         return Snapshot(self._items.copy(), self._keys.copy(), self._keys[self._ptr[:-1]].copy())
 
     def _check_items(self, items: Any, where: str) -> np.ndarray:
-        it = _as_numpy(items).reshape(-1)
+        it = as_numpy(items).reshape(-1)
         if len(it) and not np.issubdtype(it.dtype, np.integer):
             raise BeamIndexError(f"{where}: must be integer item ids, got {it.dtype}")
         it = it.astype(np.int64)
@@ -409,16 +391,3 @@ class BeamIndex:
             raise BeamIndexError(f"{where}: item {it[bad[0]]} outside [0, {self.n_items})")
         return it
 
-
-def _as_numpy(x: Any) -> np.ndarray:
-    if isinstance(x, torch.Tensor):
-        return x.detach().cpu().numpy()
-    return np.asarray(x)
-
-
-def _collision_share(keys: np.ndarray) -> float:
-    """Share of items whose primary SID is also another item's primary SID."""
-    if not len(keys):
-        return 0.0
-    _, inverse, counts = np.unique(keys, return_inverse=True, return_counts=True)
-    return float((counts[inverse] > 1).mean())

@@ -1,4 +1,4 @@
-"""Persistence, churn bookkeeping and edge-list helpers of ``BeamIndex``, kept apart from the
+"""Persistence, churn bookkeeping, edge-list validation and helpers of ``BeamIndex``, kept apart from the
 index operations so that file concerns do not crowd the algorithm.
 
 On disk an index is a directory of two files written atomically together: ``edges.safetensors``
@@ -163,6 +163,42 @@ def rank_within(sorted_items: np.ndarray) -> np.ndarray:
     starts = np.r_[True, sorted_items[1:] != sorted_items[:-1]]
     run_start = np.maximum.accumulate(np.where(starts, np.arange(len(sorted_items)), 0))
     return np.arange(len(sorted_items)) - run_start
+
+
+def checked_edges(sid: SidKeys, n_items: int, items: Any, codes: Any, weights: Any, where: str
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Validate an edge list given as (items, codes, weights); returns it as int64 items, SID keys
+    and float64 weights. Every mutation of an index comes through here, so a bad edge is named once."""
+    items, weights = as_numpy(items), as_numpy(weights)
+    if items.ndim != 1 or weights.shape != items.shape:
+        raise BeamIndexError(f"{where}: edge items {items.shape} and weights {weights.shape} must be equal 1-d shapes")
+    if not np.issubdtype(items.dtype, np.integer) and len(items):
+        raise BeamIndexError(f"{where}: edge items must be integers, got {items.dtype}")
+    items, weights = items.astype(np.int64), weights.astype(np.float64)
+    keys = sid.encode(codes, f"{where}: edge codes")
+    if len(keys) != len(items):
+        raise BeamIndexError(f"{where}: {len(items)} edge items but {len(keys)} edge codes")
+    bad = np.flatnonzero(~np.isfinite(weights) | (weights < 0))
+    if len(bad):
+        raise BeamIndexError(f"{where}: edge {bad[0]} (item {items[bad[0]]}) has weight {weights[bad[0]]}; weights must be finite and >= 0")
+    bad = np.flatnonzero((items < 0) | (items >= n_items))
+    if len(bad):
+        raise BeamIndexError(f"{where}: edge {bad[0]} names item {items[bad[0]]} outside [0, {n_items})")
+    return items, keys, weights
+
+
+def as_numpy(x: Any) -> np.ndarray:
+    if isinstance(x, torch.Tensor):
+        return x.detach().cpu().numpy()
+    return np.asarray(x)
+
+
+def collision_share(keys: np.ndarray) -> float:
+    """Share of items whose primary SID is also another item's primary SID."""
+    if not len(keys):
+        return 0.0
+    _, inverse, counts = np.unique(keys, return_inverse=True, return_counts=True)
+    return float((counts[inverse] > 1).mean())
 
 
 def write_index_dir(directory: str | Path, tensors: dict[str, torch.Tensor], meta: dict[str, Any],

@@ -63,9 +63,8 @@ class AccuracyProbe:
     def untrained(self, test: dict[str, Any], at: float, state: dict[str, Any]) -> None:
         """A method with nothing to train (popularity, content kNN) is never probed: its final test,
         which began ``at`` pipeline seconds, is its time to accuracy."""
-        if state["probe_best"] is None:
-            self._record(float(test[self.metric]), at, 0.0, state, 0)
-            state["pipeline_seconds"] = at
+        self._record(float(test[self.metric]), at, 0.0, state, 0)
+        state["pipeline_seconds"] = at
 
     def _record(self, value: float, at: float, spent: float, state: dict[str, Any], epoch: int
                 ) -> tuple[dict[str, Any], bool]:
