@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import platform
+import statistics
 import subprocess
 import sys
 import textwrap
@@ -16,9 +17,11 @@ from pitrec.utils.runtime import retain_freed_memory
 
 GLIBC = sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc"
 
-# A TIGER-sized generator (random weights) decodes 2 batches of 128 users with beam 20 over a
-# 3 x 256 catalog of 8,000 SIDs, after one warm-up batch; prints the minor page faults of the 2
-# batches and the decoded SIDs.
+# A TIGER-sized generator (random weights) decodes 4 batches of 128 users with beam 20 over a
+# 3 x 256 catalog of 8,000 SIDs, after one warm-up batch; prints the minor page faults of each
+# batch and the decoded SIDs. One batch's count is noisy on a busy machine (with glibc's default
+# one batch took 1,307 faults where its neighbours took 4,000-24,000; with freed memory retained
+# one took 667 where the others took 23-28), so the test compares medians over the batches.
 CHILD = textwrap.dedent("""
     import json, resource, sys
     import numpy as np, torch
@@ -38,10 +41,11 @@ CHILD = textwrap.dedent("""
     out = []
     with torch.no_grad():
         model.generate(model.encode(hist, pad), 20, trie)  # warm-up: the heap grows once
-        before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-        for _ in range(2):
+        faults = []
+        for _ in range(4):
+            before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
             out.append(model.generate(model.encode(hist, pad), 20, trie).leaves.tolist())
-        faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+            faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
     print(json.dumps({"took": took, "faults": faults, "leaves": out}))
 """)
 
@@ -73,4 +77,5 @@ def test_retained_memory_cuts_beam_search_page_faults_and_changes_no_result():
     default, retained = _decode("default"), _decode("retain")
     assert (default["took"], retained["took"]) == (False, True)
     assert retained["leaves"] == default["leaves"]
-    assert retained["faults"] < default["faults"] / 4, (retained["faults"], default["faults"])
+    median_retained, median_default = statistics.median(retained["faults"]), statistics.median(default["faults"])
+    assert median_retained < median_default / 4, (retained["faults"], default["faults"])
