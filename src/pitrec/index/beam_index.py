@@ -390,4 +390,3 @@ class BeamIndex:
         if len(bad):
             raise BeamIndexError(f"{where}: item {it[bad[0]]} outside [0, {self.n_items})")
         return it
-

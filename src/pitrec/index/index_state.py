@@ -1,5 +1,5 @@
-"""Persistence, churn bookkeeping, edge-list validation and helpers of ``BeamIndex``, kept apart from the
-index operations so that file concerns do not crowd the algorithm.
+"""Persistence, churn bookkeeping, edge-list validation and array helpers of ``BeamIndex``, kept
+apart from the index operations so that file and checking concerns do not crowd the algorithm.
 
 On disk an index is a directory of two files written atomically together: ``edges.safetensors``
 (the edge list and the reference snapshot of the last refresh, so churn statistics survive a
