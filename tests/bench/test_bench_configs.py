@@ -47,7 +47,7 @@ def test_main_lists_every_method_and_the_pit_ablations():
                       "pit/cf-lean-stride-ffn256-below-capped-siblings-ids", "tiger/cf-stride-ffn256-ids-drop",
                       "pit/cf-lean-stride-ffn256-below-capped-siblings-ids-drop", "tiger/cf2-stride-ffn256",
                       "tiger/cf4-stride-ffn256", "tiger/cf-stride-ffn256-drop0",
-                      "tiger/cf-stride-ffn256-wd"]
+                      "tiger/cf-stride-ffn256-wd", "tiger/cf-stride-ffn256-ls"]
     runs, notes = plan_runs(bench, datasets=["beauty"])
     cf = [r for r in runs if r.method.variant.startswith("cf-")]
     assert cf and all(r.cfg.tokenizer.collaborative_dim == 64 for r in cf)
@@ -236,6 +236,10 @@ def test_dropout_free_variant_differs_from_the_cf_row_only_in_the_generator_drop
 
 def test_weight_decay_variant_differs_from_the_cf_row_only_in_the_weight_decay():
     _differs_only_in({"tiger/cf-stride-ffn256-wd": "tiger/cf-stride-ffn256"}, ("train", "weight_decay", (0.1, 0.0)))
+
+
+def test_label_smoothing_variant_differs_from_the_cf_row_only_in_the_smoothing():
+    _differs_only_in({"tiger/cf-stride-ffn256-ls": "tiger/cf-stride-ffn256"}, ("u2t", "label_smoothing", (0.1, 0.0)))
 
 
 def test_patient_variants_differ_from_their_base_only_in_early_stopping():

@@ -190,6 +190,39 @@ def test_prefix_pair_nll_equals_candidate_nll_of_each_prefix(encoding):
         assert allowed[real, c].sum(-1).tolist() == (valid[real, :j].sum(1) * (model.n_levels if encoding == "sid" else 1)).tolist()
 
 
+@pytest.mark.parametrize("encoding", ["item", "sid"])
+@torch.no_grad()
+def test_label_smoothed_loss_is_torchs_cross_entropy_per_level(encoding):
+    """Each level spreads eps over its own codes (SIZES differ), as F.cross_entropy does."""
+    import torch.nn.functional as F
+    model = make_model(encoding).eval()
+    codes, pad = histories()
+    target = random_codes(4, seed=5)
+    memory = model.encode(codes, pad)
+    log_probs, _ = model._decode(model._teacher_inputs(target.unsqueeze(1)), 0, model.cross_keys_values(memory),
+                                 model._cross_mask(memory), None)
+    for eps in (0.0, 0.1, 0.5):
+        expected = sum(F.cross_entropy(log_probs[:, 0, lvl, :size], target[:, lvl], label_smoothing=eps)
+                       for lvl, size in enumerate(SIZES)) / len(SIZES)
+        torch.testing.assert_close(model.loss(codes, pad, target, smoothing=eps), expected, atol=1e-5, rtol=1e-5)
+    # smoothing moves the loss (a check that could not fail otherwise) but never the scores
+    assert not torch.isclose(model.loss(codes, pad, target, smoothing=0.5), model.loss(codes, pad, target))
+    torch.testing.assert_close(model.loss(codes, pad, target), model.sid_nll(memory, target).mean() / len(SIZES))
+
+
+@torch.no_grad()
+def test_label_smoothed_prefix_nll_equals_smoothed_loss_of_each_prefix():
+    model = make_model("item", attention="causal").eval()
+    window = random_codes(3, 6, seed=7)
+    valid = torch.ones(3, 6, dtype=torch.bool)
+    nll = model.prefix_nll(window, valid, 5, smoothing=0.2)
+    for j in range(1, 6):
+        for u in range(3):
+            expected = model.loss(window[u:u + 1, :j], torch.zeros(1, j, dtype=torch.bool), window[u:u + 1, j],
+                                  smoothing=0.2) * len(SIZES)
+            torch.testing.assert_close(nll[u, j - 1], expected, atol=1e-4, rtol=1e-4)
+
+
 @pytest.mark.parametrize("attention", ["bidirectional", "causal"])
 @torch.no_grad()
 def test_all_padding_history_gives_finite_scores(attention):

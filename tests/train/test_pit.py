@@ -115,18 +115,21 @@ def test_selection_picks_the_minimum_loss_candidate(tmp_path):
         assert chosen[0].tolist() != cand[0, best].tolist()
 
 
-@pytest.mark.parametrize("attention, stride", [("bidirectional", 1), ("causal", 1), ("causal", 3)])
-def test_degenerate_pit_step_equals_tiger_step(tmp_path, attention, stride):
+@pytest.mark.parametrize("attention, stride, smoothing", [("bidirectional", 1, 0.0), ("causal", 1, 0.0), ("causal", 3, 0.0),
+                                                       ("bidirectional", 1, 0.1), ("causal", 3, 0.1)])
+def test_degenerate_pit_step_equals_tiger_step(tmp_path, attention, stride, smoothing):
     """CSA off, one candidate, a frozen tokenizer: a PIT step must be a TIGER step, same seed, same
     parameters after (the co-evolution machinery adds nothing when it has nothing to choose).
 
     Bidirectional: both train per (history, target) pair; causal: both train on prefix windows
     (with ``train.long_history_stride`` the same shared windows)."""
-    same = [f"u2t.encoder_attention={attention}", f"train.long_history_stride={stride}"]
+    same = [f"u2t.encoder_attention={attention}", f"train.long_history_stride={stride}", f"u2t.label_smoothing={smoothing}"]
     pit_cfg = tiny_cfg(tmp_path, "pit.csa=false", "pit.candidates=1", "pit.freeze_i2t=true", "pit.warmup_epochs=0", *same)
-    tiger_cfg = load_config("tiger", overrides=TINY[:16] + same + ["train.batch_size=64", "train.lr=0.005", "train.warmup_steps=0",
-                                                            "run.seed=3", "run.num_threads=1", "run.progress=false",
-                                                            f"embed.cache_dir={tmp_path / 'cache'}"])
+    def tiger_config(*extra):
+        return load_config("tiger", overrides=TINY[:16] + same + ["train.batch_size=64", "train.lr=0.005", "train.warmup_steps=0",
+                                                               "run.seed=3", "run.num_threads=1", "run.progress=false",
+                                                               f"embed.cache_dir={tmp_path / 'cache'}", *extra])
+    tiger_cfg = tiger_config()
     data, split = prepare_data(pit_cfg)
     build_recipe("tiger", tiger_cfg, data, split)  # fills the embedding and SID caches first
 
@@ -150,6 +153,8 @@ def test_degenerate_pit_step_equals_tiger_step(tmp_path, attention, stride):
     tiger_loss, tiger_params = one_step("tiger", tiger_cfg)
     pit_loss, pit_params = one_step("pit", pit_cfg)
     assert pit_loss == pytest.approx(tiger_loss, abs=1e-6)
+    if smoothing:  # and the smoothing reached TIGER's loss (both could otherwise ignore it alike)
+        assert abs(one_step("tiger", tiger_config("u2t.label_smoothing=0.0"))[0] - tiger_loss) > 1e-4
     assert tiger_params.keys() == pit_params.keys()
     for k in tiger_params:
         torch.testing.assert_close(pit_params[k], tiger_params[k], rtol=0, atol=1e-6, msg=k)

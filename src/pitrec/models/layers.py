@@ -33,3 +33,12 @@ def level_log_probs(h: torch.Tensor, head: nn.Linear, offsets: torch.Tensor, cod
         logits = F.linear(h[..., j, :], head.weight[lo:lo + size], head.bias[lo:lo + size])
         out[..., j, :size] = logits.log_softmax(-1)
     return out
+
+
+def smoothed_nll(picked: torch.Tensor, log_probs: torch.Tensor, eps: float) -> torch.Tensor:
+    """Label-smoothed cross-entropy summed over levels: picked (..., L) the targets' log-probs,
+    log_probs (..., L, V_max) padded with -inf beyond each level's codes. Each level spreads
+    ``eps`` over its own codes only, as ``F.cross_entropy(label_smoothing=eps)`` does per level."""
+    real = torch.isfinite(log_probs)
+    uniform = -log_probs.masked_fill(~real, 0.0).sum(-1) / real.sum(-1)
+    return ((1.0 - eps) * -picked + eps * uniform).sum(-1)

@@ -32,7 +32,7 @@ from torch import nn
 from pitrec.config import Section
 from pitrec.decoding.beam_search import BeamResult, beam_search
 from pitrec.index.trie import Trie
-from pitrec.models.layers import init_normal, level_log_probs
+from pitrec.models.layers import init_normal, level_log_probs, smoothed_nll
 from pitrec.models.transformer_blocks import DecoderLayer, EncoderLayer
 from pitrec.registry import SECTIONS
 
@@ -65,6 +65,9 @@ class UserToTokenConfig(Section):
     # made the held-out SID less likely on average (memorised sequences)
     history_item_id_dropout: float = Field(0.0, ge=0, le=1)
     init_std: float = Field(0.02, gt=0)
+    # training loss only: each level's target gets 1 - eps and the level's codes share eps evenly
+    # (torch's cross_entropy label_smoothing); selection and ranking score plain -log P
+    label_smoothing: float = Field(0.0, ge=0, lt=1)
 
     @model_validator(mode="after")
     def _heads_divide(self) -> "UserToTokenConfig":
@@ -229,7 +232,7 @@ class UserToToken(nn.Module):
         return torch.cat([bos, self.offsets[:-1] + codes[..., :-1]], dim=-1)
 
     def _nll(self, memory: Memory, codes: torch.Tensor, cross_mask: torch.Tensor, cross=None,
-             last_valid: torch.Tensor | None = None, share_bos: bool = False) -> torch.Tensor:
+             last_valid: torch.Tensor | None = None, share_bos: bool = False, smoothing: float = 0.0) -> torch.Tensor:
         cross = self.cross_keys_values(memory) if cross is None else cross
         inputs = self._teacher_inputs(codes)
         B, C, L = codes.shape
@@ -252,6 +255,8 @@ class UserToToken(nn.Module):
         if last_valid is not None:  # the last level renormalised over the allowed codes
             last = log_probs[..., -1, :self.codebook_sizes[-1]].masked_fill(~last_valid, float("-inf"))
             picked = torch.cat([picked[..., :-1], picked[..., -1:] - last.logsumexp(-1, keepdim=True)], -1)
+        if smoothing:
+            return smoothed_nll(picked, log_probs, smoothing)
         return -picked.sum(-1)
 
     def candidate_nll(self, memory: Memory, cand_codes: torch.Tensor, cand_mask: torch.Tensor | None = None,
@@ -273,12 +278,14 @@ class UserToToken(nn.Module):
         return self.candidate_nll(memory, codes.unsqueeze(1)).squeeze(1)
 
     def loss(self, history_codes: torch.Tensor, pad_mask: torch.Tensor, target_codes: torch.Tensor,
-             items: torch.Tensor | None = None) -> torch.Tensor:
+             items: torch.Tensor | None = None, smoothing: float = 0.0) -> torch.Tensor:
         """Mean next-token cross-entropy (per code), TIGER's training objective."""
-        return self.sid_nll(self.encode(history_codes, pad_mask, items), target_codes).mean() / self.n_levels
+        memory = self.encode(history_codes, pad_mask, items)
+        nll = self._nll(memory, target_codes.clamp(min=0).unsqueeze(1), self._cross_mask(memory), smoothing=smoothing)
+        return nll.mean() / self.n_levels
 
     def prefix_nll(self, window_codes: torch.Tensor, valid: torch.Tensor, n_last: int,
-                   items: torch.Tensor | None = None) -> torch.Tensor:
+                   items: torch.Tensor | None = None, smoothing: float = 0.0) -> torch.Tensor:
         """Causal encoder only: one encoder pass over LEFT-padded item windows (B, m, L) scores
         each of the last ``n_last`` items from the items before it: (B, n_last), entry c =
         -log P(item j | window items < j) for j = m - n_last + c. Equals
@@ -287,7 +294,8 @@ class UserToToken(nn.Module):
         m = window_codes.shape[1]
         memory = self.encode_windows(window_codes, valid, items)
         mask, _ = self.prefix_mask(valid, n_last)
-        return self._nll(memory, window_codes[:, m - n_last:].clamp(min=0), mask.repeat_interleave(self.n_levels, dim=2))
+        return self._nll(memory, window_codes[:, m - n_last:].clamp(min=0), mask.repeat_interleave(self.n_levels, dim=2),
+                         smoothing=smoothing)
 
     def encode_windows(self, window_codes: torch.Tensor, valid: torch.Tensor, items: torch.Tensor | None = None) -> Memory:
         """Causal encoder over LEFT-padded item windows (B, m, L); every prefix of a window is a

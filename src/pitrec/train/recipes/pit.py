@@ -172,7 +172,9 @@ class PITRecipe(Recipe):
         b = self.samples.batch(batch).to(self.device)
         memory = self.u2t.encode(self.history_codes[b.history.clamp(min=0)], b.history == PAD, b.history)
         sel = self.select_sids(memory, b.target)
-        u2t_loss = self.u2t.sid_nll(memory, sel.chosen).mean() / len(self.sizes)
+        nll = self.u2t._nll(memory, sel.chosen.unsqueeze(1), self.u2t._cross_mask(memory),
+                            smoothing=self.cfg.u2t.label_smoothing).squeeze(1)
+        u2t_loss = nll.mean() / len(self.sizes)
         return self._losses(u2t_loss, b.target, sel, memory)
 
     def _window_step(self, batch: np.ndarray) -> dict[str, torch.Tensor]:
@@ -196,7 +198,7 @@ class PITRecipe(Recipe):
         grid = self.initial_codes[targets.clamp(min=0)].clone()
         grid[real] = sel.chosen
         L = len(self.sizes)
-        nll = self.u2t._nll(memory, grid, mask.repeat_interleave(L, dim=2))
+        nll = self.u2t._nll(memory, grid, mask.repeat_interleave(L, dim=2), smoothing=self.cfg.u2t.label_smoothing)
         # each target's CSA history: its window's states, masked to the positions its prefix covers
         rows = real.nonzero(as_tuple=True)[0]  # the window of each target, in targets[real]'s order
         return self._losses(nll[real].mean() / L, flat, sel, Memory(memory.states, allowed[real]), rows)

@@ -88,11 +88,13 @@ class TigerRecipe(Recipe):
         if self.windows is not None:
             w = self.windows.batch(batch)
             items, targets = w.items.to(self.device), w.targets.to(self.device)
-            nll = self.model.prefix_nll(self.item_codes[items.clamp(min=0)], items != PAD, w.n_last, items)
+            nll = self.model.prefix_nll(self.item_codes[items.clamp(min=0)], items != PAD, w.n_last, items,
+                                        smoothing=self.cfg.u2t.label_smoothing)
             return {"loss": nll[targets].mean() / self.model.n_levels}
         b = self.samples.batch(batch).to(self.device)
         history_codes = self.item_codes[b.history.clamp(min=0)]
-        return {"loss": self.model.loss(history_codes, b.history == PAD, self.item_codes[b.target], b.history)}
+        return {"loss": self.model.loss(history_codes, b.history == PAD, self.item_codes[b.target], b.history,
+                                        smoothing=self.cfg.u2t.label_smoothing)}
 
     def batch_size_of(self, batch: np.ndarray) -> int:
         """Training pairs in the batch, so samples/s compares across encoder kinds."""
