@@ -47,7 +47,8 @@ def test_main_lists_every_method_and_the_pit_ablations():
                       "pit/cf-lean-stride-ffn256-below-capped-siblings-ids", "tiger/cf-stride-ffn256-ids-drop",
                       "pit/cf-lean-stride-ffn256-below-capped-siblings-ids-drop", "tiger/cf2-stride-ffn256",
                       "tiger/cf4-stride-ffn256", "tiger/cf-stride-ffn256-drop0",
-                      "tiger/cf-stride-ffn256-wd", "tiger/cf-stride-ffn256-ls"]
+                      "tiger/cf-stride-ffn256-wd", "tiger/cf-stride-ffn256-ls",
+                      "pit/cf-lean-stride-ffn256-below-capped-siblings-frozen8-wd"]
     runs, notes = plan_runs(bench, datasets=["beauty"])
     cf = [r for r in runs if r.method.variant.startswith("cf-")]
     assert cf and all(r.cfg.tokenizer.collaborative_dim == 64 for r in cf)
@@ -64,6 +65,7 @@ def test_main_lists_every_method_and_the_pit_ablations():
                              "cf-lean-stride-b128", "cf-lean-stride-ffn256", "cf-lean-stride-ffn256-below",
                              "cf-lean-stride-ffn256-below-capped", "cf-lean-stride-ffn256-below-capped-siblings",
                              "cf-lean-stride-ffn256-below-capped-siblings-frozen8",
+                             "cf-lean-stride-ffn256-below-capped-siblings-frozen8-wd",
                              "cf-lean-stride-ffn256-below-capped-siblings-posterior",
                              "cf-lean-stride-ffn256-below-capped-siblings-ids",
                              "cf-lean-stride-ffn256-below-capped-siblings-sum",
@@ -234,8 +236,11 @@ def test_dropout_free_variant_differs_from_the_cf_row_only_in_the_generator_drop
     _differs_only_in({"tiger/cf-stride-ffn256-drop0": "tiger/cf-stride-ffn256"}, ("u2t", "dropout", (0.0, 0.1)))
 
 
-def test_weight_decay_variant_differs_from_the_cf_row_only_in_the_weight_decay():
-    _differs_only_in({"tiger/cf-stride-ffn256-wd": "tiger/cf-stride-ffn256"}, ("train", "weight_decay", (0.1, 0.0)))
+def test_weight_decay_variants_differ_from_their_base_only_in_the_weight_decay():
+    _differs_only_in({"tiger/cf-stride-ffn256-wd": "tiger/cf-stride-ffn256",
+                      "pit/cf-lean-stride-ffn256-below-capped-siblings-frozen8-wd":
+                          "pit/cf-lean-stride-ffn256-below-capped-siblings-frozen8"},
+                     ("train", "weight_decay", (0.1, 0.0)))
 
 
 def test_label_smoothing_variant_differs_from_the_cf_row_only_in_the_smoothing():
