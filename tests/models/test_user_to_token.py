@@ -205,9 +205,13 @@ def test_label_smoothed_loss_is_torchs_cross_entropy_per_level(encoding):
         expected = sum(F.cross_entropy(log_probs[:, 0, lvl, :size], target[:, lvl], label_smoothing=eps)
                        for lvl, size in enumerate(SIZES)) / len(SIZES)
         torch.testing.assert_close(model.loss(codes, pad, target, smoothing=eps), expected, atol=1e-5, rtol=1e-5)
-    # smoothing moves the loss (a check that could not fail otherwise) but never the scores
+    # the smoothing does move the loss, and without it the loss is the SIDs' mean -log P per code
     assert not torch.isclose(model.loss(codes, pad, target, smoothing=0.5), model.loss(codes, pad, target))
     torch.testing.assert_close(model.loss(codes, pad, target), model.sid_nll(memory, target).mean() / len(SIZES))
+    torch.testing.assert_close(model.loss(codes, pad, target), model.candidate_nll(memory, target[:, None]).mean() / len(SIZES))
+    with pytest.raises(ValueError, match="smoothing"):  # scores renormalised over allowed codes are not a loss
+        model._nll(memory, target[:, None], model._cross_mask(memory), smoothing=0.1,
+                   last_valid=torch.ones(4, 1, SIZES[-1], dtype=torch.bool))
 
 
 @torch.no_grad()

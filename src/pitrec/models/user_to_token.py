@@ -255,7 +255,9 @@ class UserToToken(nn.Module):
         if last_valid is not None:  # the last level renormalised over the allowed codes
             last = log_probs[..., -1, :self.codebook_sizes[-1]].masked_fill(~last_valid, float("-inf"))
             picked = torch.cat([picked[..., :-1], picked[..., -1:] - last.logsumexp(-1, keepdim=True)], -1)
-        if smoothing:
+        if smoothing:  # a training loss: its uniform term would ignore last_valid's renormalisation
+            if last_valid is not None:
+                raise ValueError("label smoothing applies to the training loss, not to renormalised scores")
             return smoothed_nll(picked, log_probs, smoothing)
         return -picked.sum(-1)
 
@@ -273,16 +275,17 @@ class UserToToken(nn.Module):
             nll = nll.masked_fill(~cand_mask, float("inf"))
         return nll
 
-    def sid_nll(self, memory: Memory, codes: torch.Tensor) -> torch.Tensor:
-        """-log P(SID | user) of one SID per user, (B, L) -> (B,)."""
-        return self.candidate_nll(memory, codes.unsqueeze(1)).squeeze(1)
+    def sid_nll(self, memory: Memory, codes: torch.Tensor, smoothing: float = 0.0) -> torch.Tensor:
+        """-log P(SID | user) of one SID per user, (B, L) -> (B,); with ``smoothing`` the
+        label-smoothed training loss instead (summed over levels, like the NLL)."""
+        if codes.shape[-1] != self.n_levels:
+            raise ValueError(f"SIDs have {codes.shape[-1]} levels, the model {self.n_levels}")
+        return self._nll(memory, codes.clamp(min=0).unsqueeze(1), self._cross_mask(memory), smoothing=smoothing).squeeze(1)
 
     def loss(self, history_codes: torch.Tensor, pad_mask: torch.Tensor, target_codes: torch.Tensor,
              items: torch.Tensor | None = None, smoothing: float = 0.0) -> torch.Tensor:
         """Mean next-token cross-entropy (per code), TIGER's training objective."""
-        memory = self.encode(history_codes, pad_mask, items)
-        nll = self._nll(memory, target_codes.clamp(min=0).unsqueeze(1), self._cross_mask(memory), smoothing=smoothing)
-        return nll.mean() / self.n_levels
+        return self.sid_nll(self.encode(history_codes, pad_mask, items), target_codes, smoothing).mean() / self.n_levels
 
     def prefix_nll(self, window_codes: torch.Tensor, valid: torch.Tensor, n_last: int,
                    items: torch.Tensor | None = None, smoothing: float = 0.0) -> torch.Tensor:

@@ -172,9 +172,7 @@ class PITRecipe(Recipe):
         b = self.samples.batch(batch).to(self.device)
         memory = self.u2t.encode(self.history_codes[b.history.clamp(min=0)], b.history == PAD, b.history)
         sel = self.select_sids(memory, b.target)
-        nll = self.u2t._nll(memory, sel.chosen.unsqueeze(1), self.u2t._cross_mask(memory),
-                            smoothing=self.cfg.u2t.label_smoothing).squeeze(1)
-        u2t_loss = nll.mean() / len(self.sizes)
+        u2t_loss = self.u2t.sid_nll(memory, sel.chosen, self.cfg.u2t.label_smoothing).mean() / len(self.sizes)
         return self._losses(u2t_loss, b.target, sel, memory)
 
     def _window_step(self, batch: np.ndarray) -> dict[str, torch.Tensor]:
