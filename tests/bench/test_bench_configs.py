@@ -154,7 +154,9 @@ def test_long_runs_differ_from_main_only_in_budget_patience_and_the_imported_tab
                                                "pit/cf-lean-stride", "tiger/cf-stride-ffn256",
                                                "pit/cf-lean-stride-ffn256", "pit/cf-lean-stride-ffn256-below",
                                                "pit/cf-lean-stride-ffn256-below-capped-siblings",
-                                               "pit/cf-lean-stride-ffn256-below-capped-siblings-frozen8"},
+                                               "pit/cf-lean-stride-ffn256-below-capped-siblings-frozen8",
+                                               "tiger/cf-stride-ffn256-wd",
+                                               "pit/cf-lean-stride-ffn256-below-capped-siblings-frozen8-wd"},
                                   {**budget, "tokenizer": ("name", "import_path")},
                                   main_label={"tiger/letter": "tiger"})
     assert {(r.cfg.train.max_minutes, r.cfg.train.patience) for r in runs} == {(80, 100)}
@@ -167,7 +169,9 @@ def test_long_runs_differ_from_main_only_in_budget_patience_and_the_imported_tab
     sports = _differences_from_main("long.yaml", {"tiger/cf-sids", "tiger/cf-stride", "pit/cf-lean-stride",
                                                   "tiger/cf-stride-ffn256", "pit/cf-lean-stride-ffn256",
                                                   "pit/cf-lean-stride-ffn256-below",
-                                                  "pit/cf-lean-stride-ffn256-below-capped-siblings-frozen8"},
+                                                  "pit/cf-lean-stride-ffn256-below-capped-siblings-frozen8",
+                                                  "tiger/cf-stride-ffn256-wd",
+                                                  "pit/cf-lean-stride-ffn256-below-capped-siblings-frozen8-wd"},
                                     budget, dataset="sports")
     assert {(r.cfg.train.max_minutes, r.cfg.train.patience) for r in sports} == {(80, 100)}
 
