@@ -262,7 +262,7 @@ class UserToToken(nn.Module):
         return -picked.sum(-1)
 
     def candidate_nll(self, memory: Memory, cand_codes: torch.Tensor, cand_mask: torch.Tensor | None = None,
-                      last_valid: torch.Tensor | None = None) -> torch.Tensor:
+                      last_valid: torch.Tensor | None = None, smoothing: float = 0.0) -> torch.Tensor:
         """-log P(SID | user) of C candidate SIDs per user, (B, C, L) -> (B, C), in one decoder
         pass against the shared memory. Masked-out candidates (cand_mask False) get +inf, so that
         softmax(-nll) gives them no weight and argmin never picks them. ``last_valid`` (B, C,
@@ -270,7 +270,8 @@ class UserToToken(nn.Module):
         ``renormalize_last``; ``Trie.last_level_mask`` gives them)."""
         if cand_codes.shape[-1] != self.n_levels:
             raise ValueError(f"candidate SIDs have {cand_codes.shape[-1]} levels, the model {self.n_levels}")
-        nll = self._nll(memory, cand_codes.clamp(min=0), self._cross_mask(memory), last_valid=last_valid, share_bos=True)
+        nll = self._nll(memory, cand_codes.clamp(min=0), self._cross_mask(memory), last_valid=last_valid, share_bos=True,
+                        smoothing=smoothing)
         if cand_mask is not None:
             nll = nll.masked_fill(~cand_mask, float("inf"))
         return nll
@@ -278,9 +279,7 @@ class UserToToken(nn.Module):
     def sid_nll(self, memory: Memory, codes: torch.Tensor, smoothing: float = 0.0) -> torch.Tensor:
         """-log P(SID | user) of one SID per user, (B, L) -> (B,); with ``smoothing`` the
         label-smoothed training loss instead (summed over levels, like the NLL)."""
-        if codes.shape[-1] != self.n_levels:
-            raise ValueError(f"SIDs have {codes.shape[-1]} levels, the model {self.n_levels}")
-        return self._nll(memory, codes.clamp(min=0).unsqueeze(1), self._cross_mask(memory), smoothing=smoothing).squeeze(1)
+        return self.candidate_nll(memory, codes.unsqueeze(1), smoothing=smoothing).squeeze(1)
 
     def loss(self, history_codes: torch.Tensor, pad_mask: torch.Tensor, target_codes: torch.Tensor,
              items: torch.Tensor | None = None, smoothing: float = 0.0) -> torch.Tensor:
