@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Callable
 
 import pytest
+import torch
 
 from pitrec.config import load_config
 from pitrec.data.interactions import Interactions
@@ -34,6 +35,17 @@ def pytest_configure(config: pytest.Config) -> None:
 def pytest_runtest_setup(item: pytest.Item) -> None:
     if SHARED_MISSING and item.get_closest_marker("requires_shared") is not None:
         pytest.skip(SHARED_MISSING)
+
+
+@pytest.fixture
+def one_thread():
+    """One torch thread for tests of tiny tensors: on a loaded 2-core machine a second thread only
+    adds synchronisation, which made these tests 10-100x slower. Modules opt in with
+    ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="session")

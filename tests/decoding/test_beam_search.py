@@ -16,14 +16,7 @@ from pitrec.index.trie import Trie
 from pitrec.models.user_to_token import UserToToken, UserToTokenConfig
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: a second thread only adds synchronisation, which on a loaded 2-core machine
-    costs 10-100x."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 class TableModel:

@@ -19,12 +19,7 @@ SIZES = [4, 3, 3]
 N_ITEMS = 20
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_one_coevolution_round_trip():

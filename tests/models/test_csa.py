@@ -15,13 +15,7 @@ ATTRIBUTES = [[i % 3] if i % 4 else [] for i in range(N_ITEMS)]  # some items ha
 VARIANTS = [("bce", "uniform"), ("bce", "popularity"), ("softmax", "uniform")]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run fastest on one thread; two threads on a shared 2-core box are 10x slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def make_csa(loss: str = "bce", negatives: str = "uniform", seed: int = 0, **kw) -> CSA:

@@ -12,14 +12,7 @@ from pitrec.models.user_to_token import UserToToken, UserToTokenConfig
 SIZES = [5, 4, 3]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: a second thread only adds synchronisation, which on a loaded 2-core machine
-    costs 10-100x."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 ENCODINGS = [("item", "bidirectional"), ("sid", "bidirectional"), ("item", "causal"), ("sid", "causal")]
