@@ -76,28 +76,37 @@ def deep_merge(base: dict, update: dict) -> dict:
     return out
 
 
-def parse_overrides(args: Iterable[str]) -> dict:
-    """``["train.lr=0.001", "--eval.ks=[5,10]"]`` -> nested dict; values are parsed as YAML."""
+def parse_dotted_overrides(args: Iterable[str], *, min_parts: int, form: str,
+                           error: type[Exception]) -> dict:
+    """``["a.b=1", "--a.c=[5,10]"]`` -> ``{"a": {"b": 1, "c": [5, 10]}}``, values parsed as YAML.
+
+    Shared by run configs and bench configs so that both command lines read ``--key=value`` the
+    same way; each passes its own error type, and ``form`` shows the expected shape in messages."""
     out: dict = {}
     for raw in args:
         arg = raw[2:] if raw.startswith("--") else raw
-        if "=" not in arg:
-            raise ConfigError(f"override {raw!r} is not of the form --section.key=value")
-        key, _, text = arg.partition("=")
+        key, sep, text = arg.partition("=")
         parts = [p for p in key.strip().split(".") if p]
-        if len(parts) < 2:
-            raise ConfigError(f"override {raw!r}: the key must name a section and a field, e.g. train.lr")
+        if not sep or not parts:
+            raise error(f"override {raw!r} is not of the form {form}")
+        if len(parts) < min_parts:
+            raise error(f"override {raw!r}: the key must name a section and a field, e.g. train.lr")
         try:
             value = yaml.safe_load(text) if text != "" else ""
         except yaml.YAMLError as exc:
-            raise ConfigError(f"override {raw!r}: value is not valid YAML ({exc})") from exc
+            raise error(f"override {raw!r}: value is not valid YAML ({exc})") from exc
         node = out
         for p in parts[:-1]:
             node = node.setdefault(p, {})
             if not isinstance(node, dict):
-                raise ConfigError(f"override {raw!r} conflicts with an earlier override of {p!r}")
+                raise error(f"override {raw!r} conflicts with an earlier override of {p!r}")
         node[parts[-1]] = value
     return out
+
+
+def parse_overrides(args: Iterable[str]) -> dict:
+    """``["train.lr=0.001", "--eval.ks=[5,10]"]`` -> nested dict; values are parsed as YAML."""
+    return parse_dotted_overrides(args, min_parts=2, form="--section.key=value", error=ConfigError)
 
 
 def read_yaml(path: str | Path) -> dict:

@@ -62,6 +62,11 @@ def test_bad_overrides(bad):
         parse_bench_overrides([bad])
 
 
+def test_conflicting_overrides_name_the_key():
+    with pytest.raises(BenchError, match="conflicts with an earlier override of 'overrides'"):
+        parse_bench_overrides(["--overrides=1", "--overrides.train.lr=0.1"])
+
+
 def test_missing_and_invalid_files(tmp_path):
     with pytest.raises(BenchError, match="does not exist"):
         load_bench(tmp_path / "nope.yaml")

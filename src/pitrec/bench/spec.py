@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from pitrec.config import deep_merge
+from pitrec.config import deep_merge, parse_dotted_overrides
 
 SYNTHETIC = "synthetic"
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"  # used in folder names and results keys
@@ -180,24 +180,7 @@ class BenchConfig(_Strict):
 
 def parse_bench_overrides(args: list[str]) -> dict[str, Any]:
     """``["--seeds=[0]", "--overrides.train.max_minutes=5"]`` -> nested dict (values are YAML)."""
-    out: dict[str, Any] = {}
-    for raw in args:
-        arg = raw[2:] if raw.startswith("--") else raw
-        key, sep, text = arg.partition("=")
-        parts = [p for p in key.split(".") if p]
-        if not sep or not parts:
-            raise BenchError(f"override {raw!r} is not of the form --key=value (e.g. --seeds=[0,1,2])")
-        try:
-            value = yaml.safe_load(text) if text else ""
-        except yaml.YAMLError as exc:
-            raise BenchError(f"override {raw!r}: value is not valid YAML ({exc})") from exc
-        node = out
-        for p in parts[:-1]:
-            node = node.setdefault(p, {})
-            if not isinstance(node, dict):
-                raise BenchError(f"override {raw!r} conflicts with an earlier override of {p!r}")
-        node[parts[-1]] = value
-    return out
+    return parse_dotted_overrides(args, min_parts=1, form="--key=value (e.g. --seeds=[0,1,2])", error=BenchError)
 
 
 def load_bench(path: str | Path, overrides: list[str] | None = None) -> BenchConfig:
