@@ -233,6 +233,8 @@ class UserToToken(nn.Module):
 
     def _nll(self, memory: Memory, codes: torch.Tensor, cross_mask: torch.Tensor, cross=None,
              last_valid: torch.Tensor | None = None, share_bos: bool = False, smoothing: float = 0.0) -> torch.Tensor:
+        if smoothing and last_valid is not None:  # its uniform term would ignore the renormalisation
+            raise ValueError("label smoothing applies to the training loss, not to renormalised scores")
         cross = self.cross_keys_values(memory) if cross is None else cross
         inputs = self._teacher_inputs(codes)
         B, C, L = codes.shape
@@ -255,9 +257,7 @@ class UserToToken(nn.Module):
         if last_valid is not None:  # the last level renormalised over the allowed codes
             last = log_probs[..., -1, :self.codebook_sizes[-1]].masked_fill(~last_valid, float("-inf"))
             picked = torch.cat([picked[..., :-1], picked[..., -1:] - last.logsumexp(-1, keepdim=True)], -1)
-        if smoothing:  # a training loss: its uniform term would ignore last_valid's renormalisation
-            if last_valid is not None:
-                raise ValueError("label smoothing applies to the training loss, not to renormalised scores")
+        if smoothing:  # a training loss
             return smoothed_nll(picked, log_probs, smoothing)
         return -picked.sum(-1)
 
