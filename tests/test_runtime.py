@@ -19,6 +19,26 @@ def test_git_sha_reads_the_checkout(tmp_path, monkeypatch):
     assert git_sha(tmp_path) == sha + "-dirty"
 
 
+def test_rewritten_results_files_do_not_make_the_checkout_dirty(tmp_path, monkeypatch):
+    """Runs finishing beside a starting one rewrite benchmarks/results/; the code is still clean
+    (also when asked from a subdirectory, as the package asks from its own)."""
+    monkeypatch.delenv("PITREC_GIT_SHA", raising=False)
+    results, src = tmp_path / "benchmarks" / "results", tmp_path / "src"
+    results.mkdir(parents=True)
+    src.mkdir()
+    (results / "beauty.md").write_text("a\n")
+    (src / "code.py").write_text("a\n")
+    env = ["-c", "user.email=t@t", "-c", "user.name=t"]
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    subprocess.run(["git", *env, "-C", str(tmp_path), "add", "."], check=True)
+    subprocess.run(["git", *env, "-C", str(tmp_path), "commit", "-q", "-m", "x"], check=True)
+    sha = git_sha(src)
+    (results / "beauty.md").write_text("b\n")
+    assert git_sha(src) == git_sha(tmp_path) == sha
+    (src / "code.py").write_text("b\n")
+    assert git_sha(src) == git_sha(results) == sha + "-dirty"
+
+
 def test_a_copy_without_git_says_unknown_unless_told(tmp_path, monkeypatch):
     monkeypatch.delenv("PITREC_GIT_SHA", raising=False)
     monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path.parent))  # no repository above it either

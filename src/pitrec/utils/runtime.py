@@ -99,10 +99,16 @@ def resolve_device(name: str) -> "torch.device":  # noqa: F821
     return dev
 
 
+_RESULTS_DIR = "benchmarks/results"
+
+
 def git_sha(cwd: str | os.PathLike | None = None) -> str:
     """The checkout's commit (``-dirty`` with uncommitted changes). ``PITREC_GIT_SHA`` names it
     instead, for a copy of the tree without ``.git`` (a container, a lent GPU machine), whose
-    results would otherwise say ``unknown``."""
+    results would otherwise say ``unknown``.
+
+    Changes under ``benchmarks/results/`` do not count as dirty: runs finishing beside a starting
+    one rewrite those files, and they are outputs, not what produced the run."""
     if os.environ.get("PITREC_GIT_SHA"):
         return os.environ["PITREC_GIT_SHA"]
     cwd = Path(cwd or Path(__file__).resolve().parent)
@@ -111,7 +117,7 @@ def git_sha(cwd: str | os.PathLike | None = None) -> str:
             ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=5, check=True
         ).stdout.strip()
         dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", ":(top)", ":(top,exclude)" + _RESULTS_DIR],
             cwd=cwd, capture_output=True, text=True, timeout=5,
         ).stdout.strip()
         return sha + ("-dirty" if dirty else "")
