@@ -48,7 +48,8 @@ def test_main_lists_every_method_and_the_pit_ablations():
                       "pit/cf-lean-stride-ffn256-below-capped-siblings-ids-drop", "tiger/cf2-stride-ffn256",
                       "tiger/cf4-stride-ffn256", "tiger/cf-stride-ffn256-drop0",
                       "tiger/cf-stride-ffn256-wd", "tiger/cf-stride-ffn256-ls",
-                      "pit/cf-lean-stride-ffn256-below-capped-siblings-frozen8-wd"]
+                      "pit/cf-lean-stride-ffn256-below-capped-siblings-frozen8-wd",
+                      "tiger/cf-stride-ffn256-wd-lr5e3", "tiger/cf-stride-ffn256-wd-lr2e3"]
     runs, notes = plan_runs(bench, datasets=["beauty"])
     cf = [r for r in runs if r.method.variant.startswith("cf-")]
     assert cf and all(r.cfg.tokenizer.collaborative_dim == 64 for r in cf)
@@ -102,10 +103,11 @@ def test_smoke_is_synthetic_and_tiny():
 
 
 def _differences_from_main(name: str, labels: set[str], allowed: dict[str, tuple[str, ...]],
-                           main_label: dict[str, str] | None = None, dataset: str = "beauty") -> list:
+                           main_label: dict[str, str] | None = None, dataset: str = "beauty",
+                           also_allowed: dict[str, dict[str, tuple[str, ...]]] | None = None) -> list:
     """Plan ``name`` on ``dataset``; every run's config must equal main.yaml's run of the same method
-    (or of ``main_label[label]``) and seed except for the ``allowed`` keys (and its run
-    directory). Returns the planned runs."""
+    (or of ``main_label[label]``) and seed except for the ``allowed`` keys, those
+    ``also_allowed[label]`` names for that label alone, and its run directory. Returns the planned runs."""
     runs, notes = plan_runs(load_bench(BENCHMARKS / name), datasets=[dataset])
     main_runs, _ = plan_runs(load_bench(BENCHMARKS / "main.yaml"), datasets=[dataset])
     assert not notes
@@ -115,10 +117,13 @@ def _differences_from_main(name: str, labels: set[str], allowed: dict[str, tuple
         label = (main_label or {}).get(run.method.label, run.method.label)
         mine, main = run.cfg.to_dict(), main_by_key[(label, run.cfg.run.seed)].to_dict()
         assert mine["run"]["out"] != main["run"]["out"]  # its own run directories
-        for section, keys in {**allowed, "run": (*allowed.get("run", ()), "out", "progress")}.items():
+        skipped = {**allowed, "run": (*allowed.get("run", ()), "out", "progress")}
+        for section, keys in (also_allowed or {}).get(run.method.label, {}).items():
+            skipped[section] = (*skipped.get(section, ()), *keys)
+        for section, keys in skipped.items():
             for key in keys:
                 mine[section].pop(key), main[section].pop(key)
-        assert mine == main
+        assert mine == main, run.method.label
     return runs
 
 
@@ -156,14 +161,17 @@ def test_long_runs_differ_from_main_only_in_budget_patience_and_the_imported_tab
                                                "pit/cf-lean-stride-ffn256-below-capped-siblings",
                                                "pit/cf-lean-stride-ffn256-below-capped-siblings-frozen8",
                                                "tiger/cf-stride-ffn256-wd",
-                                               "pit/cf-lean-stride-ffn256-below-capped-siblings-frozen8-wd"},
+                                               "pit/cf-lean-stride-ffn256-below-capped-siblings-frozen8-wd",
+                                               "tiger/letter-stride-ffn256-wd"},
                                   {**budget, "tokenizer": ("name", "import_path")},
-                                  main_label={"tiger/letter": "tiger"})
+                                  main_label={"tiger/letter": "tiger", "tiger/letter-stride-ffn256-wd": "tiger/cf-stride-ffn256-wd"},
+                                  # LETTER's table in place of the CF SIDs: no collaborative vectors to fit
+                                  also_allowed={"tiger/letter-stride-ffn256-wd": {"tokenizer": ("collaborative_dim",)}})
     assert {(r.cfg.train.max_minutes, r.cfg.train.patience) for r in runs} == {(80, 100)}
-    letter = [r for r in runs if r.method.label == "tiger/letter"]
-    assert letter and all(r.cfg.tokenizer.name == "import" and
-                          r.cfg.tokenizer.import_path.endswith("beauty/letter_semantic_ids.json.gz")
-                          for r in letter)
+    letter = [r for r in runs if r.method.label in ("tiger/letter", "tiger/letter-stride-ffn256-wd")]
+    assert len(letter) == 6 and all(r.cfg.tokenizer.name == "import" and
+                                    r.cfg.tokenizer.import_path.endswith("beauty/letter_semantic_ids.json.gz")
+                                    for r in letter)
     assert all(r.cfg.tokenizer.collaborative_dim == 64 for r in runs if r.method.label == "tiger/cf-sids")
     # sports: CF SIDs only (LETTER's table is beauty's), same recipe as main.yaml's sports run
     sports = _differences_from_main("long.yaml", {"tiger/cf-sids", "tiger/cf-stride", "pit/cf-lean-stride",
@@ -171,9 +179,15 @@ def test_long_runs_differ_from_main_only_in_budget_patience_and_the_imported_tab
                                                   "pit/cf-lean-stride-ffn256-below",
                                                   "pit/cf-lean-stride-ffn256-below-capped-siblings-frozen8",
                                                   "tiger/cf-stride-ffn256-wd",
-                                                  "pit/cf-lean-stride-ffn256-below-capped-siblings-frozen8-wd"},
-                                    budget, dataset="sports")
-    assert {(r.cfg.train.max_minutes, r.cfg.train.patience) for r in sports} == {(80, 100)}
+                                                  "pit/cf-lean-stride-ffn256-below-capped-siblings-frozen8-wd",
+                                                  "tiger/cf-stride-ffn256-wd03", "tiger/cf-stride-ffn256-140min"},
+                                    budget, dataset="sports",
+                                    main_label={"tiger/cf-stride-ffn256-wd03": "tiger/cf-stride-ffn256-wd",
+                                                "tiger/cf-stride-ffn256-140min": "tiger/cf-stride-ffn256"},
+                                    also_allowed={"tiger/cf-stride-ffn256-wd03": {"train": ("weight_decay",)}})
+    budgets = {r.method.label: (r.cfg.train.max_minutes, r.cfg.train.patience) for r in sports}
+    assert budgets.pop("tiger/cf-stride-ffn256-140min") == (140, 100) and set(budgets.values()) == {(80, 100)}
+    assert {r.cfg.train.weight_decay for r in sports if r.method.label == "tiger/cf-stride-ffn256-wd03"} == {0.03}
 
 
 def _differs_only_in(pairs: dict[str, str], *changes: tuple[str, str, tuple]) -> None:
@@ -245,6 +259,11 @@ def test_weight_decay_variants_differ_from_their_base_only_in_the_weight_decay()
                       "pit/cf-lean-stride-ffn256-below-capped-siblings-frozen8-wd":
                           "pit/cf-lean-stride-ffn256-below-capped-siblings-frozen8"},
                      ("train", "weight_decay", (0.1, 0.0)))
+
+
+def test_learning_rate_variants_differ_from_the_decay_row_only_in_the_rate():
+    _differs_only_in({"tiger/cf-stride-ffn256-wd-lr5e3": "tiger/cf-stride-ffn256-wd"}, ("train", "lr", (0.005, 0.003)))
+    _differs_only_in({"tiger/cf-stride-ffn256-wd-lr2e3": "tiger/cf-stride-ffn256-wd"}, ("train", "lr", (0.002, 0.003)))
 
 
 def test_label_smoothing_variant_differs_from_the_cf_row_only_in_the_smoothing():
