@@ -181,15 +181,15 @@ def test_long_runs_differ_from_main_only_in_budget_patience_and_the_imported_tab
                                                   "tiger/cf-stride-ffn256-wd",
                                                   "pit/cf-lean-stride-ffn256-below-capped-siblings-frozen8-wd",
                                                   "tiger/cf-stride-ffn256-wd03", "tiger/cf-stride-ffn256-140min",
-                                                  "tiger/cf-stride-ffn256-wd-140min"},
+                                                  "tiger/cf-stride-ffn256-wd-120min"},
                                     budget, dataset="sports",
                                     main_label={"tiger/cf-stride-ffn256-wd03": "tiger/cf-stride-ffn256-wd",
                                                 "tiger/cf-stride-ffn256-140min": "tiger/cf-stride-ffn256",
-                                                "tiger/cf-stride-ffn256-wd-140min": "tiger/cf-stride-ffn256-wd"},
+                                                "tiger/cf-stride-ffn256-wd-120min": "tiger/cf-stride-ffn256-wd"},
                                     also_allowed={"tiger/cf-stride-ffn256-wd03": {"train": ("weight_decay",)}})
     budgets = {r.method.label: (r.cfg.train.max_minutes, r.cfg.train.patience) for r in sports}
     assert budgets.pop("tiger/cf-stride-ffn256-140min") == (140, 100)
-    assert budgets.pop("tiger/cf-stride-ffn256-wd-140min") == (140, 100)
+    assert budgets.pop("tiger/cf-stride-ffn256-wd-120min") == (120, 100)
     assert set(budgets.values()) == {(80, 100)}
     assert {r.cfg.train.weight_decay for r in sports if r.method.label == "tiger/cf-stride-ffn256-wd03"} == {0.03}
 
