@@ -2,8 +2,11 @@
 
     python benchmarks/cold_start.py [--held-out 0.05] [--seed 0] [--threads 2] [--out runs/cold_start]
         [--overlay src/pitrec/configs/demo_overlay.yaml] [-- extra --section.key=value overrides]
+    python benchmarks/cold_start.py --bench benchmarks/main.yaml --method LABEL --dataset beauty ...
 
-Protocol (embedded synthetic data by default; `--data PATH` for another dataset):
+Protocol (embedded synthetic data by default; `--data PATH` for another dataset; `--bench` takes the
+dataset, recipe, budget and evaluation protocol of one PIT row of a bench config, so the cold-start
+run trains exactly as that row's benchmark runs, on the reduced catalogue):
 1. A random ``--held-out`` share of the items is removed from every sequence and from the
    catalogue; PIT trains on what remains (users left with fewer than 3 items are dropped).
 2. The trained run is loaded as the service loads it; each held-out item is inserted with its
@@ -35,7 +38,10 @@ from pitrec.data.split import leave_one_out
 from pitrec.eval.metrics import rank_metrics
 from pitrec.serve.recommender import Recommender
 from pitrec.train.api import prepare_data, train_run
+from pitrec.bench.plan import plan_runs
 from pitrec.bench.results import provenance, save_labelled_record
+from pitrec.bench.spec import load_bench
+from pitrec.config import Config, deep_merge, parse_overrides
 
 RESULTS = Path(__file__).parent / "results"
 KS = (10, 20)
@@ -76,6 +82,33 @@ def cold_cases(data: Interactions, held: np.ndarray) -> tuple[list[list], list]:
     return histories, targets
 
 
+def cold_start_config(args: argparse.Namespace, extra: list[str]) -> Config:
+    """The training config: a bench row's (``--bench``) or the overlay's, then this script's run
+    settings and ``extra`` overrides on top."""
+    ours = [f"run.seed={args.seed}", f"run.num_threads={args.threads}", f"run.out={args.out}",
+            "run.progress=false", *extra]
+    if args.bench is None:
+        if args.method or args.dataset:
+            sys.exit("--method and --dataset choose a row of --bench; without --bench use --data")
+        data_over = ["data.format=synthetic"] if args.data is None else [f"data.path={args.data}"]
+        return load_config("pit", files=[args.overlay] if args.overlay else [], overrides=[*data_over, *ours])
+    if args.method is None or args.data is not None:
+        sys.exit("--bench needs --method (one PIT row's label) and takes its data from the row's dataset, not --data")
+    bench = load_bench(args.bench)
+    args.dataset = args.dataset or next(iter(bench.datasets))
+    runs, _ = plan_runs(bench, methods=[args.method], datasets=[args.dataset])
+    rows = {r.method.label for r in runs}
+    if len(rows) != 1 or runs[0].method.method != "pit":
+        sys.exit(f"--method {args.method} must name one PIT row of {args.bench}; it matched {sorted(rows) or 'none'}")
+    return load_config("pit", overrides=deep_merge(runs[0].cfg.to_dict(), parse_overrides(ours)))
+
+
+def default_label(args: argparse.Namespace) -> str:
+    if args.bench is not None:
+        return f"{args.dataset}-{args.method}-seed{args.seed}"
+    return f"synthetic-seed{args.seed}" if args.data is None else f"{Path(args.data).name}-seed{args.seed}"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default=None, help="dataset path (default: the embedded synthetic data)")
@@ -86,12 +119,11 @@ def main() -> None:
     ap.add_argument("--out", default="runs/cold_start")
     ap.add_argument("--label", default=None)
     ap.add_argument("--reuse", action="store_true", help="reuse a finished run in --out (same seed and options)")
+    ap.add_argument("--bench", default=None, help="bench config whose PIT row (--method) sets the training")
+    ap.add_argument("--method", default=None, help="with --bench: the row's label, e.g. pit/cf-lean-stride")
+    ap.add_argument("--dataset", default=None, help="with --bench: the dataset name (default: its first)")
     args, extra = ap.parse_known_args()
-
-    data_over = ["data.format=synthetic"] if args.data is None else [f"data.path={args.data}"]
-    cfg = load_config("pit", files=[args.overlay] if args.overlay else [], overrides=[
-        *data_over, f"run.seed={args.seed}", f"run.num_threads={args.threads}", f"run.out={args.out}",
-        "run.progress=false", *[e.lstrip("-") for e in extra if e != "--"]])
+    cfg = cold_start_config(args, [e.lstrip("-") for e in extra if e != "--"])
     full, _ = prepare_data(cfg)
     rng = np.random.default_rng(args.seed)
     held = np.sort(rng.choice(full.n_items, size=max(1, int(round(args.held_out * full.n_items))), replace=False))
@@ -122,7 +154,7 @@ def main() -> None:
     new = set(index[full.item_ids[i]] for i in held)
     new_share = float(np.isin(ranked[:, :10], list(new)).mean())
     record = {
-        "label": args.label or (f"synthetic-seed{args.seed}" if args.data is None else f"{Path(args.data).name}-seed{args.seed}"),
+        "label": args.label or default_label(args),
         "held_out_items": int(len(held)), "catalogue_items": int(n_items), "cold_cases": len(targets),
         **info, "cold": {k: float(v) for k, v in metrics.items()},
         "chance": {f"recall@{k}": k / n_items for k in KS},
