@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from pitrec.bench.plan import plan_runs
@@ -13,7 +14,7 @@ from pitrec.bench.spec import load_bench
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from cold_start import cold_start_config, default_label  # noqa: E402
+from cold_start import cold_cases, cold_start_config, content_knn_cold, default_label, without_items  # noqa: E402
 
 ROW = "pit/cf-lean-stride-ffn256-below-capped-siblings-frozen8-wd"
 
@@ -57,3 +58,37 @@ def test_bench_row_must_be_one_pit_row_and_data_comes_from_it():
 def test_without_bench_the_synthetic_data_is_the_default():
     cfg = cold_start_config(_args(), [])
     assert cfg.data.format == "synthetic" and cfg.run.seed == 1 and cfg.run.out == "runs/cold-x"
+
+
+def _catalogue(tmp_path: Path):
+    """Five items on the unit circle at 0, 10, 80, 90 and 180 degrees; item "d" (90) is held out."""
+    from pitrec.data.interactions import Interactions
+
+    angles = np.radians([0, 10, 80, 90, 180])
+    npy = tmp_path / "vectors.npy"
+    np.save(npy, np.stack([np.cos(angles), np.sin(angles)], 1).astype(np.float32))
+    data = Interactions(sequences=[np.array([0, 1, 3]), np.array([2, 3, 4]), np.array([3, 0, 1])],
+                        user_ids=["u1", "u2", "u3"], item_ids=["a", "b", "c", "d", "e"])
+    cfg = cold_start_config(_args(), ["embed.encoder=npy", f"embed.npy_path={npy}", "knn.last_items=1"])
+    return cfg, data
+
+
+def test_cold_cases_are_first_held_out_items_after_position_zero(tmp_path):
+    _, data = _catalogue(tmp_path)
+    histories, targets = cold_cases(data, np.array([3]))
+    # u3 starts with the held-out item: no history before it, not a cold case
+    assert histories == [["a", "b"], ["c"]] and targets == ["d", "d"]
+    reduced, info = without_items(data, np.array([3]), min_len=2)
+    assert reduced.item_ids == ["a", "b", "c", "e"] and info == {"users_dropped": 0, "items_kept": 4}
+    assert [s.tolist() for s in reduced.sequences] == [[0, 1], [2, 3], [0, 1]]
+
+
+def test_content_knn_on_cold_cases_matches_hand_ranking(tmp_path):
+    cfg, data = _catalogue(tmp_path)
+    # last item b (10 deg): a (10 off), c (70), d (80), e (170) -> d at rank 3 (0-based 2);
+    # last item c (80 deg): d (10 off) first
+    got = content_knn_cold(cfg, data, [["a", "b"], ["c"]], ["d", "d"], new_items={3})
+    assert got["recall@10"] == 1.0 and got["recall@20"] == 1.0
+    assert got["ndcg@10"] == pytest.approx((1 / np.log2(4) + 1.0) / 2)
+    # top-10 slots: 4 candidates per user (query item excluded) + -1 padding; d fills one per user
+    assert got["new_item_share_of_top10"] == pytest.approx(2 / 20)
