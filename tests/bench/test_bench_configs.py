@@ -162,12 +162,18 @@ def test_long_runs_differ_from_main_only_in_budget_patience_and_the_imported_tab
                                                "pit/cf-lean-stride-ffn256-below-capped-siblings-frozen8",
                                                "tiger/cf-stride-ffn256-wd",
                                                "pit/cf-lean-stride-ffn256-below-capped-siblings-frozen8-wd",
-                                               "tiger/letter-stride-ffn256-wd"},
+                                               "tiger/letter-stride-ffn256-wd", "tiger/cf-stride-ffn256-wd-120min",
+                                               "pit/cf-lean-stride-ffn256-below-capped-siblings-frozen8-wd-120min"},
                                   {**budget, "tokenizer": ("name", "import_path")},
-                                  main_label={"tiger/letter": "tiger", "tiger/letter-stride-ffn256-wd": "tiger/cf-stride-ffn256-wd"},
+                                  main_label={"tiger/letter": "tiger", "tiger/letter-stride-ffn256-wd": "tiger/cf-stride-ffn256-wd",
+                                              "tiger/cf-stride-ffn256-wd-120min": "tiger/cf-stride-ffn256-wd",
+                                              "pit/cf-lean-stride-ffn256-below-capped-siblings-frozen8-wd-120min":
+                                                  "pit/cf-lean-stride-ffn256-below-capped-siblings-frozen8-wd"},
                                   # LETTER's table in place of the CF SIDs: no collaborative vectors to fit
                                   also_allowed={"tiger/letter-stride-ffn256-wd": {"tokenizer": ("collaborative_dim",)}})
-    assert {(r.cfg.train.max_minutes, r.cfg.train.patience) for r in runs} == {(80, 100)}
+    longer = {r.method.label for r in runs if r.cfg.train.max_minutes == 120}
+    assert longer == {"tiger/cf-stride-ffn256-wd-120min", "pit/cf-lean-stride-ffn256-below-capped-siblings-frozen8-wd-120min"}
+    assert {(r.cfg.train.max_minutes, r.cfg.train.patience) for r in runs if r.method.label not in longer} == {(80, 100)}
     letter = [r for r in runs if r.method.label in ("tiger/letter", "tiger/letter-stride-ffn256-wd")]
     assert len(letter) == 6 and all(r.cfg.tokenizer.name == "import" and
                                     r.cfg.tokenizer.import_path.endswith("beauty/letter_semantic_ids.json.gz")
