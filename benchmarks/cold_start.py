@@ -42,13 +42,14 @@ from pitrec.config import Config, deep_merge, load_config, parse_overrides
 from pitrec.data.batches import left_pad
 from pitrec.data.interactions import Interactions
 from pitrec.data.split import leave_one_out
+from pitrec.embed.stage import item_embeddings
 from pitrec.eval.metrics import rank_metrics
 from pitrec.serve.recommender import Recommender
 from pitrec.train.api import prepare_data, train_run
-from pitrec.embed.stage import item_embeddings
 from pitrec.train.recipes.content_knn import ContentKNNRanker, unit_rows
 
 RESULTS = Path(__file__).parent / "results"
+DEMO_OVERLAY = Path(__file__).parents[1] / "src/pitrec/configs/demo_overlay.yaml"
 KS = (10, 20)
 
 
@@ -110,9 +111,11 @@ def cold_start_config(args: argparse.Namespace, extra: list[str]) -> Config:
         if args.method or args.dataset:
             sys.exit("--method and --dataset choose a row of --bench; without --bench use --data")
         data_over = ["data.format=synthetic"] if args.data is None else [f"data.path={args.data}"]
-        return load_config("pit", files=[args.overlay] if args.overlay else [], overrides=[*data_over, *ours])
-    if args.method is None or args.data is not None:
-        sys.exit("--bench needs --method (one PIT row's label) and takes its data from the row's dataset, not --data")
+        overlay = DEMO_OVERLAY if args.overlay is None else args.overlay
+        return load_config("pit", files=[overlay] if overlay else [], overrides=[*data_over, *ours])
+    if args.method is None or args.data is not None or args.overlay is not None:
+        sys.exit("--bench needs --method (one PIT row's label) and takes its data and config from that row, "
+                 "not from --data or --overlay")
     bench = load_bench(args.bench)
     args.dataset = args.dataset or next(iter(bench.datasets))
     runs, _ = plan_runs(bench, methods=[args.method], datasets=[args.dataset])
@@ -134,7 +137,7 @@ def main() -> None:
     ap.add_argument("--held-out", type=float, default=0.05)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--overlay", default=str(Path(__file__).parents[1] / "src/pitrec/configs/demo_overlay.yaml"))
+    ap.add_argument("--overlay", default=None, help=f"config overlay without --bench (default: {DEMO_OVERLAY})")
     ap.add_argument("--out", default="runs/cold_start")
     ap.add_argument("--label", default=None)
     ap.add_argument("--reuse", action="store_true", help="reuse a finished run in --out (same seed and options)")

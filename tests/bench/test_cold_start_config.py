@@ -14,7 +14,8 @@ from pitrec.bench.spec import load_bench
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from cold_start import cold_cases, cold_start_config, content_knn_cold, default_label, without_items  # noqa: E402
+from cold_start import (DEMO_OVERLAY, cold_cases, cold_start_config, content_knn_cold,  # noqa: E402
+                        default_label, without_items)
 
 ROW = "pit/cf-lean-stride-ffn256-below-capped-siblings-frozen8-wd"
 
@@ -49,8 +50,10 @@ def test_bench_row_must_be_one_pit_row_and_data_comes_from_it():
     main = str(ROOT / "benchmarks/main.yaml")
     with pytest.raises(SystemExit, match="one PIT row"):
         cold_start_config(_args(bench=main, method="tiger/cf-stride-ffn256-wd", dataset="beauty"), [])
-    with pytest.raises(SystemExit, match="not --data"):
+    with pytest.raises(SystemExit, match="not from --data or --overlay"):
         cold_start_config(_args(bench=main, method=ROW, data="x"), [])
+    with pytest.raises(SystemExit, match="not from --data or --overlay"):
+        cold_start_config(_args(bench=main, method=ROW, overlay="extra.yaml"), [])
     with pytest.raises(SystemExit, match="without --bench"):
         cold_start_config(_args(method=ROW), [])
 
@@ -58,6 +61,9 @@ def test_bench_row_must_be_one_pit_row_and_data_comes_from_it():
 def test_without_bench_the_synthetic_data_is_the_default():
     cfg = cold_start_config(_args(), [])
     assert cfg.data.format == "synthetic" and cfg.run.seed == 1 and cfg.run.out == "runs/cold-x"
+    # the demo overlay applies unless another (or none: "") is given
+    assert cfg.to_dict() == cold_start_config(_args(overlay=str(DEMO_OVERLAY)), []).to_dict()
+    assert cfg.to_dict() != cold_start_config(_args(overlay=""), []).to_dict()
 
 
 def _catalogue(tmp_path: Path):
