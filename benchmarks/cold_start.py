@@ -102,6 +102,27 @@ def content_knn_cold(cfg: Config, full: Interactions, histories: list[list], tar
     return {**metrics, "new_item_share_of_top10": float(np.isin(ranked[:, :10].numpy(), list(new_items)).mean())}
 
 
+def warm_sample(reduced: Interactions, split, n: int, seed: int) -> tuple[list[list], list]:
+    """Up to ``n`` test users of the reduced data (their next item is an old one), raw ids."""
+    rng = np.random.default_rng(seed + 1)
+    users = np.sort(rng.choice(split.n_users, size=min(n, split.n_users), replace=False))
+    ids = reduced.item_ids
+    return ([[ids[i] for i in split.test_history[u][-split.max_history:]] for u in users],
+            [ids[split.test_target[u]] for u in users])
+
+
+def ranked_metrics(rec: Recommender, histories: list[list], targets: list, new: set) -> dict:
+    """Recall/NDCG of the service's top-k on these users, and the share of top-10 slots held by ``new``
+    (raw ids): do inserted items crowd out what users with old next items are shown?"""
+    out = rec.recommend_many(histories, k=max(KS), explain=False)
+    ranked = [[s.id for s in row.items] for row in out.results]
+    index = {raw: j for j, raw in enumerate(dict.fromkeys([*targets, *(i for row in ranked for i in row)]))}
+    dense = torch.tensor([[index[i] for i in row] + [-1] * (max(KS) - len(row)) for row in ranked])
+    per_user = rank_metrics(dense, torch.tensor([index[t] for t in targets]), KS)
+    return {**{k: float(v.mean()) for k, v in per_user.items()},
+            "new_item_share_of_top10": sum(i in new for row in ranked for i in row[:10]) / (10 * len(ranked))}
+
+
 def cold_start_config(args: argparse.Namespace, extra: list[str]) -> Config:
     """The training config: a bench row's (``--bench``) or the overlay's, then this script's run
     settings and ``extra`` overrides on top."""
@@ -141,6 +162,8 @@ def main() -> None:
     ap.add_argument("--out", default="runs/cold_start")
     ap.add_argument("--label", default=None)
     ap.add_argument("--reuse", action="store_true", help="reuse a finished run in --out (same seed and options)")
+    ap.add_argument("--warm-users", type=int, default=3000,
+                    help="test users with an old next item, ranked before and after the insertion")
     ap.add_argument("--bench", default=None, help="bench config whose PIT row (--method) sets the training")
     ap.add_argument("--method", default=None, help="with --bench: the row's label, e.g. pit/cf-lean-stride")
     ap.add_argument("--dataset", default=None, help="with --bench: the dataset name (default: its first)")
@@ -159,6 +182,8 @@ def main() -> None:
         warm = train_run("pit", cfg, data=(reduced, split))
 
     rec = Recommender.load(args.out, persist=False, threads=args.threads)
+    warm_users = warm_sample(reduced, split, args.warm_users, args.seed)
+    warm_before = ranked_metrics(rec, *warm_users, new=set())
     attr_raw = full.attribute_ids or []
     for i in held:
         attrs = [attr_raw[a] for a in (full.item_attributes[i] if full.item_attributes else [])]
@@ -182,6 +207,8 @@ def main() -> None:
         "chance": {f"recall@{k}": k / n_items for k in KS},
         "new_item_share_of_top10": new_share, "new_item_share_of_catalogue": len(held) / n_items,
         "warm_test": {k: warm["test"][k] for k in ("recall@10", "ndcg@10", "recall@20", "ndcg@20")},
+        "warm_sample": {"users": len(warm_users[0]), "before_insert": warm_before,
+                        "after_insert": ranked_metrics(rec, *warm_users, new={full.item_ids[i] for i in held})},
         "content_knn_cold": content_knn_cold(cfg, full, histories, targets, set(int(i) for i in held)),
         **provenance(),
     }
@@ -209,6 +236,11 @@ def report(doc: dict) -> str:
     lines.append("")
     for r in doc["runs"]:
         lines.append(f"- **{r['label']}**: `{r['command']}` at {r['git_sha']} on {r['machine']}, {r['created']}.")
+        if "warm_sample" in r:
+            w, (b, a) = r["warm_sample"], (r["warm_sample"]["before_insert"], r["warm_sample"]["after_insert"])
+            lines.append(f"  Warm users (a sample of {w['users']} test users whose next item is an old one), before -> after "
+                         f"the insertion: R@10 {b['recall@10']:.4f} -> {a['recall@10']:.4f}, N@10 {b['ndcg@10']:.4f} -> "
+                         f"{a['ndcg@10']:.4f}; new items hold {a['new_item_share_of_top10']:.3f} of their top-10 slots.")
     return "\n".join(lines) + "\n"
 
 

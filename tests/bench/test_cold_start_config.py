@@ -15,7 +15,7 @@ from pitrec.bench.spec import load_bench
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from cold_start import (DEMO_OVERLAY, cold_cases, cold_start_config, content_knn_cold,  # noqa: E402
-                        default_label, without_items)
+                        default_label, ranked_metrics, warm_sample, without_items)
 
 ROW = "pit/cf-lean-stride-ffn256-below-capped-siblings-frozen8-wd"
 
@@ -98,3 +98,26 @@ def test_content_knn_on_cold_cases_matches_hand_ranking(tmp_path):
     assert got["ndcg@10"] == pytest.approx((1 / np.log2(4) + 1.0) / 2)
     # top-10 slots: 4 candidates per user (query item excluded) + -1 padding; d fills one per user
     assert got["new_item_share_of_top10"] == pytest.approx(2 / 20)
+
+
+def test_ranked_metrics_counts_hits_on_ids_and_the_new_items_share_of_ten_slots():
+    from types import SimpleNamespace as NS
+
+    class FakeService:
+        def recommend_many(self, histories, k, explain):
+            assert k == 20 and explain is False
+            rows = [["x", "new1", "y"], ["z"]]  # user 1's target y at rank 3; user 2 misses
+            return NS(results=[NS(items=[NS(id=i) for i in row]) for row in rows])
+
+    got = ranked_metrics(FakeService(), [["a"], ["b"]], ["y", "q"], new={"new1"})
+    assert got["recall@10"] == 0.5 and got["ndcg@10"] == pytest.approx(0.5 / np.log2(4))
+    assert got["new_item_share_of_top10"] == pytest.approx(1 / 20)
+
+
+def test_warm_sample_takes_test_histories_and_targets_in_raw_ids(tmp_path):
+    from pitrec.data.split import leave_one_out
+
+    _, data = _catalogue(tmp_path)
+    split = leave_one_out(data, max_history=20, min_interactions=3)
+    histories, targets = warm_sample(data, split, n=5, seed=0)
+    assert sorted(zip(map(tuple, histories), targets)) == [(("a", "b"), "d"), (("c", "d"), "e"), (("d", "a"), "b")]
