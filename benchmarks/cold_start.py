@@ -191,24 +191,19 @@ def main() -> None:
     histories, targets = cold_cases(full, held)
     if not histories:
         sys.exit("no cold cases: no held-out item follows another item in any sequence")
-    out = rec.recommend_many(histories, k=max(KS))
+    new = {full.item_ids[i] for i in held}
+    metrics = ranked_metrics(rec, histories, targets, new)
+    new_share = metrics.pop("new_item_share_of_top10")
     n_items = rec.engine.n_items
-    index = {raw: j for j, raw in enumerate(rec.catalog.ids)}
-    ranked = np.array([[index[s.id] for s in row.items] + [-1] * (max(KS) - len(row.items)) for row in out.results])
-    target_dense = np.array([index[t] for t in targets])
-    per_user = rank_metrics(torch.from_numpy(ranked), torch.from_numpy(target_dense), KS)
-    metrics = {k: float(v.mean()) for k, v in per_user.items()}
-    new = set(index[full.item_ids[i]] for i in held)
-    new_share = float(np.isin(ranked[:, :10], list(new)).mean())
     record = {
         "label": args.label or default_label(args),
         "held_out_items": int(len(held)), "catalogue_items": int(n_items), "cold_cases": len(targets),
-        **info, "cold": {k: float(v) for k, v in metrics.items()},
+        **info, "cold": metrics,
         "chance": {f"recall@{k}": k / n_items for k in KS},
         "new_item_share_of_top10": new_share, "new_item_share_of_catalogue": len(held) / n_items,
         "warm_test": {k: warm["test"][k] for k in ("recall@10", "ndcg@10", "recall@20", "ndcg@20")},
         "warm_sample": {"users": len(warm_users[0]), "before_insert": warm_before,
-                        "after_insert": ranked_metrics(rec, *warm_users, new={full.item_ids[i] for i in held})},
+                        "after_insert": ranked_metrics(rec, *warm_users, new)},
         "content_knn_cold": content_knn_cold(cfg, full, histories, targets, set(int(i) for i in held)),
         **provenance(),
     }
