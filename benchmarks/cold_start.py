@@ -123,6 +123,21 @@ def ranked_metrics(rec: Recommender, histories: list[list], targets: list, new: 
             "new_item_share_of_top10": sum(i in new for row in ranked for i in row[:10]) / (10 * len(ranked))}
 
 
+def insert_and_rank(args: argparse.Namespace, full: Interactions, held: np.ndarray, weight: float,
+                    cold: tuple[list[list], list], warm_users: tuple[list[list], list], new: set) -> dict:
+    """Serve the trained run with ``pit.added_item_weight=weight``, insert the held-out items through
+    ``Recommender.add_item`` and rank the cold cases and the warm sample."""
+    rec = Recommender.load(args.out, persist=False, threads=args.threads, decoding=[f"pit.added_item_weight={weight}"])
+    attr_raw = full.attribute_ids or []
+    for i in held:
+        attrs = [attr_raw[a] for a in (full.item_attributes[i] if full.item_attributes else [])]
+        rec.add_item(full.item_ids[i], title=(full.item_text[i] if full.item_text else ""), attributes=attrs)
+    metrics = ranked_metrics(rec, *cold, new)
+    share = metrics.pop("new_item_share_of_top10")
+    return {"added_item_weight": weight, "catalogue_items": rec.engine.n_items, "cold": metrics,
+            "new_item_share_of_top10": share, "warm_after": ranked_metrics(rec, *warm_users, new)}
+
+
 def cold_start_config(args: argparse.Namespace, extra: list[str]) -> Config:
     """The training config: a bench row's (``--bench``) or the overlay's, then this script's run
     settings and ``extra`` overrides on top."""
@@ -164,6 +179,9 @@ def main() -> None:
     ap.add_argument("--reuse", action="store_true", help="reuse a finished run in --out (same seed and options)")
     ap.add_argument("--warm-users", type=int, default=3000,
                     help="test users with an old next item, ranked before and after the insertion")
+    ap.add_argument("--added-item-weights", type=lambda v: [float(x) for x in v.split(",")], default=[1.0, 0.7, 0.5, 0.4, 0.25],
+                    help="also serve with these pit.added_item_weight values (comma-separated); the run's own value "
+                         "comes first and gives the headline figures")
     ap.add_argument("--bench", default=None, help="bench config whose PIT row (--method) sets the training")
     ap.add_argument("--method", default=None, help="with --bench: the row's label, e.g. pit/cf-lean-stride")
     ap.add_argument("--dataset", default=None, help="with --bench: the dataset name (default: its first)")
@@ -181,29 +199,28 @@ def main() -> None:
         shutil.rmtree(args.out, ignore_errors=True)
         warm = train_run("pit", cfg, data=(reduced, split))
 
-    rec = Recommender.load(args.out, persist=False, threads=args.threads)
     warm_users = warm_sample(reduced, split, args.warm_users, args.seed)
-    warm_before = ranked_metrics(rec, *warm_users, new=set())
-    attr_raw = full.attribute_ids or []
-    for i in held:
-        attrs = [attr_raw[a] for a in (full.item_attributes[i] if full.item_attributes else [])]
-        rec.add_item(full.item_ids[i], title=(full.item_text[i] if full.item_text else ""), attributes=attrs)
     histories, targets = cold_cases(full, held)
     if not histories:
         sys.exit("no cold cases: no held-out item follows another item in any sequence")
     new = {full.item_ids[i] for i in held}
-    metrics = ranked_metrics(rec, histories, targets, new)
-    new_share = metrics.pop("new_item_share_of_top10")
-    n_items = rec.engine.n_items
+    served = Recommender.load(args.out, persist=False, threads=args.threads)
+    warm_before = ranked_metrics(served, *warm_users, new=set())
+    default_weight = served.run.cfg.pit.added_item_weight
+    weights = list(dict.fromkeys([default_weight, *args.added_item_weights]))
+    sweep = [insert_and_rank(args, full, held, weight, (histories, targets), warm_users, new) for weight in weights]
+    headline = sweep[0]
     record = {
         "label": args.label or default_label(args),
-        "held_out_items": int(len(held)), "catalogue_items": int(n_items), "cold_cases": len(targets),
-        **info, "cold": metrics,
-        "chance": {f"recall@{k}": k / n_items for k in KS},
-        "new_item_share_of_top10": new_share, "new_item_share_of_catalogue": len(held) / n_items,
+        "held_out_items": int(len(held)), "catalogue_items": headline["catalogue_items"], "cold_cases": len(targets),
+        **info, "cold": headline["cold"],
+        "chance": {f"recall@{k}": k / headline["catalogue_items"] for k in KS},
+        "new_item_share_of_top10": headline["new_item_share_of_top10"],
+        "new_item_share_of_catalogue": len(held) / headline["catalogue_items"],
+        "added_item_weight": default_weight,
         "warm_test": {k: warm["test"][k] for k in ("recall@10", "ndcg@10", "recall@20", "ndcg@20")},
-        "warm_sample": {"users": len(warm_users[0]), "before_insert": warm_before,
-                        "after_insert": ranked_metrics(rec, *warm_users, new)},
+        "warm_sample": {"users": len(warm_users[0]), "before_insert": warm_before, "after_insert": headline["warm_after"]},
+        "added_item_weight_sweep": sweep,
         "content_knn_cold": content_knn_cold(cfg, full, histories, targets, set(int(i) for i in held)),
         **provenance(),
     }
@@ -229,6 +246,21 @@ def report(doc: dict) -> str:
                      f"{r['new_item_share_of_top10']:.3f} ({r['new_item_share_of_catalogue']:.3f}) | "
                      f"{w['recall@10']:.4f} | {w['ndcg@10']:.4f} | {knn_cell} |")
     lines.append("")
+    swept = [r for r in doc["runs"] if "added_item_weight_sweep" in r]
+    if swept:
+        lines += ["`pit.added_item_weight` (a decoding setting: an added item's score times this) against what it costs "
+                  "the warm sample; the first row of each run is the run's own value, the headline above.", "",
+                  "| run | added_item_weight | cold R@10 | cold N@10 | cold R@20 | new in cold top-10 | warm R@10 before -> after "
+                  "| warm N@10 before -> after | new in warm top-10 |", "|---|---|---|---|---|---|---|---|---|"]
+        for r in swept:
+            b = r["warm_sample"]["before_insert"]
+            for p in r["added_item_weight_sweep"]:
+                c, a = p["cold"], p["warm_after"]
+                lines.append(f"| {r['label']} | {p['added_item_weight']:g} | {c['recall@10']:.4f} | {c['ndcg@10']:.4f} | "
+                             f"{c['recall@20']:.4f} | {p['new_item_share_of_top10']:.3f} | {b['recall@10']:.4f} -> "
+                             f"{a['recall@10']:.4f} | {b['ndcg@10']:.4f} -> {a['ndcg@10']:.4f} | "
+                             f"{a['new_item_share_of_top10']:.3f} |")
+        lines.append("")
     for r in doc["runs"]:
         lines.append(f"- **{r['label']}**: `{r['command']}` at {r['git_sha']} on {r['machine']}, {r['created']}.")
         if "warm_sample" in r:

@@ -11,6 +11,11 @@ score has to combine them, and the rule matters (it is measured, see the PIT ben
 
 When a leaf names several items (a shared SID), each gets the beam's score (plus its own log q
 under ``weighted``), and ties are broken by item id.
+
+``item_log_prior`` (one value per item, under any rule) is added to an item's aggregated score:
+the service gives items added after training ``log pit.added_item_weight`` there, because
+Item-to-Token places unseen content on the SIDs of popular trained items and an added item would
+otherwise tie with or outrank them for every user (measured: ``benchmarks/cold_start.py``).
 """
 
 from __future__ import annotations
@@ -26,14 +31,16 @@ Aggregation = Literal["max", "sum", "weighted"]
 
 
 def aggregate_beams(leaves: torch.Tensor, log_probs: torch.Tensor, trie: Trie, k: int, rule: Aggregation = "sum",
-                    edge_log_q: torch.Tensor | None = None, exclude: torch.Tensor | None = None
-                    ) -> tuple[torch.Tensor, torch.Tensor]:
+                    edge_log_q: torch.Tensor | None = None, exclude: torch.Tensor | None = None,
+                    item_log_prior: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Beams (B, W) -> the top ``k`` distinct items per user (B, k) and their scores, -1 / -inf
     padded. ``edge_log_q`` (aligned with ``trie.leaf_items``) is required for ``weighted``."""
     if rule not in ("max", "sum", "weighted"):
         raise ValueError(f"unknown aggregation rule {rule!r}; use max, sum or weighted")
     if rule == "weighted" and (edge_log_q is None or edge_log_q.shape != trie.leaf_items.shape):
         raise ValueError("aggregation 'weighted' needs edge_log_q aligned with trie.leaf_items")
+    if item_log_prior is not None and item_log_prior.shape != (trie.n_items,):
+        raise ValueError(f"item_log_prior must have one value per item ({trie.n_items}), got {tuple(item_log_prior.shape)}")
     B, W = leaves.shape
     live = torch.where(torch.isfinite(log_probs), leaves, torch.full_like(leaves, -1)).reshape(-1)
     items, source = trie.items_of(live)
@@ -64,6 +71,8 @@ def aggregate_beams(leaves: torch.Tensor, log_probs: torch.Tensor, trie: Trie, k
         agg = best + torch.log(total)
     g_row = torch.div(uniq, trie.n_items, rounding_mode="floor")
     g_item = uniq % trie.n_items
+    if item_log_prior is not None:
+        agg = agg + item_log_prior[g_item].to(agg.dtype)
     # order: by user, then score descending, then item id ascending (uniq is sorted by item)
     order = torch.sort(-agg, stable=True).indices
     order = order[torch.sort(g_row[order], stable=True).indices]

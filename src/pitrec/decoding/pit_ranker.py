@@ -59,17 +59,19 @@ class PITRanker:
 
     def __init__(self, model, history_codes: torch.Tensor, trie: Trie, edge_log_q: torch.Tensor,
                  beam_width: int, aggregation: Aggregation = "weighted", max_widen: int = 3,
-                 renormalize_last: bool = False):
+                 renormalize_last: bool = False, item_log_prior: torch.Tensor | None = None):
         self.model, self.history_codes, self.trie, self.edge_log_q = model, history_codes, trie, edge_log_q
+        self.item_log_prior = item_log_prior  # per item, added to its score (aggregate_beams)
         self.beam_width, self.aggregation, self.max_widen = beam_width, aggregation, max_widen
         self.renormalize_last = renormalize_last
         self.beams = self.invalid = self.widened = 0
 
     @classmethod
-    def from_config(cls, pc, model, history_codes: torch.Tensor, trie: Trie, edge_log_q: torch.Tensor) -> "PITRanker":
+    def from_config(cls, pc, model, history_codes: torch.Tensor, trie: Trie, edge_log_q: torch.Tensor,
+                    item_log_prior: torch.Tensor | None = None) -> "PITRanker":
         """The ranker a run's ``pit`` section describes: training's validation and the service use this one."""
         return cls(model, history_codes, trie, edge_log_q, pc.beam_width, pc.aggregation,
-                   renormalize_last=pc.last_level == "renormalized")
+                   renormalize_last=pc.last_level == "renormalized", item_log_prior=item_log_prior)
 
     @torch.no_grad()
     def rank(self, history: torch.Tensor, k: int, exclude_history: bool = False) -> torch.Tensor:
@@ -117,7 +119,7 @@ class PITRanker:
         self.beams += int(alive.sum())
         self.invalid += int((alive & (result.leaves < 0)).sum())
         items, scores = aggregate_beams(result.leaves, result.log_probs, self.trie, k, self.aggregation,
-                                        self.edge_log_q, exclude)
+                                        self.edge_log_q, exclude, self.item_log_prior)
         exhausted = ~alive.all(1)  # fewer SIDs than beams: a wider search finds nothing new
         leaves = torch.where(alive, result.leaves, torch.full_like(result.leaves, -1))
         return items, scores, exhausted, leaves, result.log_probs, result.frontier, result.penultimate

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Hashable, Sequence
@@ -86,6 +87,8 @@ class PITEngine(Engine):
             trained = len(models.initial_codes)
             codes = np.concatenate([models.initial_codes.cpu().numpy(), index.primary_codes()[trained:]])
         self.history_codes = torch.from_numpy(codes).to(models.device)
+        self.item_log_prior = added_item_prior(self.n_items, len(models.initial_codes), models.pc.added_item_weight,
+                                               models.device)
 
     # -- loading -----------------------------------------------------------------------------
     @classmethod
@@ -121,7 +124,7 @@ class PITEngine(Engine):
     def ranker(self) -> PITRanker:
         """A ranker with this version's index and the run's decoding settings."""
         m = self.models
-        return PITRanker.from_config(m.pc, m.u2t, self.history_codes, self.trie, self.edge_log_q)
+        return PITRanker.from_config(m.pc, m.u2t, self.history_codes, self.trie, self.edge_log_q, self.item_log_prior)
 
     @torch.no_grad()
     def rank(self, history: torch.Tensor, k: int, exclude_history: bool, explain: bool = True) -> list[list[Ranked]]:
@@ -255,6 +258,16 @@ class PITEngine(Engine):
             raise RunDirError(f"{folder}/index: built for another run (codebooks {index.codebook_sizes}, "
                               f"{index.n_items} items)")
         return PITEngine(self.models, index)
+
+
+def added_item_prior(n_items: int, n_trained: int, weight: float, device) -> torch.Tensor | None:
+    """log ``pit.added_item_weight`` for the items added since training, 0 for the trained ones;
+    None when nothing changes."""
+    if weight == 1.0 or n_items <= n_trained:
+        return None
+    prior = torch.zeros(n_items, device=device)
+    prior[n_trained:] = math.log(weight)
+    return prior
 
 
 def _trained_index(run: ServedRun, extra: dict[str, torch.Tensor]) -> BeamIndex:

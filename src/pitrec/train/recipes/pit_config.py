@@ -49,6 +49,11 @@ class PITConfig(Section):
     # as tiger.last_level: renormalized scores a SID's last level within the index's SIDs after its
     # prefix, so beams on a prefix with one SID skip the last decoder step (pitrec.decoding.beam_search)
     last_level: Literal["model", "renormalized"] = "model"
+    # serving: an item added after training (cold start) has its score multiplied by this. Its SIDs
+    # come from Item-to-Token on content alone, which on real data lands on popular trained items'
+    # SIDs; at 1.0 such an item ties with or outranks them for every user (beauty: 5% of the
+    # catalogue added took 33% of warm users' top-10 slots). See benchmarks/results/cold_start.md.
+    added_item_weight: float = Field(1.0, gt=0)
     history_sids: Literal["primary", "initial"] = "primary"  # which SID encodes history items
     # selection pays log(items holding the SID): a SID shared by n items names the target only
     # with probability 1/n. Without it the cheapest SID is the one every item shares (collapse).
