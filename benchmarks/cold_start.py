@@ -123,7 +123,7 @@ def ranked_metrics(rec: Recommender, histories: list[list], targets: list, new: 
             "new_item_share_of_top10": sum(i in new for row in ranked for i in row[:10]) / (10 * len(ranked))}
 
 
-def insert_and_rank(args: argparse.Namespace, full: Interactions, held: np.ndarray, weight: float,
+def insert_and_rank(args: argparse.Namespace, full: Interactions, reduced: Interactions, held: np.ndarray, weight: float,
                     cold: tuple[list[list], list], warm_users: tuple[list[list], list], new: set) -> dict:
     """Serve the trained run with ``pit.added_item_weight=weight``, insert the held-out items through
     ``Recommender.add_item`` and rank the cold cases and the warm sample."""
@@ -135,7 +135,31 @@ def insert_and_rank(args: argparse.Namespace, full: Interactions, held: np.ndarr
     metrics = ranked_metrics(rec, *cold, new)
     share = metrics.pop("new_item_share_of_top10")
     return {"added_item_weight": weight, "catalogue_items": rec.engine.n_items, "cold": metrics,
-            "new_item_share_of_top10": share, "warm_after": ranked_metrics(rec, *warm_users, new)}
+            "new_item_share_of_top10": share, "warm_after": ranked_metrics(rec, *warm_users, new),
+            "placement": placement(rec, reduced)}
+
+
+def placement(rec: Recommender, reduced: Interactions) -> dict:
+    """Where Item-to-Token put the added items: how many share their first SID with a trained item,
+    and how popular (training interactions) those trained items are against the catalogue's mean.
+    An added item on a popular item's SID inherits that item's probability for every user."""
+    items, codes, _ = rec.engine.index.edges()
+    n_trained = rec.catalog.n_base
+    counts = np.bincount(np.concatenate(reduced.sequences), minlength=reduced.n_items)
+    dense = {str(raw): j for j, raw in enumerate(reduced.item_ids)}
+    popularity = np.array([counts[dense[str(raw)]] for raw in rec.catalog.ids[:n_trained]])
+    holders: dict[tuple, list[int]] = {}
+    for item, code in zip(items.tolist(), map(tuple, codes.tolist())):
+        if item < n_trained:
+            holders.setdefault(code, []).append(item)
+    added = np.flatnonzero(items >= n_trained)
+    first = added[np.r_[True, items[added][1:] != items[added][:-1]]]  # each added item's first SID
+    shared = [holders[tuple(codes[e].tolist())] for e in first if tuple(codes[e].tolist()) in holders]
+    on = np.array([i for h in shared for i in h], dtype=np.int64)
+    return {"added_items": int(len(first)), "first_sid_held_by_trained_share": len(shared) / max(1, len(first)),
+            "distinct_trained_holders": int(len(np.unique(on))),
+            "holder_training_interactions_mean": float(popularity[on].mean()) if len(on) else None,
+            "catalogue_training_interactions_mean": float(popularity.mean())}
 
 
 def cold_start_config(args: argparse.Namespace, extra: list[str]) -> Config:
@@ -208,7 +232,7 @@ def main() -> None:
     warm_before = ranked_metrics(served, *warm_users, new=set())
     default_weight = served.run.cfg.pit.added_item_weight
     weights = list(dict.fromkeys([default_weight, *args.added_item_weights]))
-    sweep = [insert_and_rank(args, full, held, weight, (histories, targets), warm_users, new) for weight in weights]
+    sweep = [insert_and_rank(args, full, reduced, held, weight, (histories, targets), warm_users, new) for weight in weights]
     headline = sweep[0]
     record = {
         "label": args.label or default_label(args),
@@ -220,7 +244,8 @@ def main() -> None:
         "added_item_weight": default_weight,
         "warm_test": {k: warm["test"][k] for k in ("recall@10", "ndcg@10", "recall@20", "ndcg@20")},
         "warm_sample": {"users": len(warm_users[0]), "before_insert": warm_before, "after_insert": headline["warm_after"]},
-        "added_item_weight_sweep": sweep,
+        "placement": headline["placement"],
+        "added_item_weight_sweep": [{k: v for k, v in p.items() if k != "placement"} for p in sweep],
         "content_knn_cold": content_knn_cold(cfg, full, histories, targets, set(int(i) for i in held)),
         **provenance(),
     }
@@ -263,6 +288,12 @@ def report(doc: dict) -> str:
         lines.append("")
     for r in doc["runs"]:
         lines.append(f"- **{r['label']}**: `{r['command']}` at {r['git_sha']} on {r['machine']}, {r['created']}.")
+        if r.get("placement") and r["placement"]["holder_training_interactions_mean"] is not None:
+            p = r["placement"]
+            lines.append(f"  Placement: {p['first_sid_held_by_trained_share']:.1%} of the {p['added_items']} added items got a "
+                         f"first SID already held by a trained item ({p['distinct_trained_holders']} distinct holders, "
+                         f"{p['holder_training_interactions_mean']:.1f} training interactions on average against the "
+                         f"catalogue's {p['catalogue_training_interactions_mean']:.1f}).")
         if "warm_sample" in r:
             w, (b, a) = r["warm_sample"], (r["warm_sample"]["before_insert"], r["warm_sample"]["after_insert"])
             lines.append(f"  Warm users (a sample of {w['users']} test users whose next item is an old one), before -> after "
