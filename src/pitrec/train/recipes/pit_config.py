@@ -50,10 +50,13 @@ class PITConfig(Section):
     # prefix, so beams on a prefix with one SID skip the last decoder step (pitrec.decoding.beam_search)
     last_level: Literal["model", "renormalized"] = "model"
     # serving: an item added after training (cold start) has its score multiplied by this. Its SIDs
-    # come from Item-to-Token on content alone, which on real data lands on popular trained items'
-    # SIDs; at 1.0 such an item ties with or outranks them for every user (beauty: 5% of the
-    # catalogue added took 33% of warm users' top-10 slots). See benchmarks/results/cold_start.md.
-    added_item_weight: float = Field(1.0, gt=0)
+    # come from Item-to-Token on content alone, which on real data puts it on the SIDs of popular
+    # trained items (beauty: 92% of added items, holders 5x the mean popularity); at 1.0 it ties
+    # with or outranks them for every user (5% of the catalogue added took 33% of warm users' top-10
+    # slots, R@10 .0640 -> .0483). 0.5 scores it as if it shared each such SID equally with its
+    # holder (the selection's collision rule, n = 2): beauty .0590 and 8% of slots, synthetic
+    # 4%; the trade-off per value is in benchmarks/results/cold_start.md.
+    added_item_weight: float = Field(0.5, gt=0)
     history_sids: Literal["primary", "initial"] = "primary"  # which SID encodes history items
     # selection pays log(items holding the SID): a SID shared by n items names the target only
     # with probability 1/n. Without it the cheapest SID is the one every item shares (collapse).
