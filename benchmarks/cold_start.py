@@ -210,6 +210,7 @@ def main() -> None:
     ap.add_argument("--method", default=None, help="with --bench: the row's label, e.g. pit/cf-lean-stride")
     ap.add_argument("--dataset", default=None, help="with --bench: the dataset name (default: its first)")
     args, extra = ap.parse_known_args()
+    started = provenance()  # the code that runs is the code at the start, however long training takes
     cfg = cold_start_config(args, [e.lstrip("-") for e in extra if e != "--"])
     full, _ = prepare_data(cfg)
     rng = np.random.default_rng(args.seed)
@@ -247,7 +248,7 @@ def main() -> None:
         "placement": headline["placement"],
         "added_item_weight_sweep": [{k: v for k, v in p.items() if k != "placement"} for p in sweep],
         "content_knn_cold": content_knn_cold(cfg, full, histories, targets, set(int(i) for i in held)),
-        **provenance(),
+        **started, "created": provenance()["created"],
     }
     doc = save_labelled_record(RESULTS / "cold_start.json", record, report)
     print(report(doc))
@@ -266,7 +267,8 @@ def report(doc: dict) -> str:
         c, w, knn = r["cold"], r["warm_test"], r.get("content_knn_cold")
         knn_cell = "-" if knn is None else (f"{knn['recall@10']:.4f} / {knn['ndcg@10']:.4f} "
                                             f"({knn['new_item_share_of_top10']:.3f})")
-        lines.append(f"| {r['label']} | {r['held_out_items']} | {r['catalogue_items']} | {r['cold_cases']} | "
+        weight = f" (added_item_weight {r['added_item_weight']:g})" if "added_item_weight" in r else ""
+        lines.append(f"| {r['label']}{weight} | {r['held_out_items']} | {r['catalogue_items']} | {r['cold_cases']} | "
                      f"{c['recall@10']:.4f} | {c['ndcg@10']:.4f} | {c['recall@20']:.4f} | {r['chance']['recall@10']:.4f} | "
                      f"{r['new_item_share_of_top10']:.3f} ({r['new_item_share_of_catalogue']:.3f}) | "
                      f"{w['recall@10']:.4f} | {w['ndcg@10']:.4f} | {knn_cell} |")
