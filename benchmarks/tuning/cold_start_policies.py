@@ -108,6 +108,9 @@ def main() -> None:
                                         scores, alive, free_last_level=True, last_level_size=index.codebook_sizes[-1])
         kept[~kept.any(1), 0] = True  # an item left with nothing keeps its first proposal
         r, c = np.nonzero(kept)
+        # a reassigned proposal can land on a later proposal of the same item (refresh merges such pairs)
+        _, once = np.unique(np.column_stack([r, out[r, c]]), axis=0, return_index=True)
+        r, c = r[np.sort(once)], c[np.sort(once)]
         return BeamIndex(index.codebook_sizes, index.n_items, np.r_[items[~added], n_trained + r],
                          np.concatenate([codes[~added], out[r, c]]), np.r_[weights[~added], np.ones(len(r))],
                          max_sids_per_item=index.max_sids_per_item, new_edge_weight=index.new_edge_weight)
