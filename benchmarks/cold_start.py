@@ -123,20 +123,31 @@ def ranked_metrics(rec: Recommender, histories: list[list], targets: list, new: 
             "new_item_share_of_top10": sum(i in new for row in ranked for i in row[:10]) / (10 * len(ranked))}
 
 
-def insert_and_rank(args: argparse.Namespace, full: Interactions, reduced: Interactions, held: np.ndarray, weight: float,
-                    cold: tuple[list[list], list], warm_users: tuple[list[list], list], new: set) -> dict:
-    """Serve the trained run with ``pit.added_item_weight=weight``, insert the held-out items through
-    ``Recommender.add_item`` and rank the cold cases and the warm sample."""
-    rec = Recommender.load(args.out, persist=False, threads=args.threads, decoding=[f"pit.added_item_weight={weight}"])
+def held_out_data(cfg: Config, held_out: float, seed: int):
+    """The full data, the held-out items (a random ``held_out`` share, fixed by ``seed``), the data
+    without them (and what that dropped) and its leave-one-out split."""
+    full, _ = prepare_data(cfg)
+    rng = np.random.default_rng(seed)
+    held = np.sort(rng.choice(full.n_items, size=max(1, int(round(held_out * full.n_items))), replace=False))
+    reduced, info = without_items(full, held, cfg.data.min_user_interactions)
+    split = leave_one_out(reduced, max_history=cfg.data.max_history, min_interactions=cfg.data.min_user_interactions)
+    return full, held, reduced, info, split
+
+
+def insert_held_out(rec: Recommender, full: Interactions, held: np.ndarray) -> None:
+    """Each held-out item through ``Recommender.add_item``, with its title and attributes."""
     attr_raw = full.attribute_ids or []
     for i in held:
         attrs = [attr_raw[a] for a in (full.item_attributes[i] if full.item_attributes else [])]
         rec.add_item(full.item_ids[i], title=(full.item_text[i] if full.item_text else ""), attributes=attrs)
+
+
+def rank_inserted(rec: Recommender, cold: tuple[list[list], list], warm_users: tuple[list[list], list], new: set) -> dict:
+    """The cold cases and the warm sample ranked by a service holding the inserted items."""
     metrics = ranked_metrics(rec, *cold, new)
     share = metrics.pop("new_item_share_of_top10")
-    return {"added_item_weight": weight, "catalogue_items": rec.engine.n_items, "cold": metrics,
-            "new_item_share_of_top10": share, "warm_after": ranked_metrics(rec, *warm_users, new),
-            "placement": placement(rec, reduced)}
+    return {"added_item_weight": rec.run.cfg.pit.added_item_weight, "catalogue_items": rec.engine.n_items,
+            "cold": metrics, "new_item_share_of_top10": share, "warm_after": ranked_metrics(rec, *warm_users, new)}
 
 
 def placement(rec: Recommender, reduced: Interactions) -> dict:
@@ -212,11 +223,7 @@ def main() -> None:
     args, extra = ap.parse_known_args()
     started = provenance()  # the code that runs is the code at the start, however long training takes
     cfg = cold_start_config(args, [e.lstrip("-") for e in extra if e != "--"])
-    full, _ = prepare_data(cfg)
-    rng = np.random.default_rng(args.seed)
-    held = np.sort(rng.choice(full.n_items, size=max(1, int(round(args.held_out * full.n_items))), replace=False))
-    reduced, info = without_items(full, held, cfg.data.min_user_interactions)
-    split = leave_one_out(reduced, max_history=cfg.data.max_history, min_interactions=cfg.data.min_user_interactions)
+    full, held, reduced, info, split = held_out_data(cfg, args.held_out, args.seed)
     finished = Path(args.out) / "test_metrics.json"
     if args.reuse and finished.is_file():
         warm = json.loads(finished.read_text())
@@ -233,7 +240,13 @@ def main() -> None:
     warm_before = ranked_metrics(served, *warm_users, new=set())
     default_weight = served.run.cfg.pit.added_item_weight
     weights = list(dict.fromkeys([default_weight, *args.added_item_weights]))
-    sweep = [insert_and_rank(args, full, reduced, held, weight, (histories, targets), warm_users, new) for weight in weights]
+    sweep, where = [], None
+    for weight in weights:  # the same SIDs each time: the weight only scales the added items' scores
+        rec = Recommender.load(args.out, persist=False, threads=args.threads, decoding=[f"pit.added_item_weight={weight}"])
+        insert_held_out(rec, full, held)
+        sweep.append(rank_inserted(rec, (histories, targets), warm_users, new))
+        if where is None:
+            where = placement(rec, reduced)
     headline = sweep[0]
     record = {
         "label": args.label or default_label(args),
@@ -245,8 +258,8 @@ def main() -> None:
         "added_item_weight": default_weight,
         "warm_test": {k: warm["test"][k] for k in ("recall@10", "ndcg@10", "recall@20", "ndcg@20")},
         "warm_sample": {"users": len(warm_users[0]), "before_insert": warm_before, "after_insert": headline["warm_after"]},
-        "placement": headline["placement"],
-        "added_item_weight_sweep": [{k: v for k, v in p.items() if k != "placement"} for p in sweep],
+        "placement": where,
+        "added_item_weight_sweep": sweep,
         "content_knn_cold": content_knn_cold(cfg, full, histories, targets, set(int(i) for i in held)),
         **started, "created": provenance()["created"],
     }

@@ -31,12 +31,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).parents[1]))
 import cold_start as cs  # noqa: E402  (benchmarks/cold_start.py: the protocol this probe reuses)
 
-from pitrec.data.split import leave_one_out  # noqa: E402
 from pitrec.index.beam_index import BeamIndex  # noqa: E402
 from pitrec.index.proposals import unique_proposals  # noqa: E402
 from pitrec.serve.engines.pit import PITEngine  # noqa: E402
 from pitrec.serve.recommender import Recommender  # noqa: E402
-from pitrec.train.api import prepare_data  # noqa: E402
 
 
 def leaf_order(engine: PITEngine, items: np.ndarray, codes: np.ndarray) -> np.ndarray:
@@ -58,11 +56,7 @@ def main() -> None:
     args, extra = ap.parse_known_args()
     args.data = args.overlay = None
     cfg = cs.cold_start_config(args, [e.lstrip("-") for e in extra if e != "--"])
-    full, _ = prepare_data(cfg)
-    rng = np.random.default_rng(args.seed)  # the held-out items of cold_start.py
-    held = np.sort(rng.choice(full.n_items, size=max(1, int(round(args.held_out * full.n_items))), replace=False))
-    reduced, _ = cs.without_items(full, held, cfg.data.min_user_interactions)
-    split = leave_one_out(reduced, max_history=cfg.data.max_history, min_interactions=cfg.data.min_user_interactions)
+    full, held, reduced, _, split = cs.held_out_data(cfg, args.held_out, args.seed)  # cold_start.py's items
     warm = cs.warm_sample(reduced, split, args.users, args.seed)
     cold_h, cold_t = cs.cold_cases(full, held)
     pick = np.sort(np.random.default_rng(args.seed + 2).choice(len(cold_t), min(args.users, len(cold_t)), replace=False))
@@ -80,10 +74,7 @@ def main() -> None:
         return out
 
     i2t.generate = recording
-    attr_raw = full.attribute_ids or []
-    for i in held:
-        attrs = [attr_raw[a] for a in (full.item_attributes[i] if full.item_attributes else [])]
-        rec.add_item(full.item_ids[i], title=(full.item_text[i] if full.item_text else ""), attributes=attrs)
+    cs.insert_held_out(rec, full, held)
     i2t.generate = generate
     engine, index = rec.engine, rec.engine.index
     n_trained = rec.catalog.n_base
