@@ -77,3 +77,23 @@ class NewItemEmbedder:
             return vectors
         zeros = np.zeros((len(vectors), self.collaborative_dim), np.float32)
         return np.concatenate([unit_rows(vectors), zeros], axis=1)
+
+
+def text_part(vectors: np.ndarray, collaborative_dim: int) -> np.ndarray:
+    """The text columns of content vectors, as unit rows (a trained row's collaborative part is its
+    own and a new item's is zero, so neighbours are found on the text alone)."""
+    return unit_rows(vectors[:, :vectors.shape[1] - collaborative_dim])
+
+
+def content_neighbour_sids(trained_text: np.ndarray, new_text: np.ndarray, primary_codes: np.ndarray, k: int,
+                           max_sids: int, edge_weight: float) -> tuple[np.ndarray, np.ndarray]:
+    """``pit.new_item_sids=content_neighbours``: the primary SIDs of the ``k`` trained items whose
+    text is nearest the new item's (cosine of unit rows, ties by item id), at most ``max_sids``,
+    weighted by similarity (``edge_weight`` for the nearest). Neighbours sharing a SID give it
+    once, at the nearer one's weight. Returns (codes (n, L), weights (n,))."""
+    sim = trained_text @ new_text.reshape(-1)
+    nearest = np.argsort(-sim, kind="stable")[:k]
+    _, first = np.unique(primary_codes[nearest], axis=0, return_index=True)
+    nearest = nearest[np.sort(first)][:max_sids]
+    similarity = np.maximum(sim[nearest], 1e-3)
+    return primary_codes[nearest], edge_weight * similarity / similarity[0]

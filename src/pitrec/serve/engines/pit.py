@@ -24,7 +24,7 @@ from pitrec.models.csa import CSA
 from pitrec.models.item_to_token import ItemToToken
 from pitrec.models.user_to_token import UserToToken
 from pitrec.serve.catalog import Catalog
-from pitrec.serve.cold_start import NewItemEmbedder
+from pitrec.serve.cold_start import NewItemEmbedder, content_neighbour_sids, text_part
 from pitrec.serve.engines.base import Engine, Ranked
 from pitrec.serve.errors import NotSupported, finite_or_none
 from pitrec.serve.loader import RunDirError, ServedRun
@@ -51,6 +51,7 @@ class PITModels:
     # where explained SIDs' log-probabilities came from, over every version (``/stats``); counts
     # from concurrent requests may race, they are diagnostics
     explain_sources: SourceCounts = field(default_factory=SourceCounts)
+    trained_text: np.ndarray | None = None  # unit text rows of the trained items (content_neighbours)
 
     @property
     def pc(self):
@@ -73,6 +74,22 @@ class PITModels:
                 raise
         return self.embedder
 
+    def neighbour_space(self, catalog: Catalog) -> np.ndarray:
+        """The trained items' text vectors, for ``pit.new_item_sids=content_neighbours``: CSA's
+        saved content rows, the space the service embeds new text in."""
+        if self.trained_text is None:
+            if self.csa is None:
+                raise NotSupported("pit.new_item_sids=content_neighbours needs the trained items' content vectors, "
+                                   "which only CSA saves (this run has pit.csa=false); use pit.new_item_sids=i2t")
+            embedder = self.new_item_embedder(catalog)
+            content = self.csa.item_embedding.content.cpu().numpy()[:len(self.initial_codes)]
+            self.trained_text = text_part(content, embedder.collaborative_dim)
+        return self.trained_text
+
+    def added_item_weight(self) -> float:
+        """The score factor of items added since training, the one of the run's placement rule."""
+        return self.pc.neighbour_item_weight if self.pc.new_item_sids == "content_neighbours" else self.pc.added_item_weight
+
 
 class PITEngine(Engine):
     method = "pit"
@@ -87,7 +104,7 @@ class PITEngine(Engine):
             trained = len(models.initial_codes)
             codes = np.concatenate([models.initial_codes.cpu().numpy(), index.primary_codes()[trained:]])
         self.history_codes = torch.from_numpy(codes).to(models.device)
-        self.item_log_prior = added_item_prior(self.n_items, len(models.initial_codes), models.pc.added_item_weight,
+        self.item_log_prior = added_item_prior(self.n_items, len(models.initial_codes), models.added_item_weight(),
                                                models.device)
 
     # -- loading -----------------------------------------------------------------------------
@@ -187,9 +204,28 @@ class PITEngine(Engine):
         """Cold start: content vector of the text -> X from CSA without an id row -> I2T beam
         search proposes ``pit.candidates`` SIDs -> the item enters the index with the plausible
         ones (a SID already held by ``max_items_per_sid`` items says nothing about this one and is
-        skipped, as at a training refresh, unless it is all I2T proposes)."""
+        skipped, as at a training refresh, unless it is all I2T proposes). Under
+        ``pit.new_item_sids=content_neighbours`` its SIDs are its nearest trained items' instead."""
         m, pc = self.models, self.models.pc
-        content = torch.from_numpy(m.new_item_embedder(catalog)(catalog, title, list(attributes), raw_id)).to(m.device)
+        vector = m.new_item_embedder(catalog)(catalog, title, list(attributes), raw_id)
+        if pc.new_item_sids == "content_neighbours":
+            trained = len(m.initial_codes)
+            codes, weights = content_neighbour_sids(
+                m.neighbour_space(catalog), text_part(vector, m.embedder.collaborative_dim)[0],
+                self.index.primary_codes()[:trained], pc.new_item_neighbours, pc.max_sids_per_item,
+                self.index.new_edge_weight)
+        else:
+            codes, weights = self._i2t_sids(torch.from_numpy(vector).to(m.device), attributes)
+        item = self.n_items
+        index = copy.deepcopy(self.index)
+        index.add_item(item, codes, weights)
+        record = {"op": "add_item", "item": item, "id": raw_id, "title": title,
+                  "attributes": [catalog.attribute_ids[a] for a in attributes], "sids_from": pc.new_item_sids,
+                  "codes": codes.tolist(), "weights": weights.tolist()}
+        return PITEngine(m, index), record
+
+    def _i2t_sids(self, content: torch.Tensor, attributes: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+        m, pc = self.models, self.models.pc
         if m.csa is not None:
             attr = torch.tensor(list(attributes), dtype=torch.long, device=m.device)
             x = m.csa.item_embedding.features(content, attr, torch.zeros(1, dtype=torch.long, device=m.device), None)
@@ -205,14 +241,7 @@ class PITEngine(Engine):
         if not len(keep):
             keep = np.flatnonzero(alive)[:1]
         keep = keep[:pc.max_sids_per_item]
-        weights = np.full(len(keep), self.index.new_edge_weight)
-        item = self.n_items
-        index = copy.deepcopy(self.index)
-        index.add_item(item, codes[keep], weights)
-        record = {"op": "add_item", "item": item, "id": raw_id, "title": title,
-                  "attributes": [catalog.attribute_ids[a] for a in attributes],
-                  "codes": codes[keep].tolist(), "weights": weights.tolist()}
-        return PITEngine(m, index), record
+        return codes[keep], np.full(len(keep), self.index.new_edge_weight)
 
     @torch.no_grad()
     def with_feedback(self, history: torch.Tensor, item: int) -> tuple["PITEngine", dict[str, Any], int]:

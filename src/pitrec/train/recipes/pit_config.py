@@ -57,6 +57,17 @@ class PITConfig(Section):
     # holder (the selection's collision rule, n = 2): beauty .0590 and 8% of slots, synthetic
     # 4%; the trade-off per value is in benchmarks/results/cold_start.md.
     added_item_weight: float = Field(0.5, gt=0)
+    # serving: where an added item's SIDs come from. i2t: Item-to-Token on the id-free item
+    # embedding (the paper's rule). content_neighbours: the primary SIDs of its
+    # new_item_neighbours nearest trained items by content cosine, weighted by the similarity; a
+    # content neighbour is not biased towards popular items as the id-free proposals are (beauty,
+    # 1,000 cold cases: cold R@10 .0490 with warm users' R@10 -3%, where i2t at 1.0 gives .0530 at
+    # -19%; benchmarks/tuning/cold_start_beauty.md). Its items are scored times
+    # neighbour_item_weight instead of added_item_weight: spread over k SIDs, an item's share of
+    # each is ~1/k, where a trained item's primary SID holds ~0.5 of it.
+    new_item_sids: Literal["i2t", "content_neighbours"] = "i2t"
+    new_item_neighbours: int = Field(4, ge=1)
+    neighbour_item_weight: float = Field(2.0, gt=0)
     history_sids: Literal["primary", "initial"] = "primary"  # which SID encodes history items
     # selection pays log(items holding the SID): a SID shared by n items names the target only
     # with probability 1/n. Without it the cheapest SID is the one every item shares (collapse).
