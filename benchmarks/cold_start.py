@@ -146,12 +146,12 @@ def rank_inserted(rec: Recommender, cold: tuple[list[list], list], warm_users: t
     """The cold cases and the warm sample ranked by a service holding the inserted items."""
     metrics = ranked_metrics(rec, *cold, new)
     share = metrics.pop("new_item_share_of_top10")
-    return {"added_item_weight": rec.run.cfg.pit.added_item_weight, "catalogue_items": rec.engine.n_items,
+    return {"added_item_weight": rec.engine.models.added_item_weight(), "catalogue_items": rec.engine.n_items,
             "cold": metrics, "new_item_share_of_top10": share, "warm_after": ranked_metrics(rec, *warm_users, new)}
 
 
 def placement(rec: Recommender, reduced: Interactions) -> dict:
-    """Where Item-to-Token put the added items: how many share their first SID with a trained item,
+    """Where the added items were put (Item-to-Token, or their content neighbours): how many share their first SID with a trained item,
     and how popular (training interactions) those trained items are against the catalogue's mean.
     An added item on a popular item's SID inherits that item's probability for every user."""
     items, codes, _ = rec.engine.index.edges()
@@ -215,8 +215,11 @@ def main() -> None:
     ap.add_argument("--warm-users", type=int, default=3000,
                     help="test users with an old next item, ranked before and after the insertion")
     ap.add_argument("--added-item-weights", type=lambda v: [float(x) for x in v.split(",")], default=[1.0, 0.7, 0.5, 0.4, 0.25],
-                    help="also serve with these pit.added_item_weight values (comma-separated); the run's own value "
-                         "comes first and gives the headline figures")
+                    help="also serve with these added-item weights (comma-separated; pit.added_item_weight, or "
+                         "pit.neighbour_item_weight under content_neighbours); the run's own value comes first and "
+                         "gives the headline figures")
+    ap.add_argument("--new-item-sids", choices=["i2t", "content_neighbours"], default=None,
+                    help="serve with this pit.new_item_sids (default: the run's own)")
     ap.add_argument("--bench", default=None, help="bench config whose PIT row (--method) sets the training")
     ap.add_argument("--method", default=None, help="with --bench: the row's label, e.g. pit/cf-lean-stride")
     ap.add_argument("--dataset", default=None, help="with --bench: the dataset name (default: its first)")
@@ -236,13 +239,16 @@ def main() -> None:
     if not histories:
         sys.exit("no cold cases: no held-out item follows another item in any sequence")
     new = {full.item_ids[i] for i in held}
-    served = Recommender.load(args.out, persist=False, threads=args.threads)
+    placed = [] if args.new_item_sids is None else [f"pit.new_item_sids={args.new_item_sids}"]
+    served = Recommender.load(args.out, persist=False, threads=args.threads, decoding=placed)
     warm_before = ranked_metrics(served, *warm_users, new=set())
-    default_weight = served.run.cfg.pit.added_item_weight
+    sids_from = served.run.cfg.pit.new_item_sids
+    weight_key = "neighbour_item_weight" if sids_from == "content_neighbours" else "added_item_weight"
+    default_weight = served.engine.models.added_item_weight()
     weights = list(dict.fromkeys([default_weight, *args.added_item_weights]))
     sweep, where = [], None
     for weight in weights:  # the same SIDs each time: the weight only scales the added items' scores
-        rec = Recommender.load(args.out, persist=False, threads=args.threads, decoding=[f"pit.added_item_weight={weight}"])
+        rec = Recommender.load(args.out, persist=False, threads=args.threads, decoding=[*placed, f"pit.{weight_key}={weight}"])
         insert_held_out(rec, full, held)
         sweep.append(rank_inserted(rec, (histories, targets), warm_users, new))
         if where is None:
@@ -255,7 +261,7 @@ def main() -> None:
         "chance": {f"recall@{k}": k / headline["catalogue_items"] for k in KS},
         "new_item_share_of_top10": headline["new_item_share_of_top10"],
         "new_item_share_of_catalogue": len(held) / headline["catalogue_items"],
-        "added_item_weight": default_weight,
+        "added_item_weight": default_weight, "new_item_sids": sids_from,
         "warm_test": {k: warm["test"][k] for k in ("recall@10", "ndcg@10", "recall@20", "ndcg@20")},
         "warm_sample": {"users": len(warm_users[0]), "before_insert": warm_before, "after_insert": headline["warm_after"]},
         "placement": where,
@@ -281,6 +287,8 @@ def report(doc: dict) -> str:
         knn_cell = "-" if knn is None else (f"{knn['recall@10']:.4f} / {knn['ndcg@10']:.4f} "
                                             f"({knn['new_item_share_of_top10']:.3f})")
         weight = f" (added_item_weight {r['added_item_weight']:g})" if "added_item_weight" in r else ""
+        if r.get("new_item_sids", "i2t") != "i2t":
+            weight = f" (SIDs from {r['new_item_sids']}, weight {r['added_item_weight']:g})"
         lines.append(f"| {r['label']}{weight} | {r['held_out_items']} | {r['catalogue_items']} | {r['cold_cases']} | "
                      f"{c['recall@10']:.4f} | {c['ndcg@10']:.4f} | {c['recall@20']:.4f} | {r['chance']['recall@10']:.4f} | "
                      f"{r['new_item_share_of_top10']:.3f} ({r['new_item_share_of_catalogue']:.3f}) | "

@@ -14,7 +14,12 @@ users (``--users`` of each):
 - ``shared SIDs split by weight``: an item on a SID several items hold gets its edge weight's share
   of the SID's probability (P(item | SID) from the edge weights) instead of all of it;
 - ``SID weights = I2T probability``: an added item's SID weights are Item-to-Token's probabilities,
-  not renormalised, so its score is sum_s P(s | user) P_I2T(s | item).
+  not renormalised, so its score is sum_s P(s | user) P_I2T(s | item);
+- ``content neighbour's SID`` / ``content neighbours' SIDs (top 4)``: no Item-to-Token at all: an
+  added item takes the primary SID of its nearest trained item(s) by content cosine (the vectors
+  the service embeds it with and CSA's content rows), weights proportional to the similarity. A
+  content neighbour is not biased towards popular items, as Item-to-Token's id-free proposals are.
+``--weights 1,0.5`` serves every placement under each ``pit.added_item_weight``.
 Also prints Item-to-Token's probability of its top proposal for the added items. Prints Markdown.
 Exploratory: scoring rules here are patched onto the engine, not served settings.
 """
@@ -33,7 +38,7 @@ import cold_start as cs  # noqa: E402  (benchmarks/cold_start.py: the protocol t
 
 from pitrec.index.beam_index import BeamIndex  # noqa: E402
 from pitrec.index.proposals import unique_proposals  # noqa: E402
-from pitrec.serve.engines.pit import PITEngine  # noqa: E402
+from pitrec.serve.engines.pit import PITEngine, added_item_prior  # noqa: E402
 from pitrec.serve.recommender import Recommender  # noqa: E402
 
 
@@ -53,6 +58,8 @@ def main() -> None:
     ap.add_argument("--held-out", type=float, default=0.05)
     ap.add_argument("--users", type=int, default=1000)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--weights", default="1", help="comma-separated pit.added_item_weight values")
+    ap.add_argument("--only", default=None, help="only the policies whose name contains this")
     args, extra = ap.parse_known_args()
     args.data = args.overlay = None
     cfg = cs.cold_start_config(args, [e.lstrip("-") for e in extra if e != "--"])
@@ -73,9 +80,17 @@ def main() -> None:
         proposals.append({tuple(c): lp for c, lp in zip(out.codes[0].tolist(), out.log_probs[0].tolist())})
         return out
 
-    i2t.generate = recording
+    models = rec.engine.models
+    contents: list[np.ndarray] = []  # per added item: the content vector the service embedded
+    make_embedder = models.new_item_embedder
+
+    def recording_embedder(catalog):
+        embed = make_embedder(catalog)
+        return lambda *a: contents.append(embed(*a)) or contents[-1]
+
+    i2t.generate, models.new_item_embedder = recording, recording_embedder
     cs.insert_held_out(rec, full, held)
-    i2t.generate = generate
+    i2t.generate, models.new_item_embedder = generate, make_embedder
     engine, index = rec.engine, rec.engine.index
     n_trained = rec.catalog.n_base
     items, codes, weights = index.edges()
@@ -118,21 +133,54 @@ def main() -> None:
             log_q[j] = proposals[items[j] - n_trained][tuple(codes[j].tolist())]
         e.edge_log_q = torch.from_numpy(log_q[order]).float()
 
+    def neighbours(k: int, clone: bool = False) -> BeamIndex:
+        # text part only: with pit.item_content=tokenizer_input a trained row also holds its
+        # collaborative vector, a new one zeros there
+        text = contents[0].shape[1] - models.embedder.collaborative_dim
+        trained = models.csa.item_embedding.content.cpu().numpy()[:, :text]
+        unit = trained / np.maximum(np.linalg.norm(trained, axis=1, keepdims=True), 1e-12)
+        new_vecs = np.concatenate(contents)[:, :text]
+        new_vecs = new_vecs / np.maximum(np.linalg.norm(new_vecs, axis=1, keepdims=True), 1e-12)
+        sim = new_vecs @ unit.T
+        nearest = np.argsort(-sim, axis=1)[:, :k]
+        primary = index.primary_codes()
+        rows, new_codes, new_w = [], [], []
+        if clone:  # every SID of the nearest trained item, with its weights
+            start = np.searchsorted(items, nearest[:, 0])
+            end = np.searchsorted(items, nearest[:, 0], side="right")
+            for j, (a, b) in enumerate(zip(start, end)):
+                rows += [n_trained + j] * (b - a)
+                new_codes += list(codes[a:b])
+                new_w += list(weights[a:b])
+            nearest = nearest[:0]
+        for j, nn in enumerate(nearest):
+            _, first_of = np.unique(primary[nn], axis=0, return_index=True)  # two neighbours, one SID
+            for n in nn[np.sort(first_of)]:
+                rows.append(n_trained + j), new_codes.append(primary[n]), new_w.append(max(sim[j, n], 1e-3))
+        return BeamIndex(index.codebook_sizes, index.n_items, np.r_[items[~added], rows],
+                         np.concatenate([codes[~added], np.array(new_codes)]), np.r_[weights[~added], new_w],
+                         max_sids_per_item=index.max_sids_per_item, new_edge_weight=index.new_edge_weight)
+
     policies = [("as inserted", index, None), ("own SIDs (unique, free last token)", own_sids(), None),
                 ("first SID only", rebuild(~added | first), None),
-                ("shared SIDs split by weight", index, split_by_weight), ("SID weights = I2T probability", index, i2t_probability)]
+                ("shared SIDs split by weight", index, split_by_weight), ("SID weights = I2T probability", index, i2t_probability),
+                ("content neighbour's SID", neighbours(1), None), ("content neighbours' SIDs (top 4)", neighbours(4), None),
+                ("content neighbour's SIDs and weights (clone)", neighbours(1, clone=True), None)]
+    policies = [p for p in policies if args.only is None or args.only in p[0]]
     print(f"Item-to-Token's top proposal for the {len(held)} added items: probability {np.median(top1):.4f} at the median "
           f"(10%-90%: {np.quantile(top1, .1):.4f}-{np.quantile(top1, .9):.4f}). {args.users} cold cases and {args.users} "
           f"warm users (Recall@10 {before['recall@10']:.4f}, NDCG@10 {before['ndcg@10']:.4f} before the insertion).\n")
-    print("| policy | cold R@10 | cold N@10 | new in cold top-10 | warm R@10 | warm N@10 | new in warm top-10 |")
-    print("|---|---|---|---|---|---|---|")
+    print("| policy | weight | cold R@10 | cold N@10 | new in cold top-10 | warm R@10 | warm N@10 | new in warm top-10 |")
+    print("|---|---|---|---|---|---|---|---|")
     for name, idx, patch in policies:
-        rec._engine = PITEngine(engine.models, idx)
-        if patch is not None:
-            patch(rec._engine)
-        c, w = cs.ranked_metrics(rec, *cold, new), cs.ranked_metrics(rec, *warm, new)
-        print(f"| {name} | {c['recall@10']:.4f} | {c['ndcg@10']:.4f} | {c['new_item_share_of_top10']:.3f} | "
-              f"{w['recall@10']:.4f} | {w['ndcg@10']:.4f} | {w['new_item_share_of_top10']:.3f} |", flush=True)
+        for weight in [float(w) for w in args.weights.split(",")]:
+            rec._engine = PITEngine(engine.models, idx)
+            if patch is not None:
+                patch(rec._engine)
+            rec._engine.item_log_prior = added_item_prior(idx.n_items, n_trained, weight, models.device)
+            c, w = cs.ranked_metrics(rec, *cold, new), cs.ranked_metrics(rec, *warm, new)
+            print(f"| {name} | {weight:g} | {c['recall@10']:.4f} | {c['ndcg@10']:.4f} | {c['new_item_share_of_top10']:.3f} | "
+                  f"{w['recall@10']:.4f} | {w['ndcg@10']:.4f} | {w['new_item_share_of_top10']:.3f} |", flush=True)
 
 
 if __name__ == "__main__":
