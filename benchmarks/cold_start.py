@@ -224,6 +224,7 @@ def main() -> None:
     ap.add_argument("--method", default=None, help="with --bench: the row's label, e.g. pit/cf-lean-stride")
     ap.add_argument("--dataset", default=None, help="with --bench: the dataset name (default: its first)")
     args, extra = ap.parse_known_args()
+    torch.set_num_threads(args.threads)  # before provenance, whose machine line names the thread count
     started = provenance()  # the code that runs is the code at the start, however long training takes
     cfg = cold_start_config(args, [e.lstrip("-") for e in extra if e != "--"])
     full, held, reduced, info, split = held_out_data(cfg, args.held_out, args.seed)
