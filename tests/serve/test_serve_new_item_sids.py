@@ -35,8 +35,9 @@ def test_nearest_primary_sids_in_order_of_similarity_shared_ones_once():
     assert codes.tolist() == [[0, 0]] and weights.tolist() == [1.0]
 
 
-def test_an_item_with_a_trained_items_text_gets_that_items_primary_sid(pit_run):
-    rec = Recommender.load(pit_run, persist=False, decoding=[*NEIGHBOURS, "pit.new_item_neighbours=1"])
+@pytest.mark.parametrize("method", ["pit", "pit-cf"])  # pit-cf: content rows [text ; collaborative vector]
+def test_an_item_with_a_trained_items_text_gets_that_items_primary_sid(trained_runs, method):
+    rec = Recommender.load(trained_runs(method), persist=False, decoding=[*NEIGHBOURS, "pit.new_item_neighbours=1"])
     twin = 5
     title, attrs = rec.catalog.texts[twin], rec.catalog.attributes[twin]
     assert title
