@@ -38,6 +38,7 @@ import cold_start as cs  # noqa: E402  (benchmarks/cold_start.py: the protocol t
 
 from pitrec.index.beam_index import BeamIndex  # noqa: E402
 from pitrec.index.proposals import unique_proposals  # noqa: E402
+from pitrec.serve.cold_start import content_neighbour_sids, text_part  # noqa: E402
 from pitrec.serve.engines.pit import PITEngine, added_item_prior  # noqa: E402
 from pitrec.serve.recommender import Recommender  # noqa: E402
 
@@ -134,31 +135,26 @@ def main() -> None:
         e.edge_log_q = torch.from_numpy(log_q[order]).float()
 
     def neighbours(k: int, clone: bool = False) -> BeamIndex:
-        # text part only: with pit.item_content=tokenizer_input a trained row also holds its
-        # collaborative vector, a new one zeros there
-        text = contents[0].shape[1] - models.embedder.collaborative_dim
-        trained = models.csa.item_embedding.content.cpu().numpy()[:, :text]
-        unit = trained / np.maximum(np.linalg.norm(trained, axis=1, keepdims=True), 1e-12)
-        new_vecs = np.concatenate(contents)[:, :text]
-        new_vecs = new_vecs / np.maximum(np.linalg.norm(new_vecs, axis=1, keepdims=True), 1e-12)
-        sim = new_vecs @ unit.T
-        nearest = np.argsort(-sim, axis=1)[:, :k]
-        primary = index.primary_codes()
+        """The service's ``content_neighbour_sids`` (k nearest trained items' primary SIDs), or with
+        ``clone`` every SID of the nearest one with its weights."""
+        trained_text = text_part(models.csa.item_embedding.content.cpu().numpy()[:n_trained],
+                                 models.embedder.collaborative_dim)
+        new_text = text_part(np.concatenate(contents), models.embedder.collaborative_dim)
+        primary = index.primary_codes()[:n_trained]
         rows, new_codes, new_w = [], [], []
-        if clone:  # every SID of the nearest trained item, with its weights
-            start = np.searchsorted(items, nearest[:, 0])
-            end = np.searchsorted(items, nearest[:, 0], side="right")
-            for j, (a, b) in enumerate(zip(start, end)):
-                rows += [n_trained + j] * (b - a)
-                new_codes += list(codes[a:b])
-                new_w += list(weights[a:b])
-            nearest = nearest[:0]
-        for j, nn in enumerate(nearest):
-            _, first_of = np.unique(primary[nn], axis=0, return_index=True)  # two neighbours, one SID
-            for n in nn[np.sort(first_of)]:
-                rows.append(n_trained + j), new_codes.append(primary[n]), new_w.append(max(sim[j, n], 1e-3))
+        for j, vector in enumerate(new_text):
+            if clone:
+                nearest = int(np.argmax(trained_text @ vector))
+                a, b = np.searchsorted(items, nearest), np.searchsorted(items, nearest, side="right")
+                c, w = codes[a:b], weights[a:b]
+            else:
+                c, w = content_neighbour_sids(trained_text, vector, primary, k, index.max_sids_per_item,
+                                              index.new_edge_weight)
+            rows += [n_trained + j] * len(c)
+            new_codes.append(c)
+            new_w.append(w)
         return BeamIndex(index.codebook_sizes, index.n_items, np.r_[items[~added], rows],
-                         np.concatenate([codes[~added], np.array(new_codes)]), np.r_[weights[~added], new_w],
+                         np.concatenate([codes[~added], *new_codes]), np.concatenate([weights[~added], *new_w]),
                          max_sids_per_item=index.max_sids_per_item, new_edge_weight=index.new_edge_weight)
 
     policies = [("as inserted", index, None), ("own SIDs (unique, free last token)", own_sids(), None),
