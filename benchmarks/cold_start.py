@@ -151,8 +151,9 @@ def rank_inserted(rec: Recommender, cold: tuple[list[list], list], warm_users: t
 
 
 def placement(rec: Recommender, reduced: Interactions) -> dict:
-    """Where the added items were put (Item-to-Token, or their content neighbours): how many share their first SID with a trained item,
-    and how popular (training interactions) those trained items are against the catalogue's mean.
+    """Where the added items were put (Item-to-Token, or their content neighbours): how many share
+    their first SID with a trained item, and how popular (training interactions) those trained
+    items are against the catalogue's mean.
     An added item on a popular item's SID inherits that item's probability for every user."""
     items, codes, _ = rec.engine.index.edges()
     n_trained = rec.catalog.n_base
@@ -244,7 +245,7 @@ def main() -> None:
     served = Recommender.load(args.out, persist=False, threads=args.threads, decoding=placed)
     warm_before = ranked_metrics(served, *warm_users, new=set())
     sids_from = served.run.cfg.pit.new_item_sids
-    weight_key = "neighbour_item_weight" if sids_from == "content_neighbours" else "added_item_weight"
+    weight_key = served.engine.models.added_item_weight_key()
     default_weight = served.engine.models.added_item_weight()
     weights = list(dict.fromkeys([default_weight, *args.added_item_weights]))
     sweep, where = [], None

@@ -86,9 +86,12 @@ class PITModels:
             self.trained_text = text_part(content, embedder.collaborative_dim)
         return self.trained_text
 
+    def added_item_weight_key(self) -> str:
+        """The ``pit.`` setting that scales items added since training, the one of the run's placement rule."""
+        return "neighbour_item_weight" if self.pc.new_item_sids == "content_neighbours" else "added_item_weight"
+
     def added_item_weight(self) -> float:
-        """The score factor of items added since training, the one of the run's placement rule."""
-        return self.pc.neighbour_item_weight if self.pc.new_item_sids == "content_neighbours" else self.pc.added_item_weight
+        return getattr(self.pc, self.added_item_weight_key())
 
 
 class PITEngine(Engine):
