@@ -221,6 +221,9 @@ def main() -> None:
                          "gives the headline figures")
     ap.add_argument("--new-item-sids", choices=["i2t", "content_neighbours"], default=None,
                     help="serve with this pit.new_item_sids (default: the run's own)")
+    ap.add_argument("--decoding", action="append", default=[], metavar="pit.KEY=VALUE",
+                    help="another serving setting for the insertion (a decoding key, no retraining; repeatable), "
+                         "e.g. pit.new_item_neighbours=1")
     ap.add_argument("--bench", default=None, help="bench config whose PIT row (--method) sets the training")
     ap.add_argument("--method", default=None, help="with --bench: the row's label, e.g. pit/cf-lean-stride")
     ap.add_argument("--dataset", default=None, help="with --bench: the dataset name (default: its first)")
@@ -241,7 +244,7 @@ def main() -> None:
     if not histories:
         sys.exit("no cold cases: no held-out item follows another item in any sequence")
     new = {full.item_ids[i] for i in held}
-    placed = [] if args.new_item_sids is None else [f"pit.new_item_sids={args.new_item_sids}"]
+    placed = [*([] if args.new_item_sids is None else [f"pit.new_item_sids={args.new_item_sids}"]), *args.decoding]
     served = Recommender.load(args.out, persist=False, threads=args.threads, decoding=placed)
     warm_before = ranked_metrics(served, *warm_users, new=set())
     sids_from = served.run.cfg.pit.new_item_sids
@@ -263,7 +266,7 @@ def main() -> None:
         "chance": {f"recall@{k}": k / headline["catalogue_items"] for k in KS},
         "new_item_share_of_top10": headline["new_item_share_of_top10"],
         "new_item_share_of_catalogue": len(held) / headline["catalogue_items"],
-        "added_item_weight": default_weight, "new_item_sids": sids_from,
+        "added_item_weight": default_weight, "new_item_sids": sids_from, "serving_overrides": placed,
         "warm_test": {k: warm["test"][k] for k in ("recall@10", "ndcg@10", "recall@20", "ndcg@20")},
         "warm_sample": {"users": len(warm_users[0]), "before_insert": warm_before, "after_insert": headline["warm_after"]},
         "placement": where,
@@ -313,6 +316,8 @@ def report(doc: dict) -> str:
         lines.append("")
     for r in doc["runs"]:
         lines.append(f"- **{r['label']}**: `{r['command']}` at {r['git_sha']} on {r['machine']}, {r['created']}.")
+        if r.get("serving_overrides"):
+            lines.append(f"  Served with {', '.join(f'`{o}`' for o in r['serving_overrides'])}.")
         if r.get("placement") and r["placement"]["holder_training_interactions_mean"] is not None:
             p = r["placement"]
             lines.append(f"  Placement: {p['first_sid_held_by_trained_share']:.1%} of the {p['added_items']} added items got a "
