@@ -16,6 +16,9 @@ under ``weighted``), and ties are broken by item id.
 the service gives items added after training ``log pit.added_item_weight`` there, because
 Item-to-Token places unseen content on the SIDs of popular trained items and an added item would
 otherwise tie with or outrank them for every user (measured: ``benchmarks/cold_start.py``).
+``added_log_prior`` = (first added item, (B, n_added) table) adds a per-user term to the items
+from the first added one on: the service's ``pit.new_item_text_affinity``, which tells the users
+whose recent items read like a new item from those whose do not.
 """
 
 from __future__ import annotations
@@ -32,7 +35,8 @@ Aggregation = Literal["max", "sum", "weighted"]
 
 def aggregate_beams(leaves: torch.Tensor, log_probs: torch.Tensor, trie: Trie, k: int, rule: Aggregation = "sum",
                     edge_log_q: torch.Tensor | None = None, exclude: torch.Tensor | None = None,
-                    item_log_prior: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                    item_log_prior: torch.Tensor | None = None,
+                    added_log_prior: tuple[int, torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Beams (B, W) -> the top ``k`` distinct items per user (B, k) and their scores, -1 / -inf
     padded. ``edge_log_q`` (aligned with ``trie.leaf_items``) is required for ``weighted``."""
     if rule not in ("max", "sum", "weighted"):
@@ -42,6 +46,9 @@ def aggregate_beams(leaves: torch.Tensor, log_probs: torch.Tensor, trie: Trie, k
     if item_log_prior is not None and item_log_prior.shape != (trie.n_items,):
         raise ValueError(f"item_log_prior must have one value per item ({trie.n_items}), got {tuple(item_log_prior.shape)}")
     B, W = leaves.shape
+    if added_log_prior is not None and added_log_prior[1].shape != (B, trie.n_items - added_log_prior[0]):
+        raise ValueError(f"added_log_prior's table must be (users, added items) = {(B, trie.n_items - added_log_prior[0])}, "
+                         f"got {tuple(added_log_prior[1].shape)}")
     live = torch.where(torch.isfinite(log_probs), leaves, torch.full_like(leaves, -1)).reshape(-1)
     items, source = trie.items_of(live)
     row = torch.div(source, W, rounding_mode="floor")
@@ -73,6 +80,10 @@ def aggregate_beams(leaves: torch.Tensor, log_probs: torch.Tensor, trie: Trie, k
     g_item = uniq % trie.n_items
     if item_log_prior is not None:
         agg = agg + item_log_prior[g_item].to(agg.dtype)
+    if added_log_prior is not None:
+        first, table = added_log_prior
+        added = g_item >= first
+        agg[added] += table[g_row[added], g_item[added] - first].to(agg.dtype)
     # order: by user, then score descending, then item id ascending (uniq is sorted by item)
     order = torch.sort(-agg, stable=True).indices
     order = order[torch.sort(g_row[order], stable=True).indices]

@@ -35,6 +35,21 @@ def compile_index(index, one_to_many: bool, device: torch.device | str) -> tuple
     return trie.to(device), torch.from_numpy(np.log(q[order])).float().to(device)
 
 
+@dataclass(frozen=True)
+class TextAffinity:
+    """``pit.new_item_text_affinity``: items from ``first_added`` on gain ``strength`` x the cosine of
+    their text row to the user's last history item's (``text``: unit rows, one per item)."""
+
+    text: torch.Tensor
+    first_added: int
+    strength: float
+
+    def table(self, history: torch.Tensor) -> torch.Tensor:
+        """(B, n_added) log-score terms of the added items for these (left-padded) histories."""
+        last = self.text[history[:, -1].clamp(min=0)]
+        return self.strength * (last @ self.text[self.first_added:].T)
+
+
 @dataclass
 class RankedBeams:
     """A ranking (B, k) with the search behind it: the users' memory, their final beams (B, W):
@@ -59,19 +74,23 @@ class PITRanker:
 
     def __init__(self, model, history_codes: torch.Tensor, trie: Trie, edge_log_q: torch.Tensor,
                  beam_width: int, aggregation: Aggregation = "weighted", max_widen: int = 3,
-                 renormalize_last: bool = False, item_log_prior: torch.Tensor | None = None):
+                 renormalize_last: bool = False, item_log_prior: torch.Tensor | None = None,
+                 text_affinity: TextAffinity | None = None):
         self.model, self.history_codes, self.trie, self.edge_log_q = model, history_codes, trie, edge_log_q
         self.item_log_prior = item_log_prior  # per item, added to its score (aggregate_beams)
+        self.text_affinity = text_affinity  # per user and added item, added to its score
         self.beam_width, self.aggregation, self.max_widen = beam_width, aggregation, max_widen
         self.renormalize_last = renormalize_last
         self.beams = self.invalid = self.widened = 0
 
     @classmethod
     def from_config(cls, pc, model, history_codes: torch.Tensor, trie: Trie, edge_log_q: torch.Tensor,
-                    item_log_prior: torch.Tensor | None = None) -> "PITRanker":
+                    item_log_prior: torch.Tensor | None = None, text_affinity: TextAffinity | None = None
+                    ) -> "PITRanker":
         """The ranker a run's ``pit`` section describes: training's validation and the service use this one."""
         return cls(model, history_codes, trie, edge_log_q, pc.beam_width, pc.aggregation,
-                   renormalize_last=pc.last_level == "renormalized", item_log_prior=item_log_prior)
+                   renormalize_last=pc.last_level == "renormalized", item_log_prior=item_log_prior,
+                   text_affinity=text_affinity)
 
     @torch.no_grad()
     def rank(self, history: torch.Tensor, k: int, exclude_history: bool = False) -> torch.Tensor:
@@ -92,8 +111,9 @@ class PITRanker:
                                               items=history)
         width = max(self.beam_width, k)
         cross = self.model.cross_keys_values(memory)
+        affinity = None if self.text_affinity is None else self.text_affinity.table(history)
         items, scores, exhausted, leaves, log_probs, frontier, penultimate = self._search(
-            memory, history if exclude_history else None, width, k, cross)
+            memory, history if exclude_history else None, width, k, cross, affinity)
         rows = torch.arange(len(history), device=history.device)
         for _ in range(self.max_widen):
             short = (items[:, -1] < 0) & ~exhausted
@@ -103,7 +123,8 @@ class PITRanker:
             self.widened += int(short.sum())
             sub = Memory(memory.states[short], memory.valid[short])
             sub_items, sub_scores, sub_exhausted, sub_leaves, sub_log_probs, sub_frontier, _ = self._search(
-                sub, history[short] if exclude_history else None, width, k)
+                sub, history[short] if exclude_history else None, width, k,
+                affinity=None if affinity is None else affinity[short])
             idx = rows[short]
             items[idx], scores[idx], exhausted[idx] = sub_items, sub_scores, sub_exhausted
             leaves = torch.cat([leaves, leaves.new_full((len(leaves), width - leaves.shape[1]), -1)], 1)
@@ -113,13 +134,15 @@ class PITRanker:
             frontier, penultimate = frontier.widened(idx, sub_frontier), None
         return RankedBeams(items, scores, memory, leaves, log_probs, frontier, penultimate, cross)
 
-    def _search(self, memory: Memory, exclude: torch.Tensor | None, width: int, k: int, cross=None):
+    def _search(self, memory: Memory, exclude: torch.Tensor | None, width: int, k: int, cross=None,
+                affinity: torch.Tensor | None = None):
         result = self.model.generate(memory, width, self.trie, renormalize_last=self.renormalize_last, cross=cross)
         alive = result.alive
         self.beams += int(alive.sum())
         self.invalid += int((alive & (result.leaves < 0)).sum())
         items, scores = aggregate_beams(result.leaves, result.log_probs, self.trie, k, self.aggregation,
-                                        self.edge_log_q, exclude, self.item_log_prior)
+                                        self.edge_log_q, exclude, self.item_log_prior,
+                                        None if affinity is None else (self.text_affinity.first_added, affinity))
         exhausted = ~alive.all(1)  # fewer SIDs than beams: a wider search finds nothing new
         leaves = torch.where(alive, result.leaves, torch.full_like(result.leaves, -1))
         return items, scores, exhausted, leaves, result.log_probs, result.frontier, result.penultimate

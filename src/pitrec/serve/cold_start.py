@@ -12,9 +12,11 @@ the service says so instead of tokenising from a different space.
 from __future__ import annotations
 
 import logging
+import threading
 from typing import Callable
 
 import numpy as np
+import torch
 
 from pitrec.embed.encoders import EncoderUnavailable
 from pitrec.embed.stage import make_encoder
@@ -97,3 +99,35 @@ def content_neighbour_sids(trained_text: np.ndarray, new_text: np.ndarray, prima
     nearest = nearest[np.sort(first)][:max_sids]
     similarity = np.maximum(sim[nearest], 1e-3)
     return primary_codes[nearest], edge_weight * similarity / similarity[0]
+
+
+class ItemTextRows:
+    """Unit text rows of every item the service holds, for ``pit.new_item_text_affinity``: the
+    trained items' from CSA's saved content rows; an added item's given at insertion or, for one
+    restored from the journal or a snapshot, embedded from its catalogue entry on first use. Items
+    are only appended, so the first n rows serve every version with n items. Shared by all
+    versions, so it locks: a read path may embed a restored item while a writer inserts one."""
+
+    def __init__(self, trained: np.ndarray, embed: Callable[[int], np.ndarray]):
+        self.trained, self.embed = trained.astype(np.float32), embed
+        self.added: dict[int, np.ndarray] = {}
+        self._rows: torch.Tensor | None = None
+        self._lock = threading.Lock()
+
+    def remember(self, item: int, row: np.ndarray) -> None:
+        """An inserted item's row (an insertion that was not committed leaves its number to the next one)."""
+        with self._lock:
+            self.added[item] = row.astype(np.float32)
+            if self._rows is not None and len(self._rows) > item:
+                self._rows = None
+
+    def first(self, n: int) -> torch.Tensor:
+        """(n, D) rows of items 0..n-1."""
+        with self._lock:
+            if self._rows is None or len(self._rows) < n:
+                for j in range(len(self.trained), n):
+                    if j not in self.added:
+                        self.added[j] = self.embed(j).astype(np.float32)
+                added = [self.added[j] for j in range(len(self.trained), n)]
+                self._rows = torch.from_numpy(np.concatenate([self.trained, *[r[None] for r in added]]))
+            return self._rows[:n]

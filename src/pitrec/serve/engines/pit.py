@@ -18,13 +18,13 @@ import torch
 
 from pitrec.data.batches import PAD
 from pitrec.decoding.explain_scores import SourceCounts, sid_log_probs
-from pitrec.decoding.pit_ranker import PITRanker, RankedBeams, compile_index
+from pitrec.decoding.pit_ranker import PITRanker, RankedBeams, TextAffinity, compile_index
 from pitrec.index.beam_index import BeamIndex, BeamIndexError
 from pitrec.models.csa import CSA
 from pitrec.models.item_to_token import ItemToToken
 from pitrec.models.user_to_token import UserToToken
 from pitrec.serve.catalog import Catalog
-from pitrec.serve.cold_start import NewItemEmbedder, content_neighbour_sids, text_part
+from pitrec.serve.cold_start import ItemTextRows, NewItemEmbedder, content_neighbour_sids, text_part
 from pitrec.serve.engines.base import Engine, Ranked
 from pitrec.serve.errors import NotSupported, finite_or_none
 from pitrec.serve.loader import RunDirError, ServedRun
@@ -52,6 +52,7 @@ class PITModels:
     # from concurrent requests may race, they are diagnostics
     explain_sources: SourceCounts = field(default_factory=SourceCounts)
     trained_text: np.ndarray | None = None  # unit text rows of the trained items (content_neighbours)
+    text_rows: ItemTextRows | None = None  # every item's (pit.new_item_text_affinity)
 
     @property
     def pc(self):
@@ -85,6 +86,19 @@ class PITModels:
             content = self.csa.item_embedding.content.cpu().numpy()[:len(self.initial_codes)]
             self.trained_text = text_part(content, embedder.collaborative_dim)
         return self.trained_text
+
+    def item_text_rows(self) -> ItemTextRows:
+        """Every item's unit text row, built on first use (``pit.new_item_text_affinity``)."""
+        if self.text_rows is None:
+            catalog = self.run.catalog  # the service's own: items added online are appended to it
+
+            def embed(item: int) -> np.ndarray:
+                vector = self.new_item_embedder(catalog)(catalog, catalog.texts[item], list(catalog.attributes[item]),
+                                                         catalog.ids[item])
+                return text_part(vector, self.embedder.collaborative_dim)[0]
+
+            self.text_rows = ItemTextRows(self.neighbour_space(catalog), embed)
+        return self.text_rows
 
     def added_item_weight_key(self) -> str:
         """The ``pit.`` setting that scales items added since training, the one of the run's placement rule."""
@@ -123,6 +137,9 @@ class PITEngine(Engine):
         # the items trained with an id row (cold-start items added since have none)
         id_rows = flat.get("u2t.item_emb.weight")
         u2t = UserToToken(sizes, cfg.u2t, n if id_rows is None else int(id_rows.shape[0]) - 1)
+        if cfg.pit.new_item_text_affinity > 0 and not cfg.pit.csa:
+            raise NotSupported("pit.new_item_text_affinity needs the trained items' content vectors, which only CSA "
+                               "saves (this run has pit.csa=false); serve it with pit.new_item_text_affinity=0")
         csa = None
         if cfg.pit.csa:
             content = flat.get("csa.item_embedding.content")
@@ -144,7 +161,12 @@ class PITEngine(Engine):
     def ranker(self) -> PITRanker:
         """A ranker with this version's index and the run's decoding settings."""
         m = self.models
-        return PITRanker.from_config(m.pc, m.u2t, self.history_codes, self.trie, self.edge_log_q, self.item_log_prior)
+        trained, affinity = len(m.initial_codes), None
+        if m.pc.new_item_text_affinity > 0 and self.n_items > trained:
+            affinity = TextAffinity(m.item_text_rows().first(self.n_items).to(m.device), trained,
+                                    m.pc.new_item_text_affinity)
+        return PITRanker.from_config(m.pc, m.u2t, self.history_codes, self.trie, self.edge_log_q, self.item_log_prior,
+                                     affinity)
 
     @torch.no_grad()
     def rank(self, history: torch.Tensor, k: int, exclude_history: bool, explain: bool = True) -> list[list[Ranked]]:
@@ -220,6 +242,8 @@ class PITEngine(Engine):
         else:
             codes, weights = self._i2t_sids(torch.from_numpy(vector).to(m.device), attributes)
         item = self.n_items
+        if pc.new_item_text_affinity > 0:
+            m.item_text_rows().remember(item, text_part(vector, m.embedder.collaborative_dim)[0])
         index = copy.deepcopy(self.index)
         index.add_item(item, codes, weights)
         record = {"op": "add_item", "item": item, "id": raw_id, "title": title,

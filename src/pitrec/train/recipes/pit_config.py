@@ -68,6 +68,12 @@ class PITConfig(Section):
     new_item_sids: Literal["i2t", "content_neighbours"] = "i2t"
     new_item_neighbours: int = Field(4, ge=1)
     neighbour_item_weight: float = Field(2.0, gt=0)
+    # serving: an added item's log-score also gains this x the cosine of its text to the text of
+    # the user's last history item (0: off). The weights above are the same for every user, so
+    # they show new items to users whose next item is an old one as readily as to those whose
+    # next item is new; the item's text is all that is known of it, and a user whose last item
+    # reads like it is likelier to want it (benchmarks/tuning/cold_start_beauty.md). Needs CSA.
+    new_item_text_affinity: float = Field(0.0, ge=0)
     history_sids: Literal["primary", "initial"] = "primary"  # which SID encodes history items
     # selection pays log(items holding the SID): a SID shared by n items names the target only
     # with probability 1/n. Without it the cheapest SID is the one every item shares (collapse).
