@@ -223,12 +223,17 @@ def provenance(argv: list[str] | None = None) -> dict[str, Any]:
 
 def save_labelled_record(json_path: str | Path, record: dict[str, Any], render) -> dict[str, Any]:
     """Add ``record`` to a standalone benchmark's ``{"runs": [...]}`` file, replacing the run with
-    the same label, and rewrite the Markdown beside it (``render(doc)``); both written atomically."""
+    the same label, and rewrite the Markdown beside it (``render(doc)``); both written atomically,
+    under a lock so that two runs finishing together do not lose each other's record."""
+    import fcntl
+
     from pitrec.utils.io import atomic_write_text
 
     path = Path(json_path)
-    doc = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {"runs": []}
-    doc["runs"] = [r for r in doc["runs"] if r["label"] != record["label"]] + [record]
-    atomic_write_json(path, doc)
-    atomic_write_text(path.with_suffix(".md"), render(doc))
+    with open(path.with_name(path.name + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        doc = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {"runs": []}
+        doc["runs"] = [r for r in doc["runs"] if r["label"] != record["label"]] + [record]
+        atomic_write_json(path, doc)
+        atomic_write_text(path.with_suffix(".md"), render(doc))
     return doc
