@@ -12,7 +12,7 @@ from pitrec.decoding.aggregate import aggregate_beams
 from pitrec.decoding.pit_ranker import TextAffinity
 from pitrec.index.trie import Trie
 from pitrec.serve import Recommender
-from pitrec.serve.errors import NotSupported
+from pitrec.serve.loader import RunDirError
 from pitrec.serve.schemas import MAX_K
 
 HISTORY = [1, 2, 3]
@@ -79,5 +79,5 @@ def test_items_restored_after_a_restart_get_the_same_term(pit_run, serve_state):
 
 
 def test_a_run_without_csa_refuses_the_affinity_at_load(trained_runs):
-    with pytest.raises(NotSupported, match="new_item_text_affinity"):
+    with pytest.raises(RunDirError, match="new_item_text_affinity"):  # the CLI reports it as a load error
         Recommender.load(trained_runs("pit-no-csa"), persist=False, decoding=["pit.new_item_text_affinity=1"])

@@ -138,8 +138,9 @@ class PITEngine(Engine):
         id_rows = flat.get("u2t.item_emb.weight")
         u2t = UserToToken(sizes, cfg.u2t, n if id_rows is None else int(id_rows.shape[0]) - 1)
         if cfg.pit.new_item_text_affinity > 0 and not cfg.pit.csa:
-            raise NotSupported("pit.new_item_text_affinity needs the trained items' content vectors, which only CSA "
-                               "saves (this run has pit.csa=false); serve it with pit.new_item_text_affinity=0")
+            raise RunDirError(f"{run.path}: pit.new_item_text_affinity needs the trained items' content vectors, "
+                              "which only CSA saves (this run has pit.csa=false); serve it with "
+                              "pit.new_item_text_affinity=0")
         csa = None
         if cfg.pit.csa:
             content = flat.get("csa.item_embedding.content")
