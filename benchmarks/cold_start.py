@@ -197,6 +197,34 @@ def cold_start_config(args: argparse.Namespace, extra: list[str]) -> Config:
     return load_config("pit", overrides=deep_merge(runs[0].cfg.to_dict(), parse_overrides(ours)))
 
 
+def probe_parser(doc: str) -> argparse.ArgumentParser:
+    """The options of the tuning probes that reuse a finished run of this script: the same options
+    give the same held-out items, split and cases."""
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--bench", default=None, help="bench config of the run's PIT row (default: the synthetic demo)")
+    ap.add_argument("--method", default=None, help="with --bench: the row's label")
+    ap.add_argument("--dataset", default=None)
+    ap.add_argument("--out", required=True, help="a finished cold_start.py run directory")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--held-out", type=float, default=0.05)
+    ap.add_argument("--users", type=int, default=1000, help="cold cases and warm users sampled, of each")
+    ap.add_argument("--threads", type=int, default=1)
+    return ap
+
+
+def probe_cases(args: argparse.Namespace, extra: list[str]):
+    """A probe's config, full data, held-out items and samples of ``args.users`` warm users and
+    cold cases (raw ids), and the held-out items' raw ids."""
+    args.data = args.overlay = None
+    cfg = cold_start_config(args, [e.lstrip("-") for e in extra if e != "--"])
+    full, held, reduced, _, split = held_out_data(cfg, args.held_out, args.seed)
+    warm = warm_sample(reduced, split, args.users, args.seed)
+    cold_h, cold_t = cold_cases(full, held)
+    pick = np.sort(np.random.default_rng(args.seed + 2).choice(len(cold_t), min(args.users, len(cold_t)), replace=False))
+    cold = ([cold_h[i] for i in pick], [cold_t[i] for i in pick])
+    return cfg, full, held, warm, cold, {full.item_ids[i] for i in held}
+
+
 def default_label(args: argparse.Namespace) -> str:
     if args.bench is not None:
         return f"{args.dataset}-{args.method}-seed{args.seed}"

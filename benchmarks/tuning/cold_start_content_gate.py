@@ -18,7 +18,6 @@ Same held-out items, cold cases and warm users as ``benchmarks/cold_start.py`` (
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -68,28 +67,13 @@ def reranked_metrics(ids: list[list], scores: list[list[float]], profiles: np.nd
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--bench", default=None, help="bench config of the run's PIT row (default: the synthetic demo)")
-    ap.add_argument("--method", default=None)
-    ap.add_argument("--dataset", default=None)
-    ap.add_argument("--out", required=True, help="a finished cold_start.py run directory")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--held-out", type=float, default=0.05)
-    ap.add_argument("--users", type=int, default=1000)
+    ap = cs.probe_parser(__doc__)
     ap.add_argument("--pool", type=int, default=50, help="items per user from the service, re-ranked")
-    ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--placement", choices=["i2t", "content_neighbours"], default="content_neighbours")
     ap.add_argument("--weights", default="3,2", help="comma-separated added-item weights of the placement")
     ap.add_argument("--betas", default="0,2,5,10", help="comma-separated content-term strengths (0: the service)")
     args, extra = ap.parse_known_args()
-    args.data = args.overlay = None
-    cfg = cs.cold_start_config(args, [e.lstrip("-") for e in extra if e != "--"])
-    full, held, reduced, _, split = cs.held_out_data(cfg, args.held_out, args.seed)
-    warm = cs.warm_sample(reduced, split, args.users, args.seed)
-    cold_h, cold_t = cs.cold_cases(full, held)
-    pick = np.sort(np.random.default_rng(args.seed + 2).choice(len(cold_t), min(args.users, len(cold_t)), replace=False))
-    cold = ([cold_h[i] for i in pick], [cold_t[i] for i in pick])
-    new = {full.item_ids[i] for i in held}
+    cfg, full, held, warm, cold, new = cs.probe_cases(args, extra)
     text = unit_rows(item_embeddings(cfg, full))
     index = {raw: j for j, raw in enumerate(full.item_ids)}
     profiles = {name: user_profiles(h, text, index, cfg.knn.last_items, cfg.knn.decay)

@@ -26,7 +26,6 @@ Exploratory: scoring rules here are patched onto the engine, not served settings
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -50,26 +49,11 @@ def leaf_order(engine: PITEngine, items: np.ndarray, codes: np.ndarray) -> np.nd
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--bench", required=True)
-    ap.add_argument("--method", required=True)
-    ap.add_argument("--dataset", default=None)
-    ap.add_argument("--out", required=True, help="a finished cold_start.py run directory")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--held-out", type=float, default=0.05)
-    ap.add_argument("--users", type=int, default=1000)
-    ap.add_argument("--threads", type=int, default=1)
+    ap = cs.probe_parser(__doc__)
     ap.add_argument("--weights", default="1", help="comma-separated pit.added_item_weight values")
     ap.add_argument("--only", default=None, help="only the policies whose name contains this")
     args, extra = ap.parse_known_args()
-    args.data = args.overlay = None
-    cfg = cs.cold_start_config(args, [e.lstrip("-") for e in extra if e != "--"])
-    full, held, reduced, _, split = cs.held_out_data(cfg, args.held_out, args.seed)  # cold_start.py's items
-    warm = cs.warm_sample(reduced, split, args.users, args.seed)
-    cold_h, cold_t = cs.cold_cases(full, held)
-    pick = np.sort(np.random.default_rng(args.seed + 2).choice(len(cold_t), min(args.users, len(cold_t)), replace=False))
-    cold = ([cold_h[i] for i in pick], [cold_t[i] for i in pick])
-    new = {full.item_ids[i] for i in held}
+    _, full, held, warm, cold, new = cs.probe_cases(args, extra)
 
     rec = Recommender.load(args.out, persist=False, threads=args.threads, decoding=["pit.added_item_weight=1"])
     before = cs.ranked_metrics(rec, *warm, set())
