@@ -10,10 +10,11 @@ to the users whose next item is one (cold) also shows them to users whose next i
 (warm). The item's text is the one thing known about it; a user whose recent items read like it is
 likelier to want it. This probe adds ``beta x cos(item text, user's recent text)`` to the log-score
 of the added items only (the user's recent text: content kNN's profile, ``knn.last_items`` items
-decayed by ``knn.decay``) and re-ranks each user's top ``--pool`` items from the service. Items
-outside the pool cannot enter, so the figures bound what a served setting would give from below.
-Same held-out items, cold cases and warm users as ``benchmarks/cold_start.py`` (reuses its run in
-``--out``); a sample of ``--users`` of each. Prints Markdown. Exploratory, not a served setting.
+decayed by ``knn.decay``) and re-ranks each user's top ``--pool`` items from the service; items
+outside the pool cannot enter. Same held-out items, cold cases and warm users as
+``benchmarks/cold_start.py`` (reuses its run in ``--out``); a sample of ``--users`` of each. Prints
+Markdown. Exploratory: the served setting it led to is ``pit.new_item_text_affinity`` (the last
+history item's text, inside the beam search's items), measured with ``cold_start.py --decoding``.
 """
 
 from __future__ import annotations
