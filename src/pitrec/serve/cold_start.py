@@ -106,10 +106,11 @@ class ItemTextRows:
     trained items' from CSA's saved content rows; an added item's given at insertion or, for one
     restored from the journal or a snapshot, embedded from its catalogue entry on first use. Items
     are only appended, so the first n rows serve every version with n items. Shared by all
-    versions, so it locks: a read path may embed a restored item while a writer inserts one."""
+    versions, so it locks: a read path may embed a restored item while a writer inserts one. The
+    rows live on the models' device, built once per new item count rather than moved per request."""
 
-    def __init__(self, trained: np.ndarray, embed: Callable[[int], np.ndarray]):
-        self.trained, self.embed = trained.astype(np.float32), embed
+    def __init__(self, trained: np.ndarray, embed: Callable[[int], np.ndarray], device: torch.device | str = "cpu"):
+        self.trained, self.embed, self.device = trained.astype(np.float32, copy=False), embed, device
         self.added: dict[int, np.ndarray] = {}
         self._rows: torch.Tensor | None = None
         self._lock = threading.Lock()
@@ -129,5 +130,5 @@ class ItemTextRows:
                     if j not in self.added:
                         self.added[j] = self.embed(j).astype(np.float32)
                 added = [self.added[j] for j in range(len(self.trained), n)]
-                self._rows = torch.from_numpy(np.concatenate([self.trained, *[r[None] for r in added]]))
+                self._rows = torch.from_numpy(np.concatenate([self.trained, *[r[None] for r in added]])).to(self.device)
             return self._rows[:n]

@@ -97,7 +97,7 @@ class PITModels:
                                                          catalog.ids[item])
                 return text_part(vector, self.embedder.collaborative_dim)[0]
 
-            self.text_rows = ItemTextRows(self.neighbour_space(catalog), embed)
+            self.text_rows = ItemTextRows(self.neighbour_space(catalog), embed, self.device)
         return self.text_rows
 
     def added_item_weight_key(self) -> str:
@@ -164,7 +164,7 @@ class PITEngine(Engine):
         m = self.models
         trained, affinity = len(m.initial_codes), None
         if m.pc.new_item_text_affinity > 0 and self.n_items > trained:
-            affinity = TextAffinity(m.item_text_rows().first(self.n_items).to(m.device), trained,
+            affinity = TextAffinity(m.item_text_rows().first(self.n_items), trained,
                                     m.pc.new_item_text_affinity)
         return PITRanker.from_config(m.pc, m.u2t, self.history_codes, self.trie, self.edge_log_q, self.item_log_prior,
                                      affinity)
