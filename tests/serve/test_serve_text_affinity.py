@@ -1,6 +1,6 @@
 """``pit.new_item_text_affinity``: an added item's log-score gains strength x the cosine of its text
-to the user's last history item's, per user; trained items' scores do not move, and the term
-survives a restart (restored items are embedded again from their catalogue entries)."""
+to the user's last history item's (or the mean of its last few), per user; trained items' scores do
+not move, and the term survives a restart (restored items are embedded again from their catalogue entries)."""
 
 from __future__ import annotations
 
@@ -23,6 +23,20 @@ def test_the_table_is_strength_times_cosine_to_the_last_history_item():
     affinity = TextAffinity(text, first_added=3, strength=2.0)
     table = affinity.table(torch.tensor([[PAD, 0, 2], [1, 0, 0]]))  # left-padded; last items 2 and 0
     assert table.flatten().tolist() == pytest.approx([2 * 0.96, 2 * 0.8, 2 * 0.8, 0.0])
+
+
+def test_a_longer_history_compares_with_the_normalised_mean_of_its_last_items():
+    text = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.6, 0.8], [0.8, 0.6]])
+    histories = torch.tensor([[0, 0, 1], [PAD, PAD, 1], [PAD, PAD, PAD]])  # the last is an empty history
+    two = TextAffinity(text, first_added=2, strength=1.0, history=2).table(histories)
+    mean = 0.5 ** 0.5  # the unit mean of rows 0 and 1 is (1, 1) / sqrt 2
+    assert two[0].tolist() == pytest.approx([mean * 1.4, mean * 1.4])
+    assert two[1].tolist() == pytest.approx([0.8, 0.6])  # PAD counts for nothing: row 1 alone
+    assert two[2].tolist() == [0.0, 0.0]  # no history, no term (not item 0's)
+    longer = TextAffinity(text, first_added=2, strength=1.0, history=50).table(histories)
+    assert longer[0].tolist() == pytest.approx([2.0 / 5 ** 0.5, 2.2 / 5 ** 0.5])  # (2, 1) / sqrt 5
+    last = TextAffinity(text, first_added=2, strength=1.0).table(histories)
+    assert last[:2].flatten().tolist() == pytest.approx([0.8, 0.6, 0.8, 0.6])
 
 
 def test_aggregation_adds_the_users_own_term_to_added_items_only():
@@ -63,6 +77,23 @@ def test_added_items_gain_strength_times_cosine_and_trained_items_keep_their_sco
     assert float(rows[recs[1.5].catalog.dense("twin")] @ rows[last]) == pytest.approx(1.0, abs=1e-3)
     trained = (set(served[0.0]) & set(served[1.5])) - {"twin", "other"}
     assert trained and all(served[1.5][i] == pytest.approx(served[0.0][i], abs=1e-6) for i in trained)
+
+
+def test_the_served_history_setting_moves_added_items_by_the_profile_cosine(pit_run):
+    served, recs = {}, {}
+    for history in (1, 3):
+        rec = Recommender.load(pit_run, persist=False, decoding=["pit.new_item_text_affinity=1",
+                                                                 f"pit.new_item_text_affinity_history={history}",
+                                                                 "pit.added_item_weight=1"])
+        _add_two(rec)
+        served[history], recs[history] = _scores(rec), rec
+    rows = recs[3].engine.models.item_text_rows().first(recs[3].engine.n_items)
+    profile = torch.nn.functional.normalize(rows[[recs[3].catalog.dense(i) for i in HISTORY]].sum(0), dim=0)
+    last = rows[recs[3].catalog.dense(HISTORY[-1])]
+    for added in ("twin", "other"):
+        row = rows[recs[3].catalog.dense(added)]
+        assert served[3][added] - served[1][added] == pytest.approx(float(row @ profile - row @ last), abs=1e-4)
+    assert float(rows[recs[3].catalog.dense("twin")] @ profile) < 0.999  # the profile is not the last item
 
 
 def test_items_restored_after_a_restart_get_the_same_term(pit_run, serve_state):

@@ -38,16 +38,26 @@ def compile_index(index, one_to_many: bool, device: torch.device | str) -> tuple
 @dataclass(frozen=True)
 class TextAffinity:
     """``pit.new_item_text_affinity``: items from ``first_added`` on gain ``strength`` x the cosine of
-    their text row to the user's last history item's (``text``: unit rows, one per item)."""
+    their text row to the user's text profile (``text``: unit rows, one per item). The profile is
+    the mean of the unit rows of the user's last ``history`` items (``pit.new_item_text_affinity_history``;
+    1: the last item alone), normalised: one item says what the user is doing now, several say
+    what the user keeps coming back to."""
 
     text: torch.Tensor
     first_added: int
     strength: float
+    history: int = 1
+
+    def profile(self, history: torch.Tensor) -> torch.Tensor:
+        """(B, d) unit text profiles of these (left-padded with PAD) histories."""
+        recent = history[:, -self.history:]
+        real = (recent != PAD).to(self.text.dtype).unsqueeze(-1)
+        summed = (self.text[recent.clamp(min=0)] * real).sum(dim=1)
+        return torch.nn.functional.normalize(summed, dim=-1)
 
     def table(self, history: torch.Tensor) -> torch.Tensor:
         """(B, n_added) log-score terms of the added items for these (left-padded) histories."""
-        last = self.text[history[:, -1].clamp(min=0)]
-        return self.strength * (last @ self.text[self.first_added:].T)
+        return self.strength * (self.profile(history) @ self.text[self.first_added:].T)
 
 
 @dataclass

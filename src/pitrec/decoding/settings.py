@@ -15,7 +15,8 @@ from pitrec.config import ConfigError, parse_overrides
 DECODING_KEYS: dict[str, tuple[str, ...]] = {"tiger": ("beam_width", "constrained", "last_level"),
                                               "pit": ("beam_width", "aggregation", "last_level", "one_to_many",
                                                       "added_item_weight", "new_item_sids", "new_item_neighbours",
-                                                      "neighbour_item_weight", "new_item_text_affinity")}
+                                                      "neighbour_item_weight", "new_item_text_affinity",
+                                                      "new_item_text_affinity_history")}
 
 
 def decoding_settings(cfg: Any, method: str) -> dict[str, Any]:

@@ -165,7 +165,7 @@ class PITEngine(Engine):
         trained, affinity = len(m.initial_codes), None
         if m.pc.new_item_text_affinity > 0 and self.n_items > trained:
             affinity = TextAffinity(m.item_text_rows().first(self.n_items), trained,
-                                    m.pc.new_item_text_affinity)
+                                    m.pc.new_item_text_affinity, m.pc.new_item_text_affinity_history)
         return PITRanker.from_config(m.pc, m.u2t, self.history_codes, self.trie, self.edge_log_q, self.item_log_prior,
                                      affinity)
 
