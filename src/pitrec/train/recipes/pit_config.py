@@ -74,8 +74,9 @@ class PITConfig(Section):
     # next item is new; the item's text is all that is known of it, and a user whose last item
     # reads like it is likelier to want it (benchmarks/tuning/cold_start_beauty.md). Needs CSA.
     new_item_text_affinity: float = Field(0.0, ge=0)
-    # the text the affinity compares with: the mean of the user's last this-many history items'
-    # text rows (1: the last item alone, the measured default)
+    # the text the affinity compares with: the normalised mean of the user's last this-many history
+    # items' text rows. 1 (the last item alone) is the default: on two beauty draws the mean of the
+    # last 3 or 10 was level with it, or behind, at equal warm cost (benchmarks/tuning/cold_start_beauty.md)
     new_item_text_affinity_history: int = Field(1, ge=1)
     history_sids: Literal["primary", "initial"] = "primary"  # which SID encodes history items
     # selection pays log(items holding the SID): a SID shared by n items names the target only
