@@ -34,6 +34,16 @@ def trim_columns(padded: np.ndarray) -> np.ndarray:
     return padded[:, int(np.argmax(filled)):]
 
 
+def recent_rows_sum(rows: torch.Tensor, history: torch.Tensor, last: int, decay: float = 1.0) -> torch.Tensor:
+    """(B, d): the sum of ``rows`` of each history's last ``last`` items, the j-th latest (j = 0 the
+    last column) weighted decay ** j, PAD counting for nothing (an empty history sums to 0). What a
+    user's recent items say about them, for content kNN's query and the cold-start text affinity."""
+    latest = history[:, -last:]
+    weights = decay ** torch.arange(latest.shape[1] - 1, -1, -1, device=history.device, dtype=rows.dtype)
+    weights = weights.masked_fill(latest == PAD, 0.0)
+    return (rows[latest.clamp(min=0)] * weights.unsqueeze(-1)).sum(1)
+
+
 @dataclass
 class Batch:
     history: torch.Tensor  # (B, T) int64, left-padded with PAD

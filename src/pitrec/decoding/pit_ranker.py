@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from pitrec.data.batches import PAD
+from pitrec.data.batches import PAD, recent_rows_sum
 from pitrec.decoding.aggregate import Aggregation, aggregate_beams
 from pitrec.decoding.beam_search import Frontier
 from pitrec.index.trie import Trie
@@ -50,10 +50,7 @@ class TextAffinity:
 
     def profile(self, history: torch.Tensor) -> torch.Tensor:
         """(B, d) unit text profiles of these (left-padded with PAD) histories."""
-        recent = history[:, -self.history:]
-        real = (recent != PAD).to(self.text.dtype).unsqueeze(-1)
-        summed = (self.text[recent.clamp(min=0)] * real).sum(dim=1)
-        return torch.nn.functional.normalize(summed, dim=-1)
+        return torch.nn.functional.normalize(recent_rows_sum(self.text, history, self.history), dim=-1)
 
     def table(self, history: torch.Tensor) -> torch.Tensor:
         """(B, n_added) log-score terms of the added items for these (left-padded) histories."""

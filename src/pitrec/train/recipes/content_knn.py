@@ -20,7 +20,7 @@ import torch
 from pydantic import Field
 
 from pitrec.config import Section
-from pitrec.data.batches import PAD
+from pitrec.data.batches import PAD, recent_rows_sum
 from pitrec.embed.stage import item_embeddings
 from pitrec.eval.evaluator import topk_from_scores
 from pitrec.registry import RECIPES, SECTIONS
@@ -51,11 +51,7 @@ class ContentKNNRanker:
         unit = self.unit.to(history.device)
         latest = history[:, -self.last_items:]
         real = latest != PAD
-        weights = self.decay ** torch.arange(latest.shape[1] - 1, -1, -1, device=history.device, dtype=unit.dtype)
-        weights = weights.masked_fill(~real, 0.0)
-        # left padding: the latest item is the last column, so weights count back from it
-        query = (unit[latest.clamp(min=0)] * weights.unsqueeze(-1)).sum(1)  # (B, d)
-        scores = query @ unit.T
+        scores = recent_rows_sum(unit, history, self.last_items, self.decay) @ unit.T
         rows = torch.arange(len(history), device=history.device).unsqueeze(1).expand_as(latest)
         scores[rows[real], latest[real]] = float("-inf")
         empty = ~real.any(1)
