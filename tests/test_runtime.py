@@ -68,3 +68,34 @@ def test_deterministic_algorithms_holds_for_the_block_and_restores_even_on_error
         assert torch.are_deterministic_algorithms_enabled() and torch.is_deterministic_algorithms_warn_only_enabled()
     finally:
         torch.use_deterministic_algorithms(False)
+
+
+def test_native_bfloat16_is_what_onednn_says_for_the_cpu_and_false_for_unknown_devices():
+    import torch
+
+    from pitrec.utils.runtime import native_bfloat16
+
+    assert native_bfloat16("cpu") == bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    assert native_bfloat16("meta") is False
+
+
+def test_slow_bfloat16_warns_once_per_purpose_and_not_where_it_is_native(monkeypatch):
+    import warnings
+
+    import pytest
+
+    import pitrec.utils.runtime as runtime
+
+    monkeypatch.setattr(runtime, "_SLOW_BFLOAT16_WARNED", set())
+    monkeypatch.setattr(runtime, "native_bfloat16", lambda device_type: False)
+    with pytest.warns(RuntimeWarning, match="training .* no native bfloat16"):
+        assert runtime.warn_if_slow_bfloat16("cpu", "training")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert not runtime.warn_if_slow_bfloat16("cpu", "training")  # said once already
+    with pytest.warns(RuntimeWarning, match="serving"):
+        assert runtime.warn_if_slow_bfloat16("cpu", "serving")
+    monkeypatch.setattr(runtime, "native_bfloat16", lambda device_type: True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert not runtime.warn_if_slow_bfloat16("cpu", "decoding")

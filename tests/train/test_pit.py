@@ -303,6 +303,42 @@ def test_bfloat16_selection_picks_a_near_minimum_candidate(tmp_path):
         min_loss_sids_prefix(recipe.u2t, recipe.index, memory, mask, targets, real, 3, precision="half")
 
 
+@pytest.mark.parametrize("native", [False, True])
+def test_auto_selection_precision_scores_in_bfloat16_only_where_the_device_has_native_units(tmp_path, monkeypatch, native):
+    """``auto`` is float32 on a CPU without native bfloat16 (AVX2 only: bfloat16 is converted
+    there and several times slower) and bfloat16 where oneDNN has kernels for it: the same picks,
+    to the bit, as the explicit setting it resolves to."""
+    import pitrec.train.selection as selection
+
+    recipe, w, memory, mask = _window_case(tmp_path, sids_per_item=3)
+    targets, real = w.items[:, -w.n_last:], w.targets
+    monkeypatch.setattr(selection, "native_bfloat16", lambda device_type: native)
+    monkeypatch.setattr(selection, "warn_if_slow_bfloat16", lambda *a: False)
+    picks = {p: selection.min_loss_sids_prefix(recipe.u2t, recipe.index, memory, mask, targets, real, 3,
+                                               precision=p).pick for p in ("auto", "float32", "bfloat16")}
+    assert picks["auto"].equal(picks["bfloat16" if native else "float32"])
+    assert selection.scoring_precision("auto", "cpu") == ("bfloat16" if native else "float32")
+
+
+def test_explicit_bfloat16_selection_warns_where_it_is_slower_than_float32(monkeypatch):
+    import pitrec.train.selection as selection
+    import pitrec.utils.runtime as runtime
+
+    monkeypatch.setattr(runtime, "_SLOW_BFLOAT16_WARNED", set())
+    monkeypatch.setattr(runtime, "native_bfloat16", lambda device_type: False)
+    with pytest.warns(RuntimeWarning, match="selection_precision.*no native bfloat16"):
+        assert selection.scoring_precision("bfloat16", "cpu") == "bfloat16"
+    assert selection.scoring_precision("float32", "cpu") == "float32"
+    monkeypatch.setattr(runtime, "native_bfloat16", lambda device_type: True)
+    monkeypatch.setattr(runtime, "_SLOW_BFLOAT16_WARNED", set())
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert selection.scoring_precision("bfloat16", "cpu") == "bfloat16"
+    with pytest.raises(ValueError, match="auto"):
+        selection.scoring_precision("half", "cpu")
+
+
 @pytest.mark.parametrize("new_edges", ["weighted", "below_primary"])
 def test_new_edges_below_primary_keeps_every_primary_through_a_refresh(tmp_path, new_edges):
     """After decays every item's weight is below new_edge_weight: by weight I2T's untested

@@ -23,6 +23,10 @@ it (``benchmarks/step_cost.py`` measures both).
 ``precision="bfloat16"`` scores under ``torch.autocast``: the scoring is forward-only and only its
 argmin is used, so the matrix products can run on AMX / AVX512-BF16 units; a near-tie may then
 flip (the agreement with float32 is measured by ``benchmarks/tuning/selection_precision.py``).
+Without such units (a CPU with AVX2 only) bfloat16 is converted, not computed, and the scoring
+costs several times float32's: ``"auto"`` scores in bfloat16 where the device has native units
+(``pitrec.utils.runtime.native_bfloat16``) and in float32 elsewhere; an explicit ``"bfloat16"``
+is kept as asked, with a warning on such a machine.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ from pitrec.index.beam_index import BeamIndex
 from pitrec.models.user_to_token import Memory, UserToToken
 from pitrec.train import distributed as dist
 from pitrec.train.selection_baseline import SelectionBaseline
+from pitrec.utils.runtime import native_bfloat16, warn_if_slow_bfloat16
 
 
 class Selection(NamedTuple):
@@ -61,13 +66,28 @@ def _draw(choice: torch.Tensor, share: float, rng: np.random.Generator | None) -
     return choice & torch.from_numpy(rng.random(len(choice)) < share).to(choice.device)
 
 
+PRECISIONS = ("float32", "bfloat16", "auto")
+
+
+def scoring_precision(precision: str, device_type: str) -> str:
+    """The precision the candidates are scored in: ``auto`` resolved for this device (bfloat16
+    where it has native bfloat16 units, float32 elsewhere); an explicit bfloat16 warns where it is
+    slower than float32."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"selection precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    if precision == "auto":
+        return "bfloat16" if native_bfloat16(device_type) else "float32"
+    if precision == "bfloat16":
+        warn_if_slow_bfloat16(device_type, "PIT's selection scoring (pit.selection_precision)")
+    return precision
+
+
 @contextlib.contextmanager
 def _scoring(u2t: UserToToken, device: torch.device, precision: str):
     """Candidates are scored with dropout off, then ``u2t`` goes back to its mode. bfloat16: under
     autocast. float32: the caller's context unchanged (an ``autocast(enabled=False)`` here would
     switch off a ``train.precision=bfloat16`` step's autocast)."""
-    if precision not in ("float32", "bfloat16"):
-        raise ValueError(f"selection precision must be float32 or bfloat16, got {precision!r}")
+    precision = scoring_precision(precision, device.type)
     was_training = u2t.training
     u2t.eval()
     try:

@@ -21,7 +21,7 @@ from pitrec.train import distributed as dist
 from pitrec.train.accuracy_probe import PROBE_STATE, AccuracyProbe
 from pitrec.train.checkpoint import load_checkpoint, save_checkpoint
 from pitrec.train.recipe import Recipe
-from pitrec.utils.runtime import peak_rss_mb
+from pitrec.utils.runtime import peak_rss_mb, warn_if_slow_bfloat16
 
 
 class Trainer:
@@ -332,6 +332,8 @@ def training_autocast(precision: str, device: torch.device | None):
     matrix products run in bfloat16 while weights, gradients and AdamW stay float32 (and losses,
     softmaxes and norms stay float32 by autocast's own op lists)."""
     device_type = device.type if device is not None else "cpu"
+    if precision == "bfloat16":
+        warn_if_slow_bfloat16(device_type, "training (train.precision)")
     return torch.autocast(device_type, dtype=torch.bfloat16, enabled=precision == "bfloat16")
 
 

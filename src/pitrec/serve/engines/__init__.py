@@ -6,6 +6,7 @@ import torch
 
 from pitrec.serve.engines.base import Engine, Ranked
 from pitrec.serve.loader import ServedRun
+from pitrec.utils.runtime import warn_if_slow_bfloat16
 
 
 # The served recommender's weights and activations. bfloat16 halves the memory traffic of the
@@ -27,6 +28,7 @@ def load_engine(run: ServedRun, device: str = "cpu", dtype: str = "float32") -> 
                              f"not for a {engine.method} run")
         # only the User-to-Token generator: PIT's Item-to-Token and CSA (new items) stay float32
         generator(engine).to(DTYPES[dtype])
+        warn_if_slow_bfloat16(torch.device(device).type, "the served generator (dtype)")
     return engine
 
 

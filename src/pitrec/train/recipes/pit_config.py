@@ -82,7 +82,10 @@ class PITConfig(Section):
     # selection pays log(items holding the SID): a SID shared by n items names the target only
     # with probability 1/n. Without it the cheapest SID is the one every item shares (collapse).
     collision_penalty: bool = True
-    selection_precision: Literal["float32", "bfloat16"] = "float32"  # see pitrec.train.selection
+    # auto: bfloat16 where the device has native bfloat16 units, float32 elsewhere (on a CPU with
+    # AVX2 only, bfloat16 scoring made a co-evolution step 1.84x a TIGER step, float32 1.27x;
+    # benchmarks/results/step_cost.md). See pitrec.train.selection
+    selection_precision: Literal["float32", "bfloat16", "auto"] = "float32"
     # min_loss: the paper's rule, the lowest U2T loss for this user. It stays with the item's
     # primary SID for 99% of targets (benchmarks/tuning/selection_margin_beauty.md). relative: the
     # loss minus its running mean over the item's users, and an alternative must win by
