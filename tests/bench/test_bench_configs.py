@@ -152,6 +152,10 @@ def test_epoch_matched_trains_the_main_recipes_for_a_fixed_number_of_epochs():
     assert {(r.cfg.train.epochs, r.cfg.train.max_minutes) for r in runs} == {(6, 0)}
 
 
+# long.yaml's decay row with the selection's precision chosen by the machine (float32 without native bfloat16)
+AUTO = "pit/cf-lean-stride-ffn256-below-capped-siblings-frozen8-wd-auto"
+
+
 def test_long_runs_differ_from_main_only_in_budget_patience_and_the_imported_table():
     """The long runs answer "how much is training time": the recipe must be main.yaml's."""
     budget = {"train": ("max_minutes", "patience")}
@@ -162,15 +166,19 @@ def test_long_runs_differ_from_main_only_in_budget_patience_and_the_imported_tab
                                                "pit/cf-lean-stride-ffn256-below-capped-siblings-frozen8",
                                                "tiger/cf-stride-ffn256-wd",
                                                "pit/cf-lean-stride-ffn256-below-capped-siblings-frozen8-wd",
+                                               "pit/cf-lean-stride-ffn256-below-capped-siblings-frozen8-wd-auto",
                                                "tiger/letter-stride-ffn256-wd", "tiger/cf-stride-ffn256-wd-120min",
                                                "pit/cf-lean-stride-ffn256-below-capped-siblings-frozen8-wd-120min"},
                                   {**budget, "tokenizer": ("name", "import_path")},
                                   main_label={"tiger/letter": "tiger", "tiger/letter-stride-ffn256-wd": "tiger/cf-stride-ffn256-wd",
                                               "tiger/cf-stride-ffn256-wd-120min": "tiger/cf-stride-ffn256-wd",
                                               "pit/cf-lean-stride-ffn256-below-capped-siblings-frozen8-wd-120min":
-                                                  "pit/cf-lean-stride-ffn256-below-capped-siblings-frozen8-wd"},
+                                                  "pit/cf-lean-stride-ffn256-below-capped-siblings-frozen8-wd",
+                                              AUTO: "pit/cf-lean-stride-ffn256-below-capped-siblings-frozen8-wd"},
                                   # LETTER's table in place of the CF SIDs: no collaborative vectors to fit
-                                  also_allowed={"tiger/letter-stride-ffn256-wd": {"tokenizer": ("collaborative_dim",)}})
+                                  also_allowed={"tiger/letter-stride-ffn256-wd": {"tokenizer": ("collaborative_dim",)},
+                                                AUTO: {"pit": ("selection_precision",)}})
+    assert {r.cfg.pit.selection_precision for r in runs if r.method.label == AUTO} == {"auto"}
     longer = {r.method.label for r in runs if r.cfg.train.max_minutes == 120}
     assert longer == {"tiger/cf-stride-ffn256-wd-120min", "pit/cf-lean-stride-ffn256-below-capped-siblings-frozen8-wd-120min"}
     assert {(r.cfg.train.max_minutes, r.cfg.train.patience) for r in runs if r.method.label not in longer} == {(80, 100)}
@@ -185,14 +193,16 @@ def test_long_runs_differ_from_main_only_in_budget_patience_and_the_imported_tab
                                                   "pit/cf-lean-stride-ffn256-below",
                                                   "pit/cf-lean-stride-ffn256-below-capped-siblings-frozen8",
                                                   "tiger/cf-stride-ffn256-wd",
-                                                  "pit/cf-lean-stride-ffn256-below-capped-siblings-frozen8-wd",
+                                                  "pit/cf-lean-stride-ffn256-below-capped-siblings-frozen8-wd", AUTO,
                                                   "tiger/cf-stride-ffn256-wd03", "tiger/cf-stride-ffn256-140min",
                                                   "tiger/cf-stride-ffn256-wd-120min"},
                                     budget, dataset="sports",
                                     main_label={"tiger/cf-stride-ffn256-wd03": "tiger/cf-stride-ffn256-wd",
                                                 "tiger/cf-stride-ffn256-140min": "tiger/cf-stride-ffn256",
-                                                "tiger/cf-stride-ffn256-wd-120min": "tiger/cf-stride-ffn256-wd"},
-                                    also_allowed={"tiger/cf-stride-ffn256-wd03": {"train": ("weight_decay",)}})
+                                                "tiger/cf-stride-ffn256-wd-120min": "tiger/cf-stride-ffn256-wd",
+                                                AUTO: "pit/cf-lean-stride-ffn256-below-capped-siblings-frozen8-wd"},
+                                    also_allowed={"tiger/cf-stride-ffn256-wd03": {"train": ("weight_decay",)},
+                                                  AUTO: {"pit": ("selection_precision",)}})
     budgets = {r.method.label: (r.cfg.train.max_minutes, r.cfg.train.patience) for r in sports}
     assert budgets.pop("tiger/cf-stride-ffn256-140min") == (140, 100)
     assert budgets.pop("tiger/cf-stride-ffn256-wd-120min") == (120, 100)
