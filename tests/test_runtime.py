@@ -99,3 +99,15 @@ def test_slow_bfloat16_warns_once_per_purpose_and_not_where_it_is_native(monkeyp
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert not runtime.warn_if_slow_bfloat16("cpu", "decoding")
+
+
+def test_the_machine_summary_names_the_vector_units_that_decide_bfloat16_speed(monkeypatch):
+    import pitrec.utils.runtime as runtime
+
+    info = runtime.machine_info()
+    assert info["native_bfloat16"] == runtime.native_bfloat16("cpu")
+    assert f"({info['cpu_capability']}" in runtime.machine_summary()
+    monkeypatch.setattr(runtime, "machine_info", lambda: dict(info, cpu_capability="AVX512", native_bfloat16=True))
+    assert runtime.machine_summary().startswith(f"{info['processor']} (AVX512, bfloat16 units), ")
+    monkeypatch.setattr(runtime, "machine_info", lambda: dict(info, cpu_capability="AVX2", native_bfloat16=False))
+    assert runtime.machine_summary().startswith(f"{info['processor']} (AVX2), ")

@@ -179,6 +179,10 @@ def machine_info() -> dict:
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "processor": _cpu_model(),
+        # two "AMD EPYC" VMs differ in what matters: one with AVX512-BF16 ran bfloat16 decoding 1.7x
+        # faster than float32, one with AVX2 only ran bfloat16 products 12x slower (docs/precision.md)
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "native_bfloat16": native_bfloat16("cpu"),
     }
     if torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(0)
@@ -187,7 +191,8 @@ def machine_info() -> dict:
 
 def machine_summary() -> str:
     m = machine_info()
-    s = f"{m['processor']}, {m['cpu_count']} cores ({m['torch_threads']} torch threads), torch {m['torch']}"
+    units = m["cpu_capability"] + (", bfloat16 units" if m["native_bfloat16"] else "")
+    s = f"{m['processor']} ({units}), {m['cpu_count']} cores ({m['torch_threads']} torch threads), torch {m['torch']}"
     if "gpu" in m:
         s += f", GPU {m['gpu']}"
     return s
