@@ -41,9 +41,9 @@ def native_bfloat16(device_type: str) -> bool:
     """Whether bfloat16 matrix products run on units made for them here, so that reduced precision
     buys speed: on a CPU, oneDNN's bfloat16 kernels (AVX512 with or without BF16, AMX); on CUDA, a
     GPU that supports bfloat16. A CPU with AVX2 only has neither, and PyTorch converts instead: on
-    the 2-core AMD EPYC of stop 46 a (2048x128) x (128x256) product took 31 ms in bfloat16
-    against 2.6 ms in float32, and PIT's selection scoring in bfloat16 made a co-evolution step
-    1.84x a TIGER step against 1.27x in float32 (benchmarks/results/step_cost.md)."""
+    the 2-core AMD EPYC of stop 46 a (2048x128) x (128x256) product took 12x float32's time in
+    bfloat16 (benchmarks/tuning/bfloat16_probe.py), and PIT's selection scoring in bfloat16 made a
+    co-evolution step 1.84x a TIGER step against 1.27x in float32 (benchmarks/results/step_cost.md)."""
     import torch
 
     if device_type == "cuda":
