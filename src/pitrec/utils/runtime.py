@@ -179,8 +179,9 @@ def machine_info() -> dict:
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "processor": _cpu_model(),
-        # two "AMD EPYC" VMs differ in what matters: one with AVX512-BF16 ran bfloat16 decoding 1.7x
-        # faster than float32, one with AVX2 only ran bfloat16 products 12x slower (docs/precision.md)
+        # two VMs both named "AMD EPYC" differ in what matters: on one, bfloat16 decoding ran 1.7x
+        # faster than float32 (decode_speed.md's -epyc rows); the other has AVX2 only, and bfloat16
+        # products ran 5-12x slower there (docs/precision.md)
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "native_bfloat16": native_bfloat16("cpu"),
     }
