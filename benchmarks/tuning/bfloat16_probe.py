@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from pitrec.bench.results import provenance, save_labelled_record
-from pitrec.utils.runtime import native_bfloat16, set_threads
+from pitrec.utils.runtime import set_threads
 
 RESULTS = Path(__file__).parents[1] / "results"
 
@@ -59,9 +59,10 @@ def main() -> None:
     for case in CASES:
         f32, b16 = (cpu_ms(_call(case, dt), args.repeats) for dt in (torch.float32, torch.bfloat16))
         timings[case] = {"float32_ms": f32, "bfloat16_ms": b16, "bfloat16_over_float32": b16 / f32}
-    record = {"label": args.label or f"{torch.backends.cpu.get_cpu_capability()}-{args.threads}thread",
-              "cpu_capability": torch.backends.cpu.get_cpu_capability(), "native_bfloat16": native_bfloat16("cpu"),
-              "threads": args.threads, "repeats": args.repeats, "timings": timings, **provenance()}
+    prov = provenance()  # its machine_info names the CPU's capability and bfloat16 units
+    capability, native = prov["machine_info"]["cpu_capability"], prov["machine_info"]["native_bfloat16"]
+    record = {"label": args.label or f"{capability}-{args.threads}thread", "cpu_capability": capability,
+              "native_bfloat16": native, "threads": args.threads, "repeats": args.repeats, "timings": timings, **prov}
     save_labelled_record(RESULTS / "bfloat16_probe.json", record, report)
     for case, t in timings.items():
         print(f"{case}: float32 {t['float32_ms']:.2f} ms, bfloat16 {t['bfloat16_ms']:.2f} ms "

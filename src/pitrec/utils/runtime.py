@@ -10,6 +10,7 @@ import resource
 import subprocess
 import sys
 import time
+import warnings
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -60,8 +61,6 @@ def warn_if_slow_bfloat16(device_type: str, what: str) -> bool:
     """Warn (once per device type and purpose) that ``what`` was asked to run in bfloat16 on a
     device without native bfloat16, where it is slower than float32, not faster. Returns whether
     it warned."""
-    import warnings
-
     key = f"{device_type}:{what}"
     if native_bfloat16(device_type) or key in _SLOW_BFLOAT16_WARNED:
         return False
