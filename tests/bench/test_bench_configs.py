@@ -146,10 +146,28 @@ def test_time_to_accuracy_runs_the_main_recipes_from_raw_files_with_the_probe():
     assert {(r.cfg.eval.accuracy_target, r.cfg.eval.accuracy_metric) for r in runs} == {(0.0384, "ndcg@10")}
 
 
+EPOCHS_50 = {"tiger/cf-stride-ffn256-wd-50ep": "tiger/cf-stride-ffn256-wd",
+             "pit/cf-lean-stride-ffn256-below-capped-siblings-frozen8-wd-auto-50ep":
+                 "pit/cf-lean-stride-ffn256-below-capped-siblings-frozen8-wd"}
+
+
 def test_epoch_matched_trains_the_main_recipes_for_a_fixed_number_of_epochs():
-    runs = _differences_from_main("epoch_matched.yaml", {"tiger/cf-sids", "pit/cf-sids"},
-                                  {"train": ("epochs", "max_minutes")})
-    assert {(r.cfg.train.epochs, r.cfg.train.max_minutes) for r in runs} == {(6, 0)}
+    """An epoch budget is the same on every machine: only the budget, early stopping (off for the
+    50-epoch rows) and, for PIT's 50-epoch row, the selection's precision (auto) may differ from main.yaml."""
+    pit_50 = "pit/cf-lean-stride-ffn256-below-capped-siblings-frozen8-wd-auto-50ep"
+    runs = _differences_from_main("epoch_matched.yaml", {"tiger/cf-sids", "pit/cf-sids", *EPOCHS_50},
+                                  {"train": ("epochs", "max_minutes")}, main_label=EPOCHS_50,
+                                  also_allowed={"tiger/cf-stride-ffn256-wd-50ep": {"train": ("patience",)},
+                                                pit_50: {"train": ("patience",), "pit": ("selection_precision",)}})
+    budgets = {(r.method.label, r.cfg.train.epochs, r.cfg.train.max_minutes) for r in runs}
+    assert budgets == {("tiger/cf-sids", 6, 0), ("pit/cf-sids", 6, 0), *((label, 50, 0) for label in EPOCHS_50)}
+    assert {r.cfg.train.patience for r in runs if r.method.label in EPOCHS_50} == {100}  # never stops early
+    assert {r.cfg.pit.selection_precision for r in runs if r.method.label == pit_50} == {"auto"}
+    # the 50-epoch pair differ from each other in the method's own sections alone
+    tiger, pit = ({k: v for k, v in r.cfg.to_dict().items() if k in ("train", "u2t", "tokenizer")}
+                  for r in sorted((r for r in runs if r.method.label in EPOCHS_50 and r.seed == 0),
+                                  key=lambda r: r.method.method != "tiger"))
+    assert tiger == pit
 
 
 # long.yaml's decay row with the selection's precision chosen by the machine (float32 without native bfloat16)
