@@ -156,6 +156,46 @@ def evaluate(ctx: typer.Context,
         console.print(f"wrote {json_out}")
 
 
+@app.command("eval-paired", context_settings=EXTRA)
+def evaluate_paired(ctx: typer.Context,
+                    run_a: Path = typer.Argument(..., help="the reference run directory"),
+                    run_b: Path = typer.Argument(..., help="the run compared with it (differences are b - a)"),
+                    part: str = typer.Option("test", help="test | valid"),
+                    confidence: float = typer.Option(0.95, help="of the bootstrap interval over users"),
+                    resamples: int = typer.Option(2000, help="bootstrap resamples"),
+                    json_out: Optional[Path] = typer.Option(None, "--json", help="also write the record to this JSON file")) -> None:
+    """Compare two trained runs user by user on the same split: each metric's difference with a
+    bootstrap interval over users and a paired t-test. With one run per method this tells whether
+    two models differ beyond the choice of users; the spread over training seeds it cannot give."""
+    from pitrec.train.evaluate_run import paired_runs
+    from pitrec.utils.io import atomic_write_json
+
+    try:
+        record = paired_runs(run_a, run_b, part, ctx.args, confidence, resamples)
+    except (DataError, ConfigError, FileNotFoundError, ValueError) as exc:
+        fail(str(exc))
+    table = Table(title=f"{part}, {record['users']} users: b = {run_b} ({record['methods'][1]}) against "
+                        f"a = {run_a} ({record['methods'][0]}); {confidence:.0%} bootstrap interval of b - a over "
+                        f"users, paired t-test p, users where b / a is higher")
+    for col in ("metric", "a", "b", "b - a", "interval", "p", "b>a", "a>b"):
+        table.add_column(col, justify="left" if col == "metric" else "right")
+    for d in record["differences"]:
+        table.add_row(d["metric"], f"{d['mean_a']:.4f}", f"{d['mean_b']:.4f}", f"{d['difference']:+.4f}",
+                      f"[{d['low']:+.4f}, {d['high']:+.4f}]", f"{d['p_value']:.3g}", str(d["b_better_users"]),
+                      str(d["a_better_users"]))
+    console.print(table)
+    if json_out is not None:
+        import shlex
+
+        from pitrec.bench.results import provenance
+
+        # the command from the parsed call: sys.argv is the host's when called in-process
+        command = shlex.join(["pitrec", "eval-paired", str(run_a), str(run_b), f"--part={part}",
+                              f"--confidence={confidence}", f"--resamples={resamples}", f"--json={json_out}", *ctx.args])
+        atomic_write_json(json_out, {**record, **provenance(), "command": command})
+        console.print(f"wrote {json_out}")
+
+
 DEMO_OVERLAY = Path(__file__).parent / "configs" / "demo_overlay.yaml"
 
 

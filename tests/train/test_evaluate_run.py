@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from pitrec.cli import app
 from pitrec.config import ConfigError
-from pitrec.train.evaluate_run import evaluate_run
+from pitrec.train.evaluate_run import evaluate_run, paired_runs
 
 METRIC_KEYS = [f"{m}@{k}" for m in ("recall", "ndcg") for k in (5, 10, 20)]
 
@@ -102,3 +102,51 @@ def test_pit_can_be_measured_again_with_one_sid_per_item(trained_runs, monkeypat
     assert single["overrides"] == {"pit": {"one_to_many": False}}
     assert single["metrics"]["users"] == evaluate_run(trained_runs("pit"))["metrics"]["users"]
     assert decoded_with[-1] is True  # the run's own setting when not overridden
+
+
+def test_paired_runs_compare_the_two_runs_own_test_metrics(trained_runs):
+    """The per-user comparison averages to what each run's own evaluation reports."""
+    tiger, pit = trained_runs("tiger"), trained_runs("pit")
+    record = paired_runs(tiger, pit)
+    assert record["methods"] == ["tiger", "pit"] and record["part"] == "test"
+    own_a, own_b = evaluate_run(tiger)["metrics"], evaluate_run(pit)["metrics"]
+    assert record["users"] == own_a["users"]
+    by_metric = {d["metric"]: d for d in record["differences"]}
+    assert set(by_metric) == set(METRIC_KEYS)
+    for metric, d in by_metric.items():
+        assert d["mean_a"] == pytest.approx(own_a[metric]) and d["mean_b"] == pytest.approx(own_b[metric])
+        assert d["difference"] == pytest.approx(own_b[metric] - own_a[metric])
+        assert d["low"] <= d["difference"] + 1e-12 and d["difference"] <= d["high"] + 1e-12
+        assert d["b_better_users"] + d["a_better_users"] <= d["users"] == record["users"]
+
+
+def test_a_run_paired_with_itself_differs_nowhere(trained_runs):
+    record = paired_runs(trained_runs("sasrec"), trained_runs("sasrec"), part="valid")
+    assert all((d["difference"], d["low"], d["high"], d["p_value"], d["b_better_users"], d["a_better_users"]) ==
+               (0.0, 0.0, 0.0, 1.0, 0, 0) for d in record["differences"])
+
+
+def test_paired_runs_refuse_runs_on_different_splits(trained_runs, tmp_path):
+    import shutil
+
+    import yaml
+
+    other = tmp_path / "popularity-90-users"
+    shutil.copytree(trained_runs("popularity"), other)
+    config = yaml.safe_load((other / "config.yaml").read_text())
+    config["data"]["synthetic_users"] = 90
+    (other / "config.yaml").write_text(yaml.safe_dump(config))
+    with pytest.raises(ValueError, match="not evaluated on the same test users"):
+        paired_runs(trained_runs("popularity"), other)
+
+
+def test_cli_eval_paired_prints_and_writes_json(trained_runs, tmp_path):
+    out = tmp_path / "paired.json"
+    result = CliRunner().invoke(app, ["eval-paired", str(trained_runs("popularity")), str(trained_runs("sasrec")),
+                                      "--json", str(out), "--resamples", "200"])
+    assert result.exit_code == 0, result.output
+    assert "ndcg@10" in result.output and "b - a" in result.output
+    record = json.loads(out.read_text())
+    assert record["methods"] == ["popularity", "sasrec"] and record["resamples"] == 200
+    assert record["git_sha"] and record["machine"] and "eval-paired" in record["command"]
+    assert {d["metric"] for d in record["differences"]} == set(METRIC_KEYS)

@@ -85,9 +85,27 @@ class Evaluator:
         shard = self._shard()
         if shard is not None:
             return self._evaluate_shard(ranker, samples, *shard, part=part, progress=progress)
+        start = time.perf_counter()
+        per_user = self._per_user(ranker, samples, part, progress)
+        seconds = time.perf_counter() - start
+        out = {name: float(values.mean()) for name, values in per_user.items()}
+        out = dict(sorted(out.items(), key=lambda kv: (kv[0].split("@")[0] != "recall", int(kv[0].split("@")[1]))))
+        out["users"] = len(samples)
+        out["users_per_s"] = len(samples) / max(seconds, 1e-9)
+        return out
+
+    @torch.no_grad()
+    def per_user(self, ranker: Ranker, part: str = "test", progress: bool = False) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """(user index, {metric: (users,) float64}) for every user of ``part``, in this process:
+        what ``evaluate`` averages, kept per user so that two models ranked on the same users can
+        be compared user by user (``pitrec.eval.paired``)."""
+        samples = self.samples(part)
+        per_user = self._per_user(ranker, samples, part, progress)
+        return samples.user.copy(), {name: values.numpy() for name, values in per_user.items()}
+
+    def _per_user(self, ranker: Ranker, samples: EvalSamples, part: str, progress: bool) -> dict[str, torch.Tensor]:
         kmax = max(self.ks)
         per_user: dict[str, list[torch.Tensor]] = {}
-        start = time.perf_counter()
         batches = samples.batches(self.batch_size)
         if progress:
             from tqdm.auto import tqdm
@@ -103,12 +121,7 @@ class Evaluator:
                 _check_no_history(topk, batch.history)
             for name, values in rank_metrics(topk.cpu(), batch.target.cpu(), self.ks).items():
                 per_user.setdefault(name, []).append(values)
-        seconds = time.perf_counter() - start
-        out = {name: float(torch.cat(v).mean()) for name, v in per_user.items()}
-        out = dict(sorted(out.items(), key=lambda kv: (kv[0].split("@")[0] != "recall", int(kv[0].split("@")[1]))))
-        out["users"] = len(samples)
-        out["users_per_s"] = len(samples) / max(seconds, 1e-9)
-        return out
+        return {name: torch.cat(v) for name, v in per_user.items()}
 
     def _shard(self) -> tuple[int, int] | None:
         """(rank, world) when evaluation is split over a process group, else None."""

@@ -10,9 +10,11 @@ overrides it reproduces ``test_metrics.json`` exactly (tested)."""
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Iterable
+
+import numpy as np
 
 from pitrec.config import ConfigError, config_from_dict, parse_overrides
 from pitrec.decoding.settings import DECODING_KEYS
@@ -141,11 +143,14 @@ def redecode_run(run_dir: str | Path, changes: dict[str, dict[str, Any]]) -> dic
 def _evaluate(t: TrainedRun, part: str) -> dict[str, Any]:
     """The run's metrics on ``part`` under its (overridden) config, through the recipe's ranker;
     validation on the fixed subset of users training early-stopped on."""
+    return _evaluator(t, part).evaluate(t.recipe.ranker(), part, progress=t.cfg.run.progress)
+
+
+def _evaluator(t: TrainedRun, part: str) -> Evaluator:
     cfg = t.cfg
-    evaluator = Evaluator(t.split, ks=cfg.eval.ks, batch_size=cfg.eval.batch_size, mask_history=cfg.eval.mask_history,
-                          device=resolve_device(cfg.run.device),
-                          max_users=(cfg.eval.valid_users or None) if part == "valid" else None, seed=cfg.run.seed)
-    return evaluator.evaluate(t.recipe.ranker(), part, progress=cfg.run.progress)
+    return Evaluator(t.split, ks=cfg.eval.ks, batch_size=cfg.eval.batch_size, mask_history=cfg.eval.mask_history,
+                     device=resolve_device(cfg.run.device),
+                     max_users=(cfg.eval.valid_users or None) if part == "valid" else None, seed=cfg.run.seed)
 
 
 def _method_of(run: RunDir) -> str:
@@ -155,3 +160,30 @@ def _method_of(run: RunDir) -> str:
         return open_run(run.path).method
     except RunDirError as exc:
         raise ValueError(str(exc)) from None
+
+
+def paired_runs(run_a: str | Path, run_b: str | Path, part: str = "test", overrides: Iterable[str] | dict = (),
+                confidence: float = 0.95, resamples: int = 2000) -> dict[str, Any]:
+    """Rank ``part`` with both runs' best checkpoints (one at a time) and compare them user by user
+    (``pitrec.eval.paired``). The two must have been trained on the same split: the same users,
+    histories and held-out items, checked here, else the pairing would be meaningless."""
+    from pitrec.eval.paired import paired_differences
+
+    if part not in PARTS:
+        raise ValueError(f"part must be one of {PARTS}, got {part!r}")
+    changes = overrides if isinstance(overrides, dict) else parse_overrides(overrides)
+    ranked = []
+    for run_dir in (run_a, run_b):
+        t = load_trained_run(run_dir, changes)
+        evaluator = _evaluator(t, part)
+        samples = evaluator.samples(part)
+        _, metrics = evaluator.per_user(t.recipe.ranker(), part, progress=t.cfg.run.progress)
+        ranked.append((t.method, samples.history.copy(), samples.target.copy(), metrics))
+        del t, evaluator  # one model in memory at a time
+    (method_a, hist_a, target_a, metrics_a), (method_b, hist_b, target_b, metrics_b) = ranked
+    if hist_a.shape != hist_b.shape or not (np.array_equal(hist_a, hist_b) and np.array_equal(target_a, target_b)):
+        raise ValueError(f"{run_a} and {run_b} were not evaluated on the same {part} users (histories or held-out "
+                         f"items differ: {len(target_a)} against {len(target_b)} users); a paired comparison needs one split")
+    return {"runs": [str(run_a), str(run_b)], "methods": [method_a, method_b], "part": part, "overrides": changes,
+            "users": int(len(target_a)), "confidence": confidence, "resamples": resamples,
+            "differences": [asdict(d) for d in paired_differences(metrics_a, metrics_b, confidence, resamples)]}
