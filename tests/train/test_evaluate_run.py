@@ -138,6 +138,12 @@ def test_paired_runs_refuse_runs_on_different_splits(trained_runs, tmp_path):
     (other / "config.yaml").write_text(yaml.safe_dump(config))
     with pytest.raises(ValueError, match="not evaluated on the same test users"):
         paired_runs(trained_runs("popularity"), other)
+    # the validation subset is drawn with each run's seed: another seed, other users, and the error says how to pair
+    config["data"]["synthetic_users"], config["run"]["seed"] = 100, config["run"]["seed"] + 1
+    (other / "config.yaml").write_text(yaml.safe_dump(config))
+    with pytest.raises(ValueError, match="valid_users=0 takes every user"):
+        paired_runs(trained_runs("popularity"), other, part="valid", overrides={"eval": {"valid_users": 30}})
+    assert paired_runs(trained_runs("popularity"), other, part="valid", overrides={"eval": {"valid_users": 0}})["users"] == 100
 
 
 def test_cli_eval_paired_prints_and_writes_json(trained_runs, tmp_path):

@@ -181,9 +181,12 @@ def paired_runs(run_a: str | Path, run_b: str | Path, part: str = "test", overri
         ranked.append((t.method, samples.history.copy(), samples.target.copy(), metrics))
         del t, evaluator  # one model in memory at a time
     (method_a, hist_a, target_a, metrics_a), (method_b, hist_b, target_b, metrics_b) = ranked
-    if hist_a.shape != hist_b.shape or not (np.array_equal(hist_a, hist_b) and np.array_equal(target_a, target_b)):
+    if not (np.array_equal(hist_a, hist_b) and np.array_equal(target_a, target_b)):
+        hint = ("; the validation subset follows each run's seed, --eval.valid_users=0 takes every user"
+                if part == "valid" else "")
         raise ValueError(f"{run_a} and {run_b} were not evaluated on the same {part} users (histories or held-out "
-                         f"items differ: {len(target_a)} against {len(target_b)} users); a paired comparison needs one split")
+                         f"items differ: {len(target_a)} against {len(target_b)} users); a paired comparison needs "
+                         f"one split{hint}")
     return {"runs": [str(run_a), str(run_b)], "methods": [method_a, method_b], "part": part, "overrides": changes,
             "users": int(len(target_a)), "confidence": confidence, "resamples": resamples,
             "differences": [asdict(d) for d in paired_differences(metrics_a, metrics_b, confidence, resamples)]}
